@@ -1,0 +1,1 @@
+"""Cratedigger's core: everything that knows music, importable without discord.py."""

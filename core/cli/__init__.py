@@ -1,0 +1,106 @@
+"""`cratedigger` command line: the same use cases as the bot, for operators, CI and tests.
+
+Each verb group lives in its own module of this package and exposes `register(subparsers)`; the module's
+handlers take the parsed args and return a JSON-able document (printed with `--json`) plus the text a
+person reads. Exit codes follow DESIGN.md: 0 success, 2 bad input (one line on stderr), 1 a bug.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import pkgutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings, load_settings
+from core.errors import UserError
+
+log = logging.getLogger("cratedigger")
+
+EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class Outcome:
+    """What a verb produced: the JSON document and the human-readable text."""
+
+    document: Any
+    text: str
+
+
+Handler = Callable[[argparse.Namespace, Settings], Outcome]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors are bad input: exit 2, one line
+        self.exit(EXIT_BAD_INPUT, f"cratedigger: {message}\n")
+
+
+def common_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding the database and the index (default: $CRATEDIGGER_DATA_DIR "
+                             "or a per-user data folder)")
+    parent.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parent.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parent = common_options()
+    parser = _Parser(prog="cratedigger", description="Music understanding for your Discord server.",
+                     parents=[parent])
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        importlib.import_module(f"{__name__}.{module.name}").register(subparsers, parent)
+    return parser
+
+
+def setup_logging(level: str, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"cratedigger: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.data_dir is not None:
+        settings = settings.with_overrides(data_dir=args.data_dir)
+    setup_logging(settings.log_level if not args.json else "WARNING", args.verbose)
+    try:
+        outcome = args.handler(args, settings)
+    except UserError as exc:
+        print(f"cratedigger: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cratedigger: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # a bug: keep the traceback for whoever reports it
+        log.exception("unexpected error in '%s'", args.verb)
+        return EXIT_BUG
+    if args.json:
+        json.dump(outcome.document, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    elif outcome.text:
+        print(outcome.text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

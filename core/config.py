@@ -1,0 +1,109 @@
+"""One settings object, read from the environment and an optional `.env` file.
+
+Every setting has a default and is listed in `.env.example`; nothing else in the code reads `os.environ`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = PACKAGE_ROOT / "models"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cratedigger"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings. Field names map to environment variables as `CRATEDIGGER_<NAME>` except the
+    Discord ones, which use the names the community expects (`DISCORD_TOKEN`, `DEV_GUILD_ID`)."""
+
+    discord_token: str = field(default="", repr=False)
+    dev_guild_id: int | None = None
+    admin_role: str = ""
+    data_dir: Path = field(default_factory=_default_data_dir)
+    models_dir: Path = DEFAULT_MODELS_DIR
+    log_level: str = "INFO"
+    # Limits on what a user may send.
+    max_upload_mb: float = 10.0
+    max_clip_seconds: float = 1200.0
+    max_segments: int = 40
+    max_download_mb: float = 25.0
+    max_download_seconds: float = 60.0
+    link_analyse_seconds: float = 60.0
+    fetch_allow_hosts: tuple[str, ...] = ()
+    # Work scheduling.
+    workers: int = 2
+    queue_size: int = 32
+    user_cooldown_seconds: float = 3.0
+    # Nearest-neighbour index.
+    index_backend: str = "hnsw"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 64
+    annoy_trees: int = 50
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "cratedigger.sqlite3"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * 1024 * 1024)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+_ENV_NAMES = {"discord_token": "DISCORD_TOKEN", "dev_guild_id": "DEV_GUILD_ID"}
+
+
+def env_name(field_name: str) -> str:
+    return _ENV_NAMES.get(field_name, f"CRATEDIGGER_{field_name.upper()}")
+
+
+def _parse(raw: str, default: Any, name: str) -> Any:
+    if isinstance(default, Path) or name.endswith("_dir"):
+        return Path(raw).expanduser()
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if name == "dev_guild_id":
+        return int(raw) if raw.strip() else None
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides: Any) -> Settings:
+    """Settings from `env_file` (if it exists; real environment variables win) and the environment."""
+    values: dict[str, Any] = {}
+    file_values: dict[str, str | None] = {}
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        file_values = dotenv_values(env_file)
+    defaults = Settings()
+    for f in fields(Settings):
+        name = env_name(f.name)
+        raw = os.environ.get(name, file_values.get(name))
+        if raw is None or raw == "" and f.name != "discord_token":
+            continue
+        try:
+            values[f.name] = _parse(raw, getattr(defaults, f.name), f.name)
+        except ValueError as exc:
+            raise ValueError(f"setting {name}={raw!r} is not valid: {exc}") from None
+    values.update(overrides)
+    return Settings(**values)
