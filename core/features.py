@@ -10,7 +10,11 @@ All functions take `segments` of shape (n, samples) and return arrays whose firs
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from core.audio import Segments
 
 from core.constants import HOP_LENGTH, N_FFT, N_MFCC, SAMPLE_RATE
 
@@ -92,3 +96,30 @@ def descriptors(segments: np.ndarray) -> np.ndarray:
     for i in range(N_MFCC):
         columns.extend(_mean_var(mfcc[:, i, :]))
     return np.stack(columns, axis=1)
+
+
+@dataclass(frozen=True)
+class SegmentFeatures:
+    """Everything the models read about one clip, computed once and shared by genre, mood and embedding.
+
+    `descriptors` (n, 57) float64 in DESCRIPTOR_NAMES order, `mfcc` (n, FRAMES_PER_SEGMENT, N_MFCC) float32,
+    `starts` (n,) segment start times in seconds, `clip_seconds` the analysed (trimmed) clip's length.
+    """
+
+    descriptors: np.ndarray
+    mfcc: np.ndarray
+    starts: np.ndarray
+    clip_seconds: float
+
+    def __len__(self) -> int:
+        return int(self.mfcc.shape[0])
+
+
+def extract(segments: Segments) -> SegmentFeatures:
+    """Both feature families for every segment of a clip."""
+    return SegmentFeatures(
+        descriptors=descriptors(segments.audio),
+        mfcc=mfcc_sequences(segments.audio),
+        starts=segments.starts,
+        clip_seconds=segments.clip_seconds,
+    )
