@@ -135,7 +135,7 @@ def ffmpeg_exe() -> str:
 
 def _decode_ffmpeg(path: Path, *, max_seconds: float) -> np.ndarray:
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
+        ffmpeg_exe(), "-nostdin", "-v", "error", "-protocol_whitelist", "file,pipe", "-i", str(path),
         "-t", f"{max_seconds + 1:.3f}", "-map", "0:a:0", "-vn",
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
     ]
