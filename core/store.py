@@ -99,6 +99,8 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self.applied: list[str] = []
+        """Migrations applied when this store was opened."""
 
     @classmethod
     async def open(cls, path: Path, *, migrations_dir: Path = MIGRATIONS_DIR) -> Store:
@@ -109,7 +111,7 @@ class Store:
         await db.execute("PRAGMA busy_timeout=10000")
         await db.execute("PRAGMA synchronous=NORMAL")
         store = cls(db, path)
-        await store.migrate(migrations_dir)
+        store.applied = await store.migrate(migrations_dir)
         return store
 
     async def close(self) -> None:

@@ -41,22 +41,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"cratedigger: {message}\n")
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every verb accepts, before or after the verb. Only the top level sets defaults, so a
+    verb's copy does not overwrite a value given before the verb."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--data-dir", type=Path, default=None,
+    parent.add_argument("--data-dir", type=Path, default=default(None),
                         help="folder holding the database and the index (default: $CRATEDIGGER_DATA_DIR "
                              "or a per-user data folder)")
-    parent.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parent.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parent.add_argument("--json", action="store_true", default=default(False),
+                        help="print one JSON document on stdout")
+    parent.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log more")
     return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parent = common_options()
     parser = _Parser(prog="cratedigger", description="Music understanding for your Discord server.",
-                     parents=[parent])
+                     parents=[common_options(defaults=True)])
+    parent = common_options(defaults=False)
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.name.startswith("_"):  # shared helpers, not verbs
+            continue
         importlib.import_module(f"{__name__}.{module.name}").register(subparsers, parent)
     return parser
 

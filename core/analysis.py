@@ -1,0 +1,141 @@
+"""One clip in, everything we know about it out: the work that runs in the service's worker processes.
+
+Models are loaded once per worker process (cached by models folder), never per request. These functions
+take paths and plain settings and return plain data, so they pickle across a process pool.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.audio import Segments, load_segments
+from core.features import SegmentFeatures, extract
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The part of Settings a worker needs (Settings itself holds the token, which we keep in one process)."""
+
+    models_dir: Path
+    max_seconds: float
+    max_segments: int
+
+
+@dataclass(frozen=True)
+class ClipAnalysis:
+    """Plain, picklable results for one clip. Genre/mood fields are None when no such model is installed."""
+
+    name: str
+    clip_seconds: float
+    segments: int
+    genre: str | None = None
+    genre_confidence: float | None = None
+    genre_top: list[tuple[str, float]] = field(default_factory=list)
+    genre_probs: dict[str, float] | None = None
+    genre_model: str | None = None
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    mood: str | None = None
+    mood_confidence: float | None = None
+    mood_scores: dict[str, float] | None = None
+    gems: dict[str, float] | None = None
+    embedding: np.ndarray | None = None
+    embedding_kind: str | None = None
+    features_summary: dict[str, float] = field(default_factory=dict)
+
+
+def init_worker() -> None:
+    """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@functools.cache
+def genre_model(models_dir: Path) -> Any:
+    from core.genre import load_genre_model
+
+    return load_genre_model(models_dir)
+
+
+@functools.cache
+def mood_model(models_dir: Path) -> Any:
+    from core.mood import load_mood_model
+
+    return load_mood_model(models_dir)
+
+
+def analysis_version(models_dir: Path) -> str:
+    """Names what produced a track's stored analysis; a change means the library must be re-analysed."""
+    from core.embedding import EMBEDDING_KIND
+
+    genre = genre_model(models_dir)
+    mood = mood_model(models_dir)
+    return "|".join([
+        f"genre={getattr(genre, 'name', 'none')}",
+        f"mood={getattr(mood, 'name', 'none') if mood is not None else 'none'}",
+        f"embedding={EMBEDDING_KIND}",
+    ])
+
+
+def features_summary(features: SegmentFeatures) -> dict[str, float]:
+    mfcc = features.mfcc
+    return {
+        "mfcc_mean": float(mfcc.mean()),
+        "mfcc_std": float(mfcc.std()),
+        "frames": int(mfcc.shape[0] * mfcc.shape[1]),
+    }
+
+
+def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+    model = genre_model(limits.models_dir)
+    if model is None:
+        return {}
+    verdict = model.predict(features)
+    return {
+        "genre": verdict.genre,
+        "genre_confidence": verdict.confidence,
+        "genre_top": verdict.top(3),
+        "genre_probs": verdict.probabilities,
+        "genre_model": verdict.model,
+        "sections": [
+            {"start": s.start, "end": s.end, "genre": s.genre, "confidence": s.confidence}
+            for s in verdict.sections
+        ],
+    }
+
+
+def _mood_fields(segments: Segments, features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+    model = mood_model(limits.models_dir)
+    if model is None:
+        return {}
+    estimate = model.predict(segments, features)
+    return {"mood": estimate.mood, "mood_confidence": estimate.confidence, "mood_scores": estimate.moods,
+            "gems": estimate.gems}
+
+
+def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,
+            embedding: bool = True, name: str | None = None) -> ClipAnalysis:
+    """decode → segments → features → the models asked for."""
+    name = name or Path(path).name
+    segments = load_segments(path, max_seconds=limits.max_seconds, max_segments=limits.max_segments)
+    features = extract(segments)
+    fields: dict[str, Any] = {}
+    if genre:
+        fields.update(_genre_fields(features, limits))
+    if mood:
+        fields.update(_mood_fields(segments, features, limits))
+    if embedding:
+        from core.embedding import EMBEDDING_KIND, embed
+
+        fields["embedding"] = embed(features)
+        fields["embedding_kind"] = EMBEDDING_KIND
+    return ClipAnalysis(name=name, clip_seconds=segments.clip_seconds, segments=len(segments),
+                        features_summary=features_summary(features), **fields)

@@ -1,0 +1,94 @@
+"""`cratedigger library add|reindex|stats`: what a server admin does, from a shell."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from core.cli import Outcome
+from core.cli._service import CLI_GUILD, with_service
+from core.config import Settings
+from core.library import AddReport, ReindexReport
+from core.service import Service
+
+
+def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    lib = subparsers.add_parser("library", help="add tracks, reindex, show stats", parents=[parent])
+    verbs = lib.add_subparsers(dest="library_verb", metavar="ACTION", required=True)
+    guild = argparse.ArgumentParser(add_help=False)
+    guild.add_argument("--guild", type=int, default=CLI_GUILD, help="whose library (a Discord guild id)")
+
+    add = verbs.add_parser("add", help="add files, folders (recursively) or links", parents=[parent, guild])
+    add.add_argument("sources", nargs="+", metavar="PATH_OR_URL")
+    add.set_defaults(handler=add_tracks)
+
+    reindex = verbs.add_parser("reindex", help="re-analyse what changed and rebuild the index",
+                               parents=[parent, guild])
+    reindex.add_argument("--full", action="store_true", help="re-analyse every track")
+    reindex.set_defaults(handler=reindex_library)
+
+    stats = verbs.add_parser("stats", help="how many tracks, how many indexed", parents=[parent, guild])
+    stats.set_defaults(handler=library_stats)
+
+
+class _Bar:
+    """A tqdm progress bar on stderr (tracks/s and ETA), fed by the service's progress callback."""
+
+    def __init__(self, description: str, enabled: bool) -> None:
+        self.description = description
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.description, unit="track", file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _add_text(report: AddReport) -> str:
+    lines = [f"added {len(report.added)} track(s), {len(report.duplicates)} already there, "
+             f"{len(report.failed)} failed"]
+    lines += [f"  + [{a.track_id}] {a.title}" for a in report.added]
+    lines += [f"  ! {source}: {reason}" for source, reason in report.failed]
+    return "\n".join(lines)
+
+
+def add_tracks(args: argparse.Namespace, settings: Settings) -> Outcome:
+    bar = _Bar("analysing", enabled=not args.json)
+    try:
+        report = with_service(settings, lambda s: s.add_to_library(args.guild, args.sources, progress=bar))
+    finally:
+        bar.close()
+    return Outcome(report.to_dict(), _add_text(report))
+
+
+def _reindex_text(report: ReindexReport) -> str:
+    text = (f"analysed {report.analysed} track(s) in {report.seconds:.1f} s "
+            f"({report.tracks_per_second:.1f} tracks/s), {report.skipped} up to date, "
+            f"{len(report.failed)} failed; the index holds {report.index_size}")
+    return "\n".join([text, *(f"  ! {source}: {reason}" for source, reason in report.failed)])
+
+
+def reindex_library(args: argparse.Namespace, settings: Settings) -> Outcome:
+    bar = _Bar("reindexing", enabled=not args.json)
+    try:
+        report = with_service(settings, lambda s: s.reindex(args.guild, full=args.full, progress=bar))
+    finally:
+        bar.close()
+    return Outcome(report.to_dict(), _reindex_text(report))
+
+
+def library_stats(args: argparse.Namespace, settings: Settings) -> Outcome:
+    async def go(service: Service) -> dict[str, Any]:
+        return await service.library_stats(args.guild)
+
+    stats = with_service(settings, go)
+    return Outcome(stats, "\n".join(f"{k}: {v}" for k, v in stats.items()))

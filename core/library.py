@@ -1,0 +1,267 @@
+"""A server's library: registering tracks from files, folders, uploads and links, analysing what changed,
+and keeping the nearest-neighbour index in step with the database.
+
+The database is the source of truth (each track's embedding is stored with it); the index is derived from
+it and replaced atomically, so a reindex killed halfway leaves the previous index serving and the tracks it
+had finished committed — a rerun skips them and resumes.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.analysis import ClipAnalysis
+from core.audio import AUDIO_EXTENSIONS, check_extension
+from core.config import Settings
+from core.errors import FileMissing, UserError
+from core.store import Analysis, Store, TrackRow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], Awaitable[None] | None]
+Analyser = Callable[[Path], Awaitable[ClipAnalysis]]
+
+
+@dataclass(frozen=True)
+class AddedTrack:
+    track_id: int
+    title: str
+    source: str
+
+
+@dataclass
+class AddReport:
+    added: list[AddedTrack] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "added": [vars(a) for a in self.added],
+            "duplicates": self.duplicates,
+            "failed": [{"source": s, "reason": r} for s, r in self.failed],
+        }
+
+
+@dataclass
+class ReindexReport:
+    analysed: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    index_size: int = 0
+
+    @property
+    def tracks_per_second(self) -> float:
+        return self.analysed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"analysed": self.analysed, "skipped": self.skipped,
+                "failed": [{"source": s, "reason": r} for s, r in self.failed],
+                "seconds": round(self.seconds, 3), "tracks_per_second": round(self.tracks_per_second, 2),
+                "index_size": self.index_size}
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Every file below `folder` with an audio extension, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def title_from_tags(path: Path) -> tuple[str, str | None]:
+    """(title, artist) from the file's own tags when libsndfile can read them, else the file name."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            meta = f.copy_metadata()
+    except Exception:  # noqa: BLE001 - tags are a nicety; any reader failure means "no tags"
+        meta = {}
+    title = (meta.get("title") or "").strip() or path.stem.replace("_", " ")
+    artist = (meta.get("artist") or "").strip() or None
+    return title, artist
+
+
+def needs_analysis(row: TrackRow, version: str, *, full: bool) -> bool:
+    if full or row.status == "pending" or row.analysis_version != version:
+        return True
+    try:
+        stat = os.stat(row.audio_path)
+    except OSError:
+        return True
+    changed = stat.st_size != row.file_size or abs(stat.st_mtime - (row.file_mtime or 0.0)) > 1e-3
+    return changed
+
+
+def index_dir(settings: Settings, guild_id: int) -> Path:
+    return settings.data_dir / "index" / f"guild-{guild_id}"
+
+
+def stored_audio_dir(settings: Settings) -> Path:
+    return settings.data_dir / "audio"
+
+
+def to_analysis(result: ClipAnalysis, version: str) -> Analysis:
+    assert result.embedding is not None and result.embedding_kind is not None
+    return Analysis(
+        duration=result.clip_seconds, analysis_version=version, genre=result.genre,
+        genre_confidence=result.genre_confidence, genre_probs=result.genre_probs, mood=result.mood,
+        mood_confidence=result.mood_confidence, mood_scores=result.mood_scores, gems=result.gems,
+        embedding=result.embedding, embedding_kind=result.embedding_kind,
+    )
+
+
+class Library:
+    """Library operations for one data folder; analysis is injected so it runs in the service's pool."""
+
+    def __init__(self, settings: Settings, store: Store, analyser: Analyser, version: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.analyser = analyser
+        self.version = version
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock(self, guild_id: int) -> asyncio.Lock:
+        """One reindex or add at a time per guild."""
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
+    async def register_file(self, guild_id: int, path: Path, *, source: str, title: str | None = None,
+                            artist: str | None = None, added_by: int | None, copy: bool,
+                            report: AddReport) -> int | None:
+        """Insert one file as a pending track unless it is a duplicate. `copy` keeps our own copy (uploads
+        and downloads live in temporary places); local library files are referenced where they are."""
+        check_extension(path.name)
+        digest = await asyncio.to_thread(file_hash, path)
+        duplicate = await self.store.find_duplicate(guild_id, source=source, content_hash=digest)
+        if duplicate is not None:
+            report.duplicates.append(source)
+            return None
+        if copy:
+            target_dir = stored_audio_dir(self.settings)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{digest}{path.suffix.lower()}"
+            if not target.exists():
+                tmp = target.with_suffix(target.suffix + ".part")
+                await asyncio.to_thread(shutil.copyfile, path, tmp)
+                os.replace(tmp, target)
+            audio_path = target
+        else:
+            audio_path = path.resolve()
+        if title is None:
+            title, tag_artist = await asyncio.to_thread(title_from_tags, path)
+            artist = artist or tag_artist
+        stat = audio_path.stat()
+        track_id = await self.store.add_track(
+            guild_id=guild_id, source=source, audio_path=str(audio_path), content_hash=digest,
+            file_size=stat.st_size, file_mtime=stat.st_mtime, title=title[:200], artist=artist,
+            added_by=added_by)
+        report.added.append(AddedTrack(track_id, title[:200], source))
+        return track_id
+
+    async def register_path(self, guild_id: int, path: Path, *, added_by: int | None,
+                            report: AddReport) -> None:
+        if path.is_dir():
+            files = audio_files(path)
+            if not files:
+                report.failed.append((str(path), "no audio files in this folder"))
+            for file in files:
+                await self._register_one(guild_id, file, added_by=added_by, report=report)
+        elif path.is_file():
+            await self._register_one(guild_id, path, added_by=added_by, report=report)
+        else:
+            raise FileMissing(f"no such file or folder: {path}")
+
+    async def _register_one(self, guild_id: int, path: Path, *, added_by: int | None,
+                            report: AddReport) -> None:
+        try:
+            await self.register_file(guild_id, path, source=str(path.resolve()), added_by=added_by,
+                                     copy=False, report=report)
+        except UserError as exc:
+            report.failed.append((str(path), str(exc)))
+
+    async def reindex(self, guild_id: int, *, full: bool = False, only: Iterable[int] | None = None,
+                      progress: Progress | None = None) -> ReindexReport:
+        """Analyse the tracks that need it (all with `full`), committing each as it finishes, then rebuild
+        the index from the database and swap it in."""
+        started = time.perf_counter()
+        report = ReindexReport()
+        rows = await self.store.tracks(guild_id)
+        wanted = set(only) if only is not None else None
+        todo = [r for r in rows if (wanted is None or r.id in wanted) and needs_analysis(r, self.version, full=full)]
+        report.skipped = len(rows) - len(todo)
+        done = 0
+
+        async def one(row: TrackRow) -> None:
+            nonlocal done
+            try:
+                if not Path(row.audio_path).is_file():
+                    raise FileMissing(f"the audio file is gone: {row.audio_path}")
+                result = await self.analyser(Path(row.audio_path))
+                stat = os.stat(row.audio_path)
+                await self.store.save_analysis(row.id, to_analysis(result, self.version),
+                                               file_size=stat.st_size, file_mtime=stat.st_mtime)
+                report.analysed += 1
+            except UserError as exc:
+                await self.store.mark_failed(row.id, str(exc))
+                report.failed.append((row.source, str(exc)))
+            done += 1
+            if progress is not None:
+                outcome = progress(done, len(todo))
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+
+        if progress is not None and todo:
+            outcome = progress(0, len(todo))
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        in_flight = asyncio.Semaphore(max(1, self.settings.workers) * 2)
+
+        async def bounded(row: TrackRow) -> None:
+            async with in_flight:
+                await one(row)
+
+        await asyncio.gather(*(bounded(r) for r in todo))
+        report.index_size = await self.rebuild_index(guild_id)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def ready_vectors(self, guild_id: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+        rows = [r for r in await self.store.tracks(guild_id, status="ready") if r.embedding is not None]
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), None
+        ids = np.asarray([r.id for r in rows], dtype=np.int64)
+        vectors = np.stack([r.embedding for r in rows]).astype(np.float32)  # type: ignore[misc]
+        return ids, vectors, rows[0].embedding_kind
+
+    async def rebuild_index(self, guild_id: int) -> int:
+        """Build a fresh index from every analysed track and atomically replace the served one."""
+        from core.index import IndexParams, create_index
+
+        ids, vectors, kind = await self.ready_vectors(guild_id)
+        if ids.size == 0:
+            return 0
+        params = IndexParams.from_settings(self.settings)
+
+        def build() -> None:
+            index = create_index(self.settings.index_backend, vectors.shape[1], params, kind=kind)
+            index.add(ids, vectors)
+            index.save(index_dir(self.settings, guild_id))
+
+        await asyncio.to_thread(build)
+        return int(ids.size)

@@ -1,0 +1,393 @@
+"""The use cases, shared by the bot and the command line: classify, mood, similar, recommend, tag,
+feedback, history, forget, add to library, reindex, stats.
+
+CPU-heavy work (decoding, features, inference) runs in a process pool owned by the service, behind a
+bounded queue: when it is full, callers get `Busy` with an estimate of when to retry instead of piling up.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from core.analysis import ClipAnalysis, Limits, analyse, analysis_version, init_worker
+from core.audio import check_extension
+from core.config import Settings
+from core.errors import Busy, EmptyLibrary, TooLarge, UnknownTrack, UserError
+from core.library import AddReport, Library, Progress, ReindexReport, index_dir
+from core.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file a user sent: its name (which tells the format) and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+Item = Upload | Path
+
+
+@dataclass(frozen=True)
+class GenreReport:
+    file: str
+    genre: str | None
+    confidence: float | None
+    top: list[tuple[str, float]]
+    segments: int
+    clip_seconds: float
+    model: str | None
+    sections: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["top"] = [[g, p] for g, p in self.top]
+        return doc
+
+
+@dataclass(frozen=True)
+class MoodReport:
+    file: str
+    mood: str | None
+    confidence: float | None
+    moods: dict[str, float]
+    gems: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrackHit:
+    track_id: int
+    title: str
+    source: str
+    score: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SimilarReport:
+    query: str
+    results: list[TrackHit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    at: str
+    kind: str
+    track_id: int | None
+    detail: str
+    title: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Service:
+    """Owns the store, the worker pool and the per-guild indexes. Create with `await Service.open(...)`."""
+
+    def __init__(self, settings: Settings, store: Store, pool: ProcessPoolExecutor) -> None:
+        self.settings = settings
+        self.store = store
+        self._pool = pool
+        self._pending = 0
+        self._task_seconds = 2.0  # running estimate of one task's duration, for Busy's retry_after
+        self._indexes: dict[int, Any] = {}
+        self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+        self.library = Library(settings, store, self._analyse_for_library, analysis_version(settings.models_dir))
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Service:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.db_path)
+        pool = ProcessPoolExecutor(max_workers=max(1, settings.workers),
+                                   mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+        return cls(settings, store, pool)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.store.close()
+
+    # -- the bounded worker queue -----------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pending >= self.settings.queue_size:
+            wait = self._task_seconds * self._pending / max(1, self.settings.workers)
+            raise Busy(f"I'm busy with {self._pending} other requests; try again in about {wait:.0f} s.",
+                       retry_after=wait)
+        self._pending += 1
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        finally:
+            self._pending -= 1
+            self._task_seconds = 0.8 * self._task_seconds + 0.2 * (time.perf_counter() - started)
+
+    def _staging_dir(self) -> Path:
+        path = self.settings.data_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def _with_file(self, item: Item, fn: Callable[[Path, str], Any]) -> Any:
+        """Run `fn(path, display_name)` on an upload (staged to a private temp file) or a local path."""
+        if isinstance(item, Path):
+            return await fn(item, item.name)
+        check_extension(item.filename)
+        if len(item.data) > self.settings.max_upload_bytes:
+            raise TooLarge(f"'{item.filename}' is {len(item.data) / 2**20:.1f} MB; the limit is "
+                           f"{self.settings.max_upload_mb:g} MB.")
+        job = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging_dir()))
+        try:
+            path = job / f"upload{Path(item.filename).suffix.lower()}"
+            await asyncio.to_thread(path.write_bytes, item.data)
+            return await fn(path, item.filename)
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
+    async def _analyse(self, path: Path, name: str, **what: bool) -> ClipAnalysis:
+        return await self._run(analyse, path, self.limits, name=name, **what)
+
+    async def _analyse_for_library(self, path: Path) -> ClipAnalysis:
+        return await self._run(analyse, path, self.limits)
+
+    # -- use cases ----------------------------------------------------------------------------------------
+    async def classify(self, item: Item, *, guild_id: int | None = None,
+                       user_id: int | None = None) -> GenreReport:
+        result: ClipAnalysis = await self._with_file(
+            item, lambda p, n: self._analyse(p, n, genre=True, mood=False, embedding=False))
+        report = GenreReport(file=result.name, genre=result.genre, confidence=result.genre_confidence,
+                             top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
+                             model=result.genre_model, sections=result.sections)
+        if guild_id is not None and user_id is not None and result.genre is not None:
+            await self.store.log_history(guild_id, user_id, "genre",
+                                         [(None, f"{result.name}: {result.genre}")])
+        return report
+
+    async def mood(self, item: Item, *, guild_id: int | None = None, user_id: int | None = None) -> MoodReport:
+        result: ClipAnalysis = await self._with_file(
+            item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
+        if guild_id is not None and user_id is not None and result.mood is not None:
+            await self.store.log_history(guild_id, user_id, "mood", [(None, f"{result.name}: {result.mood}")])
+        return MoodReport(file=result.name, mood=result.mood, confidence=result.mood_confidence,
+                          moods=result.mood_scores or {}, gems=result.gems or {})
+
+    async def _require_track(self, guild_id: int, track_id: int) -> None:
+        if await self.store.track(guild_id, track_id) is None:
+            raise UnknownTrack(f"there is no track {track_id} in this server's library.")
+
+    async def tag(self, guild_id: int, user_id: int, track_id: int, mood: str) -> str:
+        from core.mood import parse_mood
+
+        mood = parse_mood(mood)
+        await self._require_track(guild_id, track_id)
+        await self.store.add_tag(guild_id, user_id, track_id, mood)
+        return mood
+
+    async def feedback(self, guild_id: int, user_id: int, track_id: int, up: bool) -> None:
+        await self._require_track(guild_id, track_id)
+        await self.store.set_feedback(guild_id, user_id, track_id, 1 if up else -1)
+
+    async def history(self, guild_id: int, user_id: int, *, limit: int = 20) -> list[HistoryItem]:
+        rows = await self.store.history(guild_id, user_id, limit=limit)
+        return [HistoryItem(*row) for row in rows]
+
+    async def forget_user(self, guild_id: int, user_id: int) -> int:
+        return await self.store.forget_user(guild_id, user_id)
+
+    async def find_tracks(self, guild_id: int, text: str, *, limit: int = 25) -> list[tuple[int, str]]:
+        return await self.store.search_titles(guild_id, text[:100], limit=limit)
+
+    async def library_stats(self, guild_id: int) -> dict[str, Any]:
+        counts = await self.store.track_counts(guild_id)
+        index = await self._index(guild_id)
+        return {
+            "tracks": sum(counts.values()),
+            "ready": counts.get("ready", 0),
+            "pending": counts.get("pending", 0),
+            "failed": counts.get("failed", 0),
+            "indexed": len(index) if index is not None else 0,
+            "index_backend": self.settings.index_backend,
+            "analysis_version": self.library.version,
+        }
+
+    async def add_to_library(self, guild_id: int, sources: Sequence[str | Upload | Path], *,
+                             added_by: int | None = None, progress: Progress | None = None) -> AddReport:
+        """Register every source (files, folders, uploads, links), then analyse the new tracks and update
+        the index. Bad sources are reported one by one; they do not stop the others."""
+        report = AddReport()
+        async with self.library.lock(guild_id):
+            for source in sources:
+                try:
+                    await self._register(guild_id, source, added_by=added_by, report=report)
+                except UserError as exc:
+                    report.failed.append((_describe(source), str(exc)))
+            new_ids = [a.track_id for a in report.added]
+            if new_ids:
+                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress)
+                report.failed.extend(reindexed.failed)
+                self._indexes.pop(guild_id, None)
+        return report
+
+    async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
+                        report: AddReport) -> None:
+        if isinstance(source, Upload):
+            await self._with_file(source, lambda p, n: self.library.register_file(
+                guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
+                report=report))
+        elif isinstance(source, str) and _is_link(source):
+            await self._register_link(guild_id, source, added_by=added_by, report=report)
+        else:
+            await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report)
+
+    async def _register_link(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport) -> None:
+        self.check_link(url)
+        async with self._fetched(url) as fetched:
+            await self.library.register_file(guild_id, fetched.path, source=url, title=fetched.title,
+                                             artist=fetched.artist, added_by=added_by, copy=True,
+                                             report=report)
+
+    async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
+        async with self.library.lock(guild_id):
+            report = await self.library.reindex(guild_id, full=full, progress=progress)
+            self._indexes.pop(guild_id, None)
+            return report
+
+    def check_link(self, url: str) -> None:
+        """Fast pre-check before queueing work; the authoritative check is made at every connection."""
+        from core.netguard import check_url
+
+        check_url(url, self.settings)
+
+    @contextlib.asynccontextmanager
+    async def _fetched(self, url: str) -> AsyncIterator[Any]:
+        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends."""
+        from core.fetch import fetch_audio
+
+        manager = fetch_audio(url, self.settings, self._staging_dir())
+        fetched = await asyncio.to_thread(manager.__enter__)
+        try:
+            yield fetched
+        finally:
+            await asyncio.to_thread(manager.__exit__, None, None, None)
+
+    async def _index(self, guild_id: int) -> Any:
+        """The served index of a guild (loaded once, replaced after an add or reindex), or None if empty."""
+        if guild_id in self._indexes:
+            return self._indexes[guild_id]
+        from core.embedding import EMBEDDING_KIND
+        from core.index import IndexMismatch, load_index
+
+        path = index_dir(self.settings, guild_id)
+        index = None
+        try:
+            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
+        except FileNotFoundError:
+            index = None
+        except IndexMismatch as exc:
+            log.warning("index of guild %s is stale (%s); rebuilding it", guild_id, exc)
+            await self.library.rebuild_index(guild_id)
+            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
+        self._indexes[guild_id] = index
+        return index
+
+    async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
+        """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
+        if isinstance(query, str) and _is_link(query):
+            self.check_link(query)
+            async with self._fetched(query) as fetched:
+                result = await self._analyse(fetched.path, fetched.title or query, genre=False, mood=False)
+            same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
+            return query, result.embedding, {same.id} if same else set()
+        item: Item = Path(query) if isinstance(query, str) else query
+        result = await self._with_file(item, lambda p, n: self._analyse(p, n, genre=False, mood=False))
+        exclude: set[int] = set()
+        if isinstance(item, Path) and item.is_file():
+            from core.library import file_hash
+
+            same = await self.store.find_duplicate(guild_id, source=str(item.resolve()),
+                                                   content_hash=await asyncio.to_thread(file_hash, item))
+            exclude = {same.id} if same else set()
+        return result.name, result.embedding, exclude
+
+    async def _library_or_fail(self, guild_id: int) -> Any:
+        index = await self._index(guild_id)
+        if index is None or len(index) == 0:
+            raise EmptyLibrary("the library is empty: an admin can add tracks with /library add "
+                               "(or `cratedigger library add PATH_OR_URL`).")
+        return index
+
+    async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
+                      user_id: int | None = None) -> SimilarReport:
+        from core.recommend import similar_results
+
+        index = await self._library_or_fail(guild_id)
+        name, vector, exclude = await self._query_embedding(guild_id, query)
+        hits = index.query(vector, k, exclude=exclude)[0]
+        tracks = await self._track_infos(guild_id)
+        results = similar_results(hits, tracks, None)
+        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        out = [TrackHit(r.track_id, r.title, rows[r.track_id].source, float(r.score), r.reason)
+               for r in results if r.track_id in rows]
+        if user_id is not None:
+            await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
+        return SimilarReport(query=name, results=out)
+
+    async def _track_infos(self, guild_id: int) -> dict[int, Any]:
+        from core.recommend import TrackInfo
+
+        rows = await self.store.tracks(guild_id, status="ready")
+        tags = await self.store.tags(guild_id)
+        by_track: dict[int, list[tuple[int, str]]] = {}
+        for user, track, mood in tags:
+            by_track.setdefault(track, []).append((user, mood))
+        return {r.id: TrackInfo.from_row(r, by_track.get(r.id, [])) for r in rows if r.embedding is not None}
+
+    async def recommend(self, guild_id: int, user_id: int, mood: str, *, k: int = 5) -> list[TrackHit]:
+        from core.mood import parse_mood
+        from core.recommend import UserSignals, recommend
+
+        mood = parse_mood(mood)
+        await self._library_or_fail(guild_id)
+        tracks = await self._track_infos(guild_id)
+        signals = UserSignals.from_store(
+            user_id,
+            feedback=await self.store.feedback(guild_id, user_id),
+            history=await self.store.history(guild_id, user_id, limit=500),
+        )
+        picks = recommend(list(tracks.values()), signals, mood, k, user_id=user_id)
+        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
+        await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
+        return out
+
+
+def _is_link(text: str) -> bool:
+    return "://" in text[:16]
+
+
+def _describe(source: str | Upload | Path) -> str:
+    return f"upload:{source.filename}" if isinstance(source, Upload) else str(source)

@@ -1,0 +1,48 @@
+"""Settings come from the environment and .env, and .env.example lists every one of them."""
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings, env_name, load_settings
+from tests.conftest import REPO_ROOT
+
+
+def test_env_example_lists_every_setting_with_its_default() -> None:
+    text = (REPO_ROOT / ".env.example").read_text()
+    listed = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, flags=re.M))
+    defaults = Settings()
+    for f in fields(Settings):
+        name = env_name(f.name)
+        assert name in listed, f"{name} missing from .env.example"
+        value = getattr(defaults, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value is not None:
+            assert float(listed[name]) == float(value), f"{name}: .env.example says {listed[name]}, code {value}"
+
+
+def test_env_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("CRATEDIGGER_MAX_UPLOAD_MB=4\nCRATEDIGGER_WORKERS=3\nDEV_GUILD_ID=123\n"
+                   "CRATEDIGGER_FETCH_ALLOW_HOSTS=127.0.0.1, localhost:8080\n")
+    monkeypatch.setenv("CRATEDIGGER_WORKERS", "1")  # the real environment wins over the file
+    monkeypatch.setenv("CRATEDIGGER_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings(env)
+    assert settings.max_upload_bytes == 4 * 1024 * 1024
+    assert settings.workers == 1 and settings.dev_guild_id == 123
+    assert settings.fetch_allow_hosts == ("127.0.0.1", "localhost:8080")
+    assert settings.db_path == tmp_path / "data" / "cratedigger.sqlite3"
+
+
+def test_bad_value_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRATEDIGGER_MAX_SEGMENTS", "lots")
+    with pytest.raises(ValueError, match="CRATEDIGGER_MAX_SEGMENTS"):
+        load_settings(None)
+
+
+def test_token_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
+    settings = load_settings(None)
+    assert settings.discord_token == "secret-token-value" and "secret-token-value" not in repr(settings)
