@@ -357,6 +357,8 @@ class Service:
         return SimilarReport(query=name, results=out)
 
     async def _track_infos(self, guild_id: int) -> dict[int, Any]:
+        """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex)."""
+        from core.embedding import EMBEDDING_KIND
         from core.recommend import TrackInfo
 
         rows = await self.store.tracks(guild_id, status="ready")
@@ -364,7 +366,8 @@ class Service:
         by_track: dict[int, list[tuple[int, str]]] = {}
         for user, track, mood in tags:
             by_track.setdefault(track, []).append((user, mood))
-        return {r.id: TrackInfo.from_row(r, by_track.get(r.id, [])) for r in rows if r.embedding is not None}
+        return {r.id: TrackInfo.from_row(r, by_track.get(r.id, [])) for r in rows
+                if r.embedding is not None and r.embedding_kind == EMBEDDING_KIND}
 
     async def recommend(self, guild_id: int, user_id: int, mood: str, *, k: int = 5) -> list[TrackHit]:
         from core.mood import parse_mood
@@ -378,7 +381,7 @@ class Service:
             feedback=await self.store.feedback(guild_id, user_id),
             history=await self.store.history(guild_id, user_id, limit=500),
         )
-        picks = recommend(list(tracks.values()), signals, mood, k, user_id=user_id)
+        picks = recommend(list(tracks.values()), signals, mood, k)
         rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
