@@ -57,6 +57,7 @@ class ReindexReport:
     analysed: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    failed_ids: list[int] = field(default_factory=list)
     seconds: float = 0.0
     index_size: int = 0
 
@@ -220,6 +221,7 @@ class Library:
             except UserError as exc:
                 await self.store.mark_failed(row.id, str(exc))
                 report.failed.append((row.source, str(exc)))
+                report.failed_ids.append(row.id)
             done += 1
             if progress is not None:
                 outcome = progress(done, len(todo))
@@ -240,6 +242,17 @@ class Library:
         report.index_size = await self.rebuild_index(guild_id)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def discard(self, guild_id: int, track_ids: Iterable[int]) -> None:
+        """Forget tracks whose first analysis failed: a failed add leaves no row and no stored copy."""
+        stored = stored_audio_dir(self.settings)
+        for track_id in track_ids:
+            row = await self.store.track(guild_id, track_id)
+            if row is None:
+                continue
+            await self.store.remove_track(guild_id, track_id)
+            if Path(row.audio_path).parent == stored:
+                Path(row.audio_path).unlink(missing_ok=True)
 
     async def ready_vectors(self, guild_id: int) -> tuple[np.ndarray, np.ndarray, str | None]:
         rows = [r for r in await self.store.tracks(guild_id, status="ready") if r.embedding is not None]

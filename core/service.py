@@ -107,7 +107,7 @@ class HistoryItem:
 class Service:
     """Owns the store, the worker pool and the per-guild indexes. Create with `await Service.open(...)`."""
 
-    def __init__(self, settings: Settings, store: Store, pool: ProcessPoolExecutor) -> None:
+    def __init__(self, settings: Settings, store: Store, pool: ProcessPoolExecutor, version: str) -> None:
         self.settings = settings
         self.store = store
         self._pool = pool
@@ -115,18 +115,27 @@ class Service:
         self._task_seconds = 2.0  # running estimate of one task's duration, for Busy's retry_after
         self._indexes: dict[int, Any] = {}
         self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
-        self.library = Library(settings, store, self._analyse_for_library, analysis_version(settings.models_dir))
+        self.library = Library(settings, store, self._analyse_for_library, version)
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
+        """Open the store (applying migrations) and start the workers. The models are loaded inside the
+        workers, never in this process, so the bot's event loop never waits on TensorFlow."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(settings.db_path)
         pool = ProcessPoolExecutor(max_workers=max(1, settings.workers),
                                    mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
-        return cls(settings, store, pool)
+        try:
+            version = await asyncio.get_running_loop().run_in_executor(pool, analysis_version,
+                                                                       settings.models_dir)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            await store.close()
+            raise
+        return cls(settings, store, pool, version)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
         await self.store.close()
 
     # -- the bounded worker queue -----------------------------------------------------------------------
@@ -248,6 +257,8 @@ class Service:
             new_ids = [a.track_id for a in report.added]
             if new_ids:
                 reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress)
+                await self.library.discard(guild_id, reindexed.failed_ids)
+                report.added = [a for a in report.added if a.track_id not in set(reindexed.failed_ids)]
                 report.failed.extend(reindexed.failed)
                 self._indexes.pop(guild_id, None)
         return report

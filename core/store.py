@@ -5,6 +5,7 @@ migration runner over `migrations/NNNN_*.sql` that records what it applied in `s
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -99,6 +100,7 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._write_lock = asyncio.Lock()  # one connection: transactions of concurrent tasks must not interleave
         self.applied: list[str] = []
         """Migrations applied when this store was opened."""
 
@@ -106,12 +108,16 @@ class Store:
     async def open(cls, path: Path, *, migrations_dir: Path = MIGRATIONS_DIR) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=10000")
-        await db.execute("PRAGMA synchronous=NORMAL")
         store = cls(db, path)
-        store.applied = await store.migrate(migrations_dir)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=10000")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            store.applied = await store.migrate(migrations_dir)
+        except BaseException:
+            await db.close()  # aiosqlite's thread would otherwise keep the process alive
+            raise
         return store
 
     async def close(self) -> None:
@@ -145,19 +151,21 @@ class Store:
         return applied
 
     # -- helpers ----------------------------------------------------------------------------------------
-    async def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
-        """Run statements in one transaction; returns the last row id."""
-        last = 0
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                cur = await self._db.execute(sql, params)
-                last = cur.lastrowid or last
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        return last
+    async def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> tuple[int, int]:
+        """Run statements in one transaction; returns (the last inserted row id, rows changed)."""
+        last = changed = 0
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    cur = await self._db.execute(sql, params)
+                    last = cur.lastrowid or last
+                    changed += max(cur.rowcount, 0)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return last, changed
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._db.execute(sql, params) as cur:
@@ -174,12 +182,13 @@ class Store:
     async def add_track(self, *, guild_id: int, source: str, audio_path: str, content_hash: str,
                         file_size: int | None, file_mtime: float | None, title: str, artist: str | None,
                         added_by: int | None) -> int:
-        return await self._write([
+        track_id, _ = await self._write([
             *self._ensure_people(guild_id, added_by),
             ("INSERT INTO tracks (guild_id, source, audio_path, content_hash, file_size, file_mtime, title, "
              "artist, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (guild_id, source, audio_path, content_hash, file_size, file_mtime, title, artist, added_by)),
         ])
+        return track_id
 
     async def find_duplicate(self, guild_id: int, *, source: str, content_hash: str | None) -> TrackRow | None:
         rows = await self._all(
@@ -230,9 +239,8 @@ class Store:
         await self._write([("UPDATE tracks SET status = 'failed', error = ? WHERE id = ?", (error, track_id))])
 
     async def remove_track(self, guild_id: int, track_id: int) -> bool:
-        before = self._db.total_changes
-        await self._write([("DELETE FROM tracks WHERE guild_id = ? AND id = ?", (guild_id, track_id))])
-        return self._db.total_changes > before
+        _, changed = await self._write([("DELETE FROM tracks WHERE guild_id = ? AND id = ?", (guild_id, track_id))])
+        return changed > 0
 
     async def track_counts(self, guild_id: int) -> dict[str, int]:
         rows = await self._all("SELECT status, COUNT(*) FROM tracks WHERE guild_id = ? GROUP BY status",
@@ -294,13 +302,12 @@ class Store:
 
     async def forget_user(self, guild_id: int, user_id: int) -> int:
         """Delete the user's tags, feedback and history in this guild; returns how many rows went."""
-        before = self._db.total_changes
-        await self._write([
+        _, changed = await self._write([
             ("DELETE FROM mood_tags WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM feedback WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM history WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
         ])
-        return self._db.total_changes - before
+        return changed
 
     async def integrity_ok(self) -> bool:
         rows = await self._all("PRAGMA integrity_check")
