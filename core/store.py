@@ -113,7 +113,7 @@ class Store:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=10000")
-            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
             store.applied = await store.migrate(migrations_dir)
         except BaseException:
             await db.close()  # aiosqlite's thread would otherwise keep the process alive

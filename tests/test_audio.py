@@ -156,3 +156,25 @@ def test_clip_under_one_second_of_sound(tmp_path: Path) -> None:
     sf.write(path, synth_tone(0.4), SAMPLE_RATE)
     with pytest.raises(EmptyAudio):
         load_segments(path, max_seconds=60, max_segments=10)
+
+
+def test_zip_archive_renamed_as_audio(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "album.m4a"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("song.wav", b"RIFF" + bytes(1000))
+    with pytest.raises(UnsupportedAudio):
+        decode(path, max_seconds=60)
+
+
+def test_decompression_bomb_is_refused_after_bounded_work(tmp_path: Path) -> None:
+    """A small file that would decode to three hours (950 MB of float32 at our rate)."""
+    path = tmp_path / "bomb.flac"
+    with sf.SoundFile(path, "w", samplerate=8_000, channels=1, format="FLAC") as f:
+        block = np.zeros(8_000 * 600, dtype=np.float32)
+        for _ in range(18):
+            f.write(block)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(TooLong):
+        decode(path, max_seconds=1200)
