@@ -34,7 +34,7 @@ def ensure_installed() -> None:
         return
     print("installing Cratedigger and its dependencies (the first time takes a few minutes)", flush=True)
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,train]"], check=True)
     stamp.write_text(wanted)
 
 

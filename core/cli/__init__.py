@@ -27,10 +27,13 @@ EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT = 0, 1, 2
 
 @dataclass
 class Outcome:
-    """What a verb produced: the JSON document and the human-readable text."""
+    """What a verb produced: the JSON document and the human-readable text. A verb that succeeded only in
+    part (some of several files were bad) still returns its document, with `error` as the one line for
+    stderr, and exits 2."""
 
     document: Any
     text: str
+    error: str | None = None
 
 
 Handler = Callable[[argparse.Namespace, Settings], Outcome]
@@ -108,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
     elif outcome.text:
         print(outcome.text)
+    if outcome.error is not None:
+        print(f"cratedigger: {outcome.error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return EXIT_OK
 
 

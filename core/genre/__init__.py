@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.constants import GENRES, audio_constants
+from core.constants import GENRES, SEGMENT_SECONDS, audio_constants
 from core.errors import ModelMismatch
 from core.features import SegmentFeatures
 
@@ -77,7 +77,7 @@ def verdict_from_segments(
     best = int(track.argmax())
     sections: list[Section] = []
     if starts.size and starts[-1] >= SECTION_SECONDS:
-        bucket = (starts // SECTION_SECONDS).astype(int)
+        bucket = ((starts + SEGMENT_SECONDS / 2) // SECTION_SECONDS).astype(int)  # by each segment's centre
         for b in np.unique(bucket):
             p = softmax(seg_logp[bucket == b].mean(axis=0) / temperature)
             sel = starts[bucket == b]

@@ -1,0 +1,101 @@
+"""`cratedigger genre FILE... [--json]`: a calibrated genre verdict per audio file.
+
+JSON: always a list, one object per file, in the order given:
+  {"file", "genre", "confidence", "top": [[genre, p], ...], "segments", "model", "sections": [...],
+   "clip_seconds"}
+`sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
+more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
+"note" says "no genre model installed" and "features" summarises what was analysed.
+
+Bad input: one file -> exit 2 with its one-line reason on stderr. Several files -> every file is tried; if
+any failed, the document is still printed (a failed file's object is {"file", "error"}) and the command
+exits 2 with one line on stderr naming how many failed and the first reason.
+
+Files run one after another in this process; the model is loaded once (core.analysis caches it per models
+folder), so a list of files costs one start-up.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from core.analysis import ClipAnalysis, Limits, analyse
+from core.cli import Outcome
+from core.config import Settings
+from core.errors import UserError
+
+NO_MODEL = "no genre model installed"
+
+
+def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    genre = subparsers.add_parser("genre", help="genre verdict per audio file", parents=[parent],
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    genre.add_argument("files", metavar="FILE", nargs="+", type=Path, help="audio files (wav, mp3, ogg, ...)")
+    genre.set_defaults(handler=classify_files)
+
+
+def file_report(result: ClipAnalysis) -> dict[str, Any]:
+    """The contract's per-file object for one analysed clip."""
+    doc: dict[str, Any] = {
+        "file": result.name,
+        "genre": result.genre,
+        "confidence": None if result.genre_confidence is None else round(result.genre_confidence, 4),
+        "top": [[g, round(p, 4)] for g, p in result.genre_top],
+        "segments": result.segments,
+        "model": result.genre_model,
+        "sections": [{"start": round(s["start"], 2), "end": round(s["end"], 2), "genre": s["genre"],
+                      "confidence": round(s["confidence"], 4)} for s in result.sections],
+        "clip_seconds": round(result.clip_seconds, 2),
+    }
+    if result.genre is None:
+        doc["note"] = NO_MODEL
+        doc["features"] = result.features_summary
+    return doc
+
+
+def _analyse(path: Path, settings: Settings) -> dict[str, Any]:
+    limits = Limits(models_dir=settings.models_dir, max_seconds=settings.max_clip_seconds,
+                    max_segments=settings.max_segments)
+    return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
+
+
+def render(docs: list[dict[str, Any]]) -> str:
+    """A short table a person reads: one line per file, then any sections."""
+    width = max(len("file"), *(len(d["file"]) for d in docs))
+    lines = [f"{'file':<{width}}  {'genre':<9}  {'conf':>4}  segs  top 3"]
+    for d in docs:
+        if "error" in d:
+            lines.append(f"{d['file']:<{width}}  error: {d['error']}")
+        elif d["genre"] is None:
+            lines.append(f"{d['file']:<{width}}  ({NO_MODEL}) {d['segments']} segments of "
+                         f"{d['clip_seconds']:.1f} s analysed")
+        else:
+            top = ", ".join(f"{g} {p:.0%}" for g, p in d["top"])
+            lines.append(f"{d['file']:<{width}}  {d['genre']:<9}  {d['confidence']:>4.0%}  "
+                         f"{d['segments']:>4}  {top}")
+    for d in docs:
+        for s in d.get("sections", []):
+            lines.append(f"  {d['file']} {s['start']:6.0f}-{s['end']:.0f} s: {s['genre']} "
+                         f"({s['confidence']:.0%})")
+    models = {d["model"] for d in docs if d.get("model")}
+    if models:
+        lines.append(f"model: {', '.join(sorted(models))}")
+    return "\n".join(lines)
+
+
+def classify_files(args: argparse.Namespace, settings: Settings) -> Outcome:
+    if len(args.files) == 1:
+        docs = [_analyse(args.files[0], settings)]
+        return Outcome(docs, render(docs))
+    docs, failures = [], []
+    for path in args.files:
+        try:
+            docs.append(_analyse(path, settings))
+        except UserError as exc:
+            docs.append({"file": str(path), "error": str(exc)})
+            failures.append(str(exc))
+    if failures:
+        return Outcome(docs, render(docs), error=f"{len(failures)} of {len(docs)} files could not be "
+                                                 f"analysed; first: {failures[0]}")
+    return Outcome(docs, render(docs))
