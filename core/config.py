@@ -40,6 +40,7 @@ class Settings:
     # Work scheduling.
     workers: int = 2
     queue_size: int = 32
+    task_timeout_seconds: float = 120.0
     user_cooldown_seconds: float = 3.0
     # Nearest-neighbour index.
     index_backend: str = "hnsw"

@@ -50,6 +50,10 @@ class UnknownTrack(UserError):
     """A track id that is not in this server's library."""
 
 
+class TooSlow(UserError):
+    """Analysing the input took longer than the configured bound; the worker doing it was stopped."""
+
+
 class Busy(UserError):
     """The work queue is full; the message says when to try again."""
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse, analysis_version, init_worker
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import Busy, EmptyLibrary, TooLarge, UnknownTrack, UserError
+from core.errors import Busy, EmptyLibrary, TooLarge, TooSlow, UnknownTrack, UnsupportedAudio, UserError
 from core.library import AddReport, Library, Progress, ReindexReport, index_dir
 from core.store import Store
 
@@ -123,8 +124,7 @@ class Service:
         workers, never in this process, so the bot's event loop never waits on TensorFlow."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await Store.open(settings.db_path)
-        pool = ProcessPoolExecutor(max_workers=max(1, settings.workers),
-                                   mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+        pool = _new_pool(settings)
         try:
             version = await asyncio.get_running_loop().run_in_executor(pool, analysis_version,
                                                                        settings.models_dir)
@@ -144,6 +144,7 @@ class Service:
         return self._pending
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn` in a worker process, behind the bounded queue and under the task time bound."""
         if self._pending >= self.settings.queue_size:
             wait = self._task_seconds * self._pending / max(1, self.settings.workers)
             raise Busy(f"I'm busy with {self._pending} other requests; try again in about {wait:.0f} s.",
@@ -151,10 +152,40 @@ class Service:
         self._pending += 1
         started = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args, **kwargs))
+            return await self._in_pool(partial(fn, *args, **kwargs))
         finally:
             self._pending -= 1
             self._task_seconds = 0.8 * self._task_seconds + 0.2 * (time.perf_counter() - started)
+
+    async def _in_pool(self, call: Callable[[], T]) -> T:
+        """A task that overruns the time bound gets its worker killed (the only way to stop it) and the
+        pool replaced. Tasks that were running beside it lose their worker too and are retried once; a
+        task whose worker dies twice is taken to be what killed it."""
+        for attempt in range(2):
+            pool = self._pool
+            future = asyncio.get_running_loop().run_in_executor(pool, call)
+            try:
+                return await asyncio.wait_for(future, self.settings.task_timeout_seconds)
+            except asyncio.TimeoutError:
+                self._replace_pool(pool)
+                raise TooSlow(f"that took longer than {self.settings.task_timeout_seconds:g} s to analyse, "
+                              "so I stopped; try a shorter or simpler file.") from None
+            except BrokenProcessPool:
+                self._replace_pool(pool)
+                if attempt == 1:
+                    raise UnsupportedAudio("that file made the analyser crash; it cannot be analysed.") from None
+                log.warning("a worker process died; retrying the task on a fresh pool")
+        raise AssertionError("unreachable")
+
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        """Kill the workers of `broken` and start a new pool, once per broken pool."""
+        if self._pool is not broken:
+            return
+        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
+        for process in list(getattr(broken, "_processes", {}).values()):
+            process.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._pool = _new_pool(self.settings)
 
     def _staging_dir(self) -> Path:
         path = self.settings.data_dir / "tmp"
@@ -397,6 +428,12 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
+
+
+def _new_pool(settings: Settings) -> ProcessPoolExecutor:
+    """Spawned (not forked) workers: the parent runs threads (aiosqlite, asyncio) that fork would copy."""
+    return ProcessPoolExecutor(max_workers=max(1, settings.workers),
+                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
 
 
 def _is_link(text: str) -> bool:
