@@ -1,0 +1,260 @@
+"""Mood: the written definitions, the shipped model on real Emotify excerpts, and `cratedigger mood`."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.audio import load_segments, segment
+from core.cli import main
+from core.config import DEFAULT_MODELS_DIR
+from core.errors import ModelMismatch, UnknownMood, UserError
+from core.features import extract
+from core.mood import (
+    GEMS,
+    GEMS_BASE_RATE,
+    GEMS_SPREAD,
+    MOOD_WEIGHTS,
+    MOODS,
+    MoodEstimate,
+    load_mood_model,
+    mood_z,
+    moods_from_gems,
+    parse_mood,
+    read_artefact,
+)
+from core.mood_features import (
+    EXTRA_NAMES,
+    MAJOR_PROFILE,
+    MINOR_PROFILE,
+    TRACK_FEATURE_NAMES,
+    extra_descriptors,
+    key_features,
+)
+from tests.conftest import synth_tone
+
+TYPICAL = dict(GEMS_BASE_RATE)
+
+
+def with_gems(**changes: float) -> dict[str, float]:
+    return {**TYPICAL, **changes}
+
+
+# --- parse_mood ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "mood"), [
+    ("calm", "calm"), ("  Happy ", "happy"), ("ENERGETIC", "energetic"), ("s a d", "sad"),
+    ("Nostalgic", "nostalgic"), ("tense", "tense"), ("chill", "calm"), ("Melancholy", "sad"),
+])
+def test_parse_mood_accepts_names_and_synonyms(text: str, mood: str) -> None:
+    assert parse_mood(text) == mood
+
+
+@pytest.mark.parametrize("text", ["angry", "", "calm-ish", "42"])
+def test_parse_mood_refuses_unknown_with_the_valid_ones(text: str) -> None:
+    with pytest.raises(UnknownMood) as info:
+        parse_mood(text)
+    assert isinstance(info.value, UserError)
+    message = str(info.value)
+    assert message.startswith(f"unknown mood '{text}'")
+    assert "\n" not in message
+    for mood in MOODS:
+        assert mood in message
+
+
+# --- the written definitions ---------------------------------------------------------------------------
+
+def test_typical_track_scores_one_half_everywhere() -> None:
+    assert moods_from_gems(TYPICAL) == pytest.approx({m: 0.5 for m in MOODS})
+
+
+@pytest.mark.parametrize(("gems", "expected"), [
+    (with_gems(calmness=0.8, tenderness=0.6, power=0.05, joyful_activation=0.05, tension=0.05), "calm"),
+    (with_gems(joyful_activation=0.8, amazement=0.45, power=0.15, sadness=0.05), "happy"),
+    (with_gems(power=0.75, joyful_activation=0.6, calmness=0.05), "energetic"),
+    (with_gems(sadness=0.75, joyful_activation=0.05), "sad"),
+    (with_gems(nostalgia=0.7), "nostalgic"),
+    (with_gems(tension=0.8, calmness=0.05, tenderness=0.02), "tense"),
+])
+def test_listeners_answers_give_the_obvious_mood(gems: dict[str, float], expected: str) -> None:
+    moods = moods_from_gems(gems)
+    assert max(moods, key=moods.__getitem__) == expected
+
+
+def test_judged_against_base_rates_not_raw_fractions() -> None:
+    """Amazement 0.30 is far above its base rate (0.12); tension 0.30 only a little above its own (0.24)."""
+    moods = moods_from_gems(with_gems(amazement=0.30, tension=0.30))
+    assert moods["happy"] > moods["tense"] > 0.5
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=9, max_size=9), st.sampled_from(GEMS),
+       st.floats(0.01, 0.5))
+def test_scores_are_bounded_and_rise_with_their_emotions(values: list[float], emotion: str,
+                                                         step: float) -> None:
+    gems = dict(zip(GEMS, values))
+    before = moods_from_gems(gems)
+    after = moods_from_gems({**gems, emotion: gems[emotion] + step})
+    for mood in MOODS:
+        assert 0.0 <= before[mood] <= 1.0
+        if MOOD_WEIGHTS[mood].get(emotion, 0.0) > 0:
+            assert after[mood] >= before[mood]
+        else:
+            assert after[mood] == pytest.approx(before[mood])
+
+
+def test_missing_emotion_is_a_bug_not_a_guess() -> None:
+    partial = dict(TYPICAL)
+    del partial["sadness"]
+    with pytest.raises(ValueError, match="sadness"):
+        moods_from_gems(partial)
+
+
+def emotify_rows(shared_data: Path) -> list[dict[str, str]]:
+    with open(shared_data / "emotify" / "tracks.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_definition_constants_are_emotify_base_rates(shared_data: Path) -> None:
+    rows = emotify_rows(shared_data)
+    y = np.array([[float(r[f"{g}_frac"]) for g in GEMS] for r in rows])
+    assert [GEMS_BASE_RATE[g] for g in GEMS] == pytest.approx(y.mean(axis=0), abs=1e-4)
+    assert [GEMS_SPREAD[g] for g in GEMS] == pytest.approx(y.std(axis=0, ddof=1), abs=1e-4)
+    z = mood_z(y)  # divided by MOOD_SPREAD: each mood's score has unit spread over Emotify
+    assert z.std(axis=0, ddof=1) == pytest.approx(np.ones(len(MOODS)), abs=1e-3)
+    # Every mood is the listeners' top mood for a fair share of excerpts: no mood is unreachable.
+    counts = np.bincount(z.argmax(axis=1), minlength=len(MOODS))
+    assert counts.min() >= 0.1 * len(rows)
+
+
+# --- mood features -------------------------------------------------------------------------------------
+
+def test_key_features_tell_major_from_minor() -> None:
+    g_major = np.roll(MAJOR_PROFILE, 7)
+    a_minor = np.roll(MINOR_PROFILE, 9)
+    major, minor, flat = key_features(np.stack([g_major, a_minor, np.ones(12)]))
+    assert major[0] == pytest.approx(1.0) and major[2] > 0.1
+    assert minor[1] == pytest.approx(1.0) and minor[2] < -0.1
+    assert np.all(flat == 0.0)
+
+
+def test_extras_see_onsets_and_pulse() -> None:
+    pulsed = segment(synth_tone(6.0), max_segments=4).audio
+    steady = segment(0.3 * np.sin(2 * np.pi * 440 * np.arange(6 * 22_050) / 22_050).astype(np.float32),
+                     max_segments=4).audio
+    extras, chroma = extra_descriptors(np.concatenate([pulsed, steady]))
+    assert extras.shape == (4, len(EXTRA_NAMES)) and chroma.shape == (4, 12)
+    assert np.all(np.isfinite(extras))
+    col = {name: extras[:, i] for i, name in enumerate(EXTRA_NAMES)}
+    assert col["onset_rate"][:2].min() > col["onset_rate"][2:].max()
+    assert col["pulse_clarity"][:2].min() > 0.5
+
+
+# --- the shipped model ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model():
+    loaded = load_mood_model(DEFAULT_MODELS_DIR)
+    assert loaded is not None, "models/mood.npz is missing: python -m core.training.mood_train --out models/"
+    return loaded
+
+
+def test_shipped_model_loads_and_estimates(model) -> None:
+    assert model.name.startswith("mood-kernel-ridge-")
+    x = np.asarray(model.regressor.x_mean)  # the average training track
+    estimate = model.estimate(x)
+    assert isinstance(estimate, MoodEstimate)
+    doc = estimate.to_dict()
+    assert set(doc) == {"mood", "confidence", "moods", "gems"}
+    assert list(doc["moods"]) == list(MOODS) and list(doc["gems"]) == list(GEMS)
+    assert doc["mood"] in MOODS and 0.0 <= doc["confidence"] <= 1.0
+    assert all(0.0 <= v <= 1.0 for v in [*doc["moods"].values(), *doc["gems"].values()])
+    json.dumps(doc)
+
+
+def test_no_artefact_means_no_model(tmp_path: Path) -> None:
+    assert load_mood_model(tmp_path) is None
+
+
+@pytest.mark.parametrize("tamper", ["audio_constants", "feature_names"])
+def test_refuses_an_artefact_made_for_other_constants_or_features(tmp_path: Path, tamper: str) -> None:
+    from core.training.mood_train import write_npz
+
+    arrays, meta = read_artefact(DEFAULT_MODELS_DIR / "mood.npz")
+    if tamper == "audio_constants":
+        meta["audio_constants"] = {**meta["audio_constants"], "sample_rate": 44_100}
+    else:
+        meta["feature_names"] = list(reversed(meta["feature_names"]))
+    write_npz(tmp_path / "mood.npz", arrays, meta)
+    with pytest.raises(ModelMismatch, match=tamper):
+        load_mood_model(tmp_path)
+
+
+def test_feature_code_has_not_drifted_since_training(model) -> None:
+    """The model was trained on features of this code: a probe clip's features still match the stored
+    ones to within 2 % of their spread over the training tracks. If not, retrain the model."""
+    from core.training.mood_train import probe_features
+
+    arrays, _ = read_artefact(DEFAULT_MODELS_DIR / "mood.npz")
+    drift = np.abs(probe_features() - arrays["probe_features"]) / arrays["x_scale"]
+    worst = int(drift.argmax())
+    assert drift[worst] < 0.02, f"{TRACK_FEATURE_NAMES[worst]} moved by {drift[worst]:.1%} of its spread"
+
+
+def test_estimates_follow_listeners_on_real_excerpts(shared_data: Path, model) -> None:
+    """Five calmest and five most powerful excerpts by listeners' answers (held-in tracks): the model
+    must rank every calm one above every powerful one on calmness and on the calm mood."""
+    rows = emotify_rows(shared_data)
+    by_calm = sorted(rows, key=lambda r: float(r["calmness_frac"]) - float(r["power_frac"]))
+    calmest, most_powerful = by_calm[-5:], by_calm[:5]
+    estimates = {}
+    for row in calmest + most_powerful:
+        segments = load_segments(shared_data / "emotify" / row["file"], max_seconds=70, max_segments=10)
+        estimates[row["file"]] = model.predict(segments, extract(segments))
+    calm_gems = [estimates[r["file"]].gems["calmness"] for r in calmest]
+    power_gems = [estimates[r["file"]].gems["calmness"] for r in most_powerful]
+    assert min(calm_gems) > max(power_gems)
+    assert min(estimates[r["file"]].moods["calm"] for r in calmest) > max(
+        estimates[r["file"]].moods["calm"] for r in most_powerful)
+    assert np.mean([estimates[r["file"]].moods["energetic"] for r in most_powerful]) > np.mean(
+        [estimates[r["file"]].moods["energetic"] for r in calmest])
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+def test_cli_json_on_a_synthesised_clip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, synth_tone(7.0), 22_050)
+    assert main(["mood", str(clip), "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert len(docs) == 1
+    doc = docs[0]
+    assert set(doc) == {"file", "mood", "confidence", "moods", "gems"}
+    assert doc["file"] == str(clip) and doc["mood"] in MOODS
+    assert set(doc["moods"]) == set(MOODS) and set(doc["gems"]) == set(GEMS)
+    assert doc["mood"] == max(doc["moods"], key=doc["moods"].get)
+
+
+def test_cli_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "song.mp3"
+    fake.write_text("not audio at all")
+    assert main(["mood", str(fake), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and "song.mp3" in captured.err
+
+
+def test_cli_without_a_model_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = tmp_path / "tone.wav"
+    sf.write(clip, synth_tone(3.0), 22_050)
+    monkeypatch.setenv("CRATEDIGGER_MODELS_DIR", str(tmp_path))
+    assert main(["mood", str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert "no mood model" in err and err.count("\n") == 1
