@@ -52,7 +52,9 @@ class ClipAnalysis:
 
 
 def init_worker() -> None:
-    """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow."""
+    """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, and a lower
+    priority than the bot's event loop, which must keep answering Discord while analyses run."""
+    os.nice(5)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -251,6 +251,11 @@ class Service:
         await self._require_track(guild_id, track_id)
         await self.store.set_feedback(guild_id, user_id, track_id, 1 if up else -1)
 
+    async def genre_feedback(self, guild_id: int, user_id: int, genre: str, up: bool) -> None:
+        """A member's 👍/👎 on a /genre verdict: kept in their history, for judging the model later."""
+        await self.store.log_history(guild_id, user_id, "feedback",
+                                     [(None, f"genre {genre[:40]}: {'up' if up else 'down'}")])
+
     async def history(self, guild_id: int, user_id: int, *, limit: int = 20) -> list[HistoryItem]:
         rows = await self.store.history(guild_id, user_id, limit=limit)
         return [HistoryItem(*row) for row in rows]

@@ -301,11 +301,18 @@ class Store:
         return [(str(a), str(k), None if t is None else int(t), str(d), ti) for a, k, t, d, ti in rows]
 
     async def forget_user(self, guild_id: int, user_id: int) -> int:
-        """Delete the user's tags, feedback and history in this guild; returns how many rows went."""
+        """Delete the user's tags, feedback and history in this guild, the mark of who added which track,
+        and the user row itself once no guild holds anything of theirs; returns how many rows changed."""
         _, changed = await self._write([
             ("DELETE FROM mood_tags WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM feedback WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM history WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
+            ("UPDATE tracks SET added_by = NULL WHERE guild_id = ? AND added_by = ?", (guild_id, user_id)),
+            ("DELETE FROM users WHERE id = ? AND NOT EXISTS (SELECT 1 FROM mood_tags WHERE user_id = ?) "
+             "AND NOT EXISTS (SELECT 1 FROM feedback WHERE user_id = ?) "
+             "AND NOT EXISTS (SELECT 1 FROM history WHERE user_id = ?) "
+             "AND NOT EXISTS (SELECT 1 FROM tracks WHERE added_by = ?)",
+             (user_id, user_id, user_id, user_id, user_id)),
         ])
         return changed
 

@@ -1,0 +1,44 @@
+"""/similar: tracks in this server's library that sound like a link or a file."""
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import CratediggerBot
+from bot.checks import enforce_cooldown
+from bot.errors import Refusal
+from bot.replies import answer, defer
+from bot.uploads import check_source, download, upload_cap
+from bot.views import SimilarPager
+
+MAX_RESULTS = 20
+
+
+class Similar(commands.Cog):
+    def __init__(self, bot: CratediggerBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="similar",
+                          description="Find tracks in this server's library that sound like a song")
+    @app_commands.describe(link="A link to a song (a direct audio file or a page yt-dlp understands)",
+                           file="…or an audio file")
+    @app_commands.guild_only()
+    async def similar(self, interaction: discord.Interaction, link: str | None = None,
+                      file: discord.Attachment | None = None) -> None:
+        service = self.bot.service
+        cap = upload_cap(interaction, self.bot.settings)
+        check_source(service, link, file, cap)
+        enforce_cooldown(interaction)
+        await defer(interaction)
+        query = link.strip() if link is not None else await download(self.bot.downloads, file, cap)  # type: ignore[arg-type]
+        report = await service.similar(interaction.guild_id, query, k=MAX_RESULTS,  # type: ignore[arg-type]
+                                       user_id=interaction.user.id)
+        if not report.results:
+            raise Refusal("Nothing in this server's library is close enough to compare yet.")
+        pager = SimilarPager(report, interaction.user.id, interaction)
+        await answer(interaction, embed=pager.embed(), view=pager)
+
+
+async def setup(bot: CratediggerBot) -> None:
+    await bot.add_cog(Similar(bot))

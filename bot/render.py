@@ -1,0 +1,137 @@
+"""Replies as Discord shows them: embeds for each report, and the genre bar chart as a PNG.
+
+Pure functions of core's report objects. The chart uses matplotlib's object API on the Agg canvas (no
+pyplot global state), so the cogs can render in a worker thread while the event loop keeps serving.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import discord
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bot.text import percent, safe
+
+ACCENT = discord.Colour(0x5865F2)
+WARN = discord.Colour(0xED4245)
+CHART_FILENAME = "genre.png"
+
+
+def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
+    """Horizontal bars of the top genres (best on top) with their probabilities, as PNG bytes."""
+    names = [g for g, _ in top][::-1]
+    values = [100 * p for _, p in top][::-1]
+    fig = Figure(figsize=(6, 0.6 + 0.55 * max(1, len(top))), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bars = ax.barh(names, values, color="#5865F2")
+    ax.bar_label(bars, labels=[f"{v:.0f} %" for v in values], padding=4)
+    ax.set_xlim(0, 110)
+    ax.set_xlabel("probability (%)")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+def genre_embed(report: Any) -> discord.Embed:
+    """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
+    embed = discord.Embed(
+        title=f"🎧 {report.genre.title()}", colour=ACCENT,
+        description=f"**{percent(report.confidence)}** confident · file `{safe(report.file, 80)}`")
+    embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
+    embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
+                                           f"({report.clip_seconds:.0f} s of audio)")
+    if report.sections and len(report.sections) > 1:
+        sections = ", ".join(f"{s['start'] / 60:.0f}:{s['start'] % 60:02.0f} {s['genre']}"
+                             for s in report.sections[:8])
+        embed.add_field(name="Along the track", value=sections, inline=False)
+    embed.set_image(url=f"attachment://{CHART_FILENAME}")
+    embed.set_footer(text=f"model: {report.model or 'unknown'} · was this right? use the buttons below")
+    return embed
+
+
+def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
+    """Numbered tracks with similarity and the reason core gives."""
+    lines = []
+    for i, hit in enumerate(hits, start=start + 1):
+        lines.append(f"**{i}. {safe(hit.title, 80)}** · {percent(max(0.0, hit.score))}\n"
+                     f"  ↳ {safe(hit.reason, 150)}")
+    return "\n".join(lines) or "nothing found"
+
+
+def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
+    results = report.results
+    pages = max(1, -(-len(results) // per_page))
+    shown = results[page * per_page:(page + 1) * per_page]
+    embed = discord.Embed(title=f"Tracks like {safe(report.query, 80)}", colour=ACCENT,
+                          description=hits_lines(shown, start=page * per_page))
+    embed.set_footer(text=f"page {page + 1}/{pages} · rate a track to tune your recommendations")
+    return embed
+
+
+def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:
+    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT, description=hits_lines(hits))
+    embed.set_footer(text="rate a track below: your ratings change what you get next time")
+    return embed
+
+
+def history_embed(items: Sequence[Any]) -> discord.Embed:
+    lines = []
+    for item in items:
+        what = safe(item.title or item.detail, 90)
+        lines.append(f"`{item.at[:16].replace('T', ' ')}` **{item.kind}** {what}")
+    embed = discord.Embed(title="Your history here", colour=ACCENT,
+                          description="\n".join(lines) if lines else "Nothing yet.")
+    embed.set_footer(text="only you can see this · /forget-me deletes it")
+    return embed
+
+
+def stats_embed(stats: Mapping[str, Any]) -> discord.Embed:
+    embed = discord.Embed(title="Library", colour=ACCENT)
+    for key in ("tracks", "ready", "pending", "failed", "indexed"):
+        embed.add_field(name=key, value=str(stats.get(key, 0)))
+    embed.set_footer(text=f"index: {stats.get('index_backend', '?')} · analysis: "
+                          f"{safe(stats.get('analysis_version', '?'), 150)}")
+    return embed
+
+
+def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5) -> str:
+    lines = [f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]]
+    if len(failed) > limit:
+        lines.append(f"… and {len(failed) - limit} more")
+    return "\n".join(lines)
+
+
+def add_embed(report: Any) -> discord.Embed:
+    embed = discord.Embed(title="Library add", colour=WARN if report.failed and not report.added else ACCENT)
+    added = "\n".join(f"• #{a.track_id} {safe(a.title, 80)}" for a in report.added[:10]) or "none"
+    embed.add_field(name=f"Added ({len(report.added)})", value=added, inline=False)
+    if report.duplicates:
+        embed.add_field(name="Already there", value=str(len(report.duplicates)))
+    if report.failed:
+        embed.add_field(name=f"Failed ({len(report.failed)})", value=failures_text(report.failed),
+                        inline=False)
+    return embed
+
+
+def reindex_embed(report: Any) -> discord.Embed:
+    embed = discord.Embed(title="Reindex finished", colour=ACCENT)
+    embed.add_field(name="analysed", value=str(report.analysed))
+    embed.add_field(name="unchanged", value=str(report.skipped))
+    embed.add_field(name="in the index", value=str(report.index_size))
+    embed.add_field(name="time", value=f"{report.seconds:.1f} s")
+    if report.failed:
+        embed.add_field(name=f"failed ({len(report.failed)})", value=failures_text(report.failed),
+                        inline=False)
+    return embed
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    filled = round(width * done / total) if total else width
+    return f"`{'█' * filled}{'░' * (width - filled)}` {done}/{total}"

@@ -1,0 +1,200 @@
+"""Buttons and menus. Ratings are `DynamicItem`s whose custom_id (or option values) carry what was rated,
+so they keep working after a restart; pagers and confirmations are short-lived views tied to one user."""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+
+from bot import errors
+from bot.render import similar_embed
+from bot.text import choice_name, safe
+
+log = logging.getLogger(__name__)
+
+
+class SafeView(discord.ui.View):
+    """A view whose callback errors go through the bot's one error handler."""
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, item: Any, /) -> None:
+        await errors.report(interaction, error)
+
+
+class OwnedView(SafeView):
+    """Only the member who ran the command may use it (others are told so, privately)."""
+
+    def __init__(self, owner_id: int, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.owner_id = owner_id
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.user.id != self.owner_id:
+            raise errors.Refusal("Those buttons belong to whoever ran the command; run it yourself.")
+        return True
+
+
+def rating_options(hits: Sequence[Any]) -> list[discord.SelectOption]:
+    options = []
+    for hit in hits[:12]:
+        title = choice_name(hit.title)[:90]
+        options.append(discord.SelectOption(label=f"👍 {title}", value=f"up:{hit.track_id}"))
+        options.append(discord.SelectOption(label=f"👎 {title}", value=f"down:{hit.track_id}"))
+    return options
+
+
+class RateTracks(discord.ui.DynamicItem[discord.ui.Select], template=r"cd:rate"):
+    """'Rate a track…': each option is 👍/👎 on one track; the choice is stored as that user's feedback
+    and changes their next /recommend."""
+
+    def __init__(self, hits: Sequence[Any] = (), *,
+                 options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(discord.ui.Select(custom_id="cd:rate", placeholder="Rate a track…",
+                                           options=options if options is not None else rating_options(hits)))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select,
+                             match: re.Match[str], /) -> RateTracks:
+        return cls(options=list(item.options))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            verdict, _, raw_id = self.item.values[0].partition(":")
+            label = next((o.label[2:] for o in self.item.options if o.value == self.item.values[0]),
+                         "that track")
+            up = verdict == "up"
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.client.service.feedback(  # type: ignore[attr-defined]
+                interaction.guild_id, interaction.user.id, int(raw_id), up)
+            await interaction.followup.send(
+                f"{'👍' if up else '👎'} noted for **{safe(label, 90)}**: your next /recommend takes it into "
+                "account.", ephemeral=True)
+        except Exception as exc:  # noqa: BLE001 - dynamic items have no view-level handler; use ours
+            await errors.report(interaction, exc)
+
+
+class RatingView(SafeView):
+    """Just the rating menu (for /recommend)."""
+
+    def __init__(self, hits: Sequence[Any]) -> None:
+        super().__init__(timeout=None)
+        if hits:
+            self.add_item(RateTracks(hits))
+
+
+class GenreFeedback(discord.ui.DynamicItem[discord.ui.Button],
+                    template=r"cd:genre:(?P<up>up|down):(?P<genre>[a-z]+)"):
+    """👍/👎 under a /genre verdict: was the genre right?"""
+
+    def __init__(self, genre: str, up: bool) -> None:
+        super().__init__(discord.ui.Button(
+            label="Right" if up else "Wrong", emoji="👍" if up else "👎",
+            style=discord.ButtonStyle.success if up else discord.ButtonStyle.secondary,
+            custom_id=f"cd:genre:{'up' if up else 'down'}:{genre}"))
+        self.genre, self.up = genre, up
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> GenreFeedback:
+        return cls(match["genre"], match["up"] == "up")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.client.service.genre_feedback(  # type: ignore[attr-defined]
+                interaction.guild_id, interaction.user.id, self.genre, self.up)
+            await interaction.followup.send(
+                "Thanks! " + ("Glad it was right." if self.up
+                              else "Noted that it was wrong: this helps us judge the model."), ephemeral=True)
+        except Exception as exc:  # noqa: BLE001 - dynamic items have no view-level handler; use ours
+            await errors.report(interaction, exc)
+
+
+class GenreView(SafeView):
+    def __init__(self, genre: str) -> None:
+        super().__init__(timeout=None)
+        self.add_item(GenreFeedback(genre, True))
+        self.add_item(GenreFeedback(genre, False))
+
+
+class SimilarPager(OwnedView):
+    """◀ ▶ through up to 20 results, five at a time, with a rating menu for the tracks on the page."""
+
+    PER_PAGE = 5
+
+    def __init__(self, report: Any, owner_id: int, interaction: discord.Interaction) -> None:
+        super().__init__(owner_id, timeout=600)
+        self.report = report
+        self.page = 0
+        self.pages = max(1, -(-len(report.results) // self.PER_PAGE))
+        self.interaction = interaction
+        self.rate: RateTracks | None = None
+        self._sync()
+
+    def embed(self) -> discord.Embed:
+        return similar_embed(self.report, page=self.page, per_page=self.PER_PAGE)
+
+    def _sync(self) -> None:
+        self.previous.disabled = self.page == 0
+        self.next.disabled = self.page >= self.pages - 1
+        if self.rate is not None:
+            self.remove_item(self.rate)
+        shown = self.report.results[self.page * self.PER_PAGE:(self.page + 1) * self.PER_PAGE]
+        self.rate = RateTracks(shown) if shown else None
+        if self.rate is not None:
+            self.add_item(self.rate)
+
+    async def _turn(self, interaction: discord.Interaction, step: int) -> None:
+        self.page = min(self.pages - 1, max(0, self.page + step))
+        self._sync()
+        await interaction.response.edit_message(embed=self.embed(), view=self)
+
+    @discord.ui.button(emoji="◀", style=discord.ButtonStyle.secondary, custom_id="cd:similar:prev", row=0)
+    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, -1)
+
+    @discord.ui.button(emoji="▶", style=discord.ButtonStyle.secondary, custom_id="cd:similar:next", row=0)
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._turn(interaction, +1)
+
+    async def on_timeout(self) -> None:
+        """Leave the rating menu (it works forever) and drop the pager buttons, which would stop working."""
+        keep = SafeView(timeout=None)
+        if self.rate is not None:
+            keep.add_item(RateTracks(options=list(self.rate.item.options)))
+        try:
+            await self.interaction.edit_original_response(view=keep)
+        except discord.HTTPException as exc:
+            log.debug("could not tidy up a /similar pager: %s", exc)
+
+
+class ConfirmForget(OwnedView):
+    """Nothing is deleted until the member presses the red button."""
+
+    def __init__(self, owner_id: int, interaction: discord.Interaction) -> None:
+        super().__init__(owner_id, timeout=120)
+        self.interaction = interaction
+
+    @discord.ui.button(label="Delete my data", style=discord.ButtonStyle.danger, custom_id="cd:forget:yes")
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.defer()
+        removed = await interaction.client.service.forget_user(  # type: ignore[attr-defined]
+            interaction.guild_id, interaction.user.id)
+        await interaction.edit_original_response(
+            content=f"Done: I deleted your tags, history and ratings on this server ({removed} records).",
+            view=None)
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary, custom_id="cd:forget:no")
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Cancelled: nothing was deleted.", view=None)
+
+    async def on_timeout(self) -> None:
+        try:
+            await self.interaction.edit_original_response(content="Timed out: nothing was deleted.",
+                                                          view=None)
+        except discord.HTTPException as exc:
+            log.debug("could not close a /forget-me prompt: %s", exc)

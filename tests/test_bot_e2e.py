@@ -1,0 +1,406 @@
+"""The bot end to end: the real discord.py client against the local Discord server, the real service on a
+temporary data folder, synthesised audio. Each test drives the bot as Discord would and asserts on what a
+member would see (recorded callbacks, embeds, files, flags) and on the database."""
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import soundfile as sf
+from matplotlib.image import imread
+
+from bot.app import CratediggerBot
+from bot.launcher import serve, sync
+from core.config import Settings
+from core.errors import UserError
+from core.genre import read_manifest
+from tests.conftest import synth_tone
+from tests.discord_server import (
+    MANAGE_GUILD,
+    FakeDiscord,
+    Guild,
+    InteractionRecord,
+    Member,
+    MessageRecord,
+    connected,
+    routed_to,
+)
+from tests.http_fixture import LocalHTTPServer
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
+
+EXPECTED_COMMANDS = {"genre", "similar", "recommend", "tag", "history", "forget-me", "library", "sync"}
+HOSTILE_TITLE = "@everyone <@&123456789012345678> Night Drive"
+
+
+def wav_bytes(seconds: float, *, freq: float, seed: int) -> bytes:
+    out = io.BytesIO()
+    sf.write(out, synth_tone(seconds, freq=freq, seed=seed), 22_050, format="WAV")
+    return out.getvalue()
+
+
+def write_clip(folder: Path, title: str, *, freq: float, seed: int, seconds: float = 7.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{title}.wav"
+    path.write_bytes(wav_bytes(seconds, freq=freq, seed=seed))
+    return path
+
+
+@dataclass
+class World:
+    server: FakeDiscord
+    bot: CratediggerBot
+    settings: Settings
+    guild: Guild
+    other: Guild
+    songs: LocalHTTPServer
+    synced_at_start: list = field(default_factory=list)
+    titles: dict[int, str] = field(default_factory=dict)
+    other_titles: dict[int, str] = field(default_factory=dict)
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def member(self, guild: Guild | None = None, *, role: str | None = None) -> Member:
+        """A new member (own cooldown, own history) of `guild`, optionally with a role of that name."""
+        guild = guild or self.guild
+        user = self.server.add_user(f"user{next(self._names)}")
+        roles = [r for r in guild.roles if r.name == role] if role else []
+        return guild.add_member(user, roles)
+
+    def rows(self, sql: str, *params: object) -> list[tuple]:
+        with sqlite3.connect(self.settings.db_path) as db:
+            return db.execute(sql, params).fetchall()
+
+    async def run(self, member: Member, command: str, *, timeout: float = 90.0, **options: object
+                  ) -> tuple[InteractionRecord, MessageRecord]:
+        ix = await self.server.slash(member, command, **options)
+        return ix, await self.server.reply(ix, timeout=timeout)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("bot-e2e")
+    server = FakeDiscord()
+    await server.start()
+    guild, other = server.add_guild("Guild A"), server.add_guild("Guild B")
+    for g in (guild, other):
+        g.add_role("Mods", MANAGE_GUILD)
+        g.add_role("DJ")
+    songs = LocalHTTPServer().start()  # a site serving audio, allowed by the link guard's test allowlist
+    settings = Settings(data_dir=tmp / "data", discord_token=server.token, admin_role="DJ", workers=2,
+                        user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,))
+    bot = CratediggerBot(settings, guild_ready_timeout=0.05)
+    with routed_to(server):
+        async with connected(bot, server):
+            w = World(server, bot, settings, guild, other, songs, synced_at_start=list(server.sync_requests))
+            await sync(settings)  # `cratedigger sync-commands`: an HTTP-only login, global commands
+            library = tmp / "library-a"
+            for i, (title, freq) in enumerate([("Low Drone", 110), ("Warm Bass", 220), ("Middle A", 440),
+                                               ("High Bell", 880), ("Whistle", 1760), (HOSTILE_TITLE, 330)]):
+                write_clip(library, title, freq=freq, seed=i)
+            report = await bot.service.add_to_library(guild.id, [library])
+            assert len(report.added) == 6, report
+            b_side = tmp / "library-b"
+            write_clip(b_side, "B side one", freq=150, seed=10)
+            write_clip(b_side, "B side two", freq=600, seed=11)
+            b_report = await bot.service.add_to_library(other.id, [b_side])
+            assert len(b_report.added) == 2
+            w.titles = {a.track_id: a.title for a in report.added}
+            w.other_titles = {a.track_id: a.title for a in b_report.added}
+            yield w
+    songs.stop()
+    await server.stop()
+
+
+def genre_model_installed(settings: Settings) -> bool:
+    return any((settings.models_dir / entry["path"]).exists() for entry in read_manifest(settings.models_dir))
+
+
+def png_of(message: MessageRecord) -> bytes:
+    pngs = [f.data for f in message.files if f.filename.endswith(".png")]
+    assert pngs, f"no PNG attached: {[f.filename for f in message.files]}"
+    return pngs[0]
+
+
+# --------------------------------------------------------------------------------------- start-up and sync
+async def test_no_sync_at_start_and_sync_on_demand_publishes_every_command(world: World):
+    server = world.server
+    assert world.synced_at_start == []  # no DEV_GUILD_ID: nothing synced at start
+    assert server.sync_requests[0][0] is None
+    published = {c["name"]: c for c in server.global_commands}
+    assert set(published) == EXPECTED_COMMANDS
+    assert all(c["description"] for c in published.values())
+    assert published["library"]["default_member_permissions"] == str(MANAGE_GUILD)
+    mood = next(o for o in published["recommend"]["options"] if o["name"] == "mood")
+    assert [c["value"] for c in mood["choices"]] == ["calm", "happy", "energetic", "sad", "nostalgic",
+                                                     "tense"]
+    assert server.identifies[-1]["intents"] == 1  # guilds only: no message content, no members
+    assert not server.unhandled
+
+
+async def test_owner_syncs_here_others_are_refused(world: World):
+    owner = world.guild.members[world.server.owner.id]
+    ix, message = await world.run(owner, "sync", scope="here")
+    assert message.ephemeral and "Synced" in message.content
+    assert world.server.sync_requests[-1][0] == world.guild.id
+    ix, message = await world.run(world.member(role="Mods"), "sync", scope="global")
+    assert message.ephemeral and "owner" in message.content
+    assert world.server.sync_requests[-1][0] == world.guild.id  # nothing more was synced
+
+
+async def test_a_wrong_token_is_a_one_line_user_error(world: World, tmp_path: Path):
+    with pytest.raises(UserError, match="refused the token"):
+        await serve(world.settings.with_overrides(data_dir=tmp_path, discord_token="not-the-token"))
+
+
+async def test_dev_guild_gets_commands_at_start(world: World, tmp_path: Path):
+    settings = world.settings.with_overrides(data_dir=tmp_path, dev_guild_id=world.other.id)
+    before = len(world.server.sync_requests)
+    async with connected(CratediggerBot(settings, guild_ready_timeout=0.05), world.server):
+        pass
+    assert [g for g, _ in world.server.sync_requests[before:]] == [world.other.id]
+    assert {c["name"] for c in world.server.guild_commands[world.other.id]} == EXPECTED_COMMANDS
+
+
+# --------------------------------------------------------------------------------------------------- genre
+async def test_genre_answers_with_embed_chart_and_feedback_buttons(world: World):
+    if not genre_model_installed(world.settings):
+        pytest.skip(f"no genre model installed in {world.settings.models_dir}")
+    member = world.member()
+    clip = world.server.attachment("my song.wav", wav_bytes(10, freq=440, seed=3))
+    ix, message = await world.run(member, "genre", file=clip)
+    assert ix.callbacks[0].type == 5 and ix.ack_seconds is not None and ix.ack_seconds < 3
+    assert not message.ephemeral
+    embed = message.embeds[0]
+    assert "confident" in embed["description"] and "segments" in message.text()
+    assert embed["image"]["url"] == "attachment://genre.png"
+    image = imread(io.BytesIO(png_of(message)), format="png")
+    assert image.ndim == 3 and image.shape[1] > 200
+    assert message.allowed_mentions == {"parse": []}
+    genre = embed["title"].split()[-1].lower()
+    assert message.custom_ids() == [f"cd:genre:up:{genre}", f"cd:genre:down:{genre}"]
+    click = await world.server.click(member, message, f"cd:genre:up:{genre}")
+    thanks = await world.server.reply(click)
+    assert thanks.ephemeral and "Thanks" in thanks.content
+    assert world.rows("SELECT kind FROM history WHERE user_id = ? AND kind = 'genre'", member.id)
+    verdicts = world.rows("SELECT detail FROM history WHERE user_id = ? AND kind = 'feedback' "
+                          "AND track_id IS NULL", member.id)
+    assert len(verdicts) == 1 and genre in verdicts[0][0] and "up" in verdicts[0][0]
+
+
+async def test_corrupt_attachment_gets_a_private_friendly_error(world: World):
+    member = world.member()
+    junk = world.server.attachment("song.mp3", b"ID3\x04 this is not an mp3 at all" * 50)
+    ix, message = await world.run(member, "genre", file=junk)
+    assert message.ephemeral
+    assert "decode" in message.content and "error id" not in message.content
+    assert ix.original is not None and ix.original.deleted  # the public "thinking…" went away
+    assert not ix.refused
+
+
+async def test_oversized_or_non_audio_attachment_is_refused_before_download(world: World):
+    big = world.server.attachment("long.wav", bytes(int(1.5 * 2**20)))
+    ix, message = await world.run(world.member(), "genre", file=big)
+    assert [cb.type for cb in ix.callbacks] == [4] and message.ephemeral
+    assert "bigger than 1 MB" in message.content
+    picture = world.server.attachment("cat.png", b"\x89PNG\r\n\x1a\n....")
+    ix2, message2 = await world.run(world.member(), "similar", file=picture)
+    assert [cb.type for cb in ix2.callbacks] == [4]
+    assert message2.ephemeral and "audio format" in message2.content
+    assert world.server.cdn_hits[int(big["id"])] == 0 and world.server.cdn_hits[int(picture["id"])] == 0
+
+
+async def test_heavy_commands_share_a_per_user_cooldown(world: World):
+    member = world.member()
+    first = await world.server.slash(member, "similar", file=world.server.attachment(
+        "a.wav", wav_bytes(4, freq=500, seed=5)))
+    ix, message = await world.run(member, "genre", file=world.server.attachment("b.wav", b"RIFF...."))
+    assert message.ephemeral and "try again in" in message.content
+    await world.server.reply(first, timeout=90)
+
+
+# ------------------------------------------------------------------------------------------------- similar
+async def test_similar_file_lists_tracks_with_reasons_and_pages(world: World):
+    member = world.member()
+    clip = world.server.attachment("query.wav", wav_bytes(6, freq=445, seed=42))
+    ix, message = await world.run(member, "similar", file=clip)
+    assert not message.ephemeral
+    embed = message.embeds[0]
+    assert embed["title"].startswith("Tracks like") and "page 1/2" in embed["footer"]["text"]
+    lines = [line for line in embed["description"].splitlines() if line.startswith("**")]
+    assert len(lines) == 5 and all("%" in line for line in lines)
+    assert embed["description"].count("↳") == 5  # a reason for each
+    shown = message.text()
+    assert set(message.custom_ids()) >= {"cd:similar:prev", "cd:similar:next", "cd:rate"}
+    stranger = await world.server.click(world.member(), message, "cd:similar:next")
+    assert "belong" in (await world.server.reply(stranger)).content
+    turn = await world.server.click(member, message, "cd:similar:next")
+    await world.server.wait_for(lambda: turn.answered)
+    assert "page 2/2" in message.embeds[0]["footer"]["text"]
+    shown += message.text()
+    assert "Night Drive" in shown and "@everyone" not in shown  # the hostile title, escaped: no ping
+    assert "<@&123456789012345678>" not in shown
+    assert message.component("cd:similar:next").get("disabled") is True
+
+
+async def test_similar_and_library_add_from_a_link(world: World):
+    link = world.songs.add_file("tunes/bell-like.wav", wav_bytes(6, freq=870, seed=21), "audio/wav")
+    ix, message = await world.run(world.member(), "similar", link=link, timeout=120)
+    assert not message.ephemeral and message.embeds[0]["title"].startswith("Tracks like"), message.text()
+    assert "High Bell" in message.embeds[0]["description"].split("\n")[0]  # the closest pitch comes first
+    fresh = world.server.add_guild("Guild C")  # joined now: its library starts empty
+    admin = fresh.add_member(world.server.add_user("c-admin"), [fresh.add_role("Mods", MANAGE_GUILD)])
+    ix, message = await world.run(admin, "library add", link=link, timeout=120)
+    assert message.ephemeral and "Added (1)" in message.text(), message.text()
+    assert world.songs.paths_requested().count("/tunes/bell-like.wav") >= 2
+
+
+async def test_private_address_links_are_refused(world: World):
+    for link in ("http://127.0.0.1:8000/song.mp3", "http://169.254.169.254/latest/meta-data",
+                 "http://2130706433/x.mp3", "file:///etc/passwd"):
+        ix, message = await world.run(world.member(), "similar", link=link)
+        assert [cb.type for cb in ix.callbacks] == [4], link  # refused at once, nothing queued
+        assert message.ephemeral and "error id" not in message.content, (link, message.content)
+
+
+# ----------------------------------------------------------------------------------- recommend and feedback
+async def test_recommend_lists_reasons_and_a_thumbs_down_removes_the_track(world: World):
+    member = world.member()
+    ix, message = await world.run(member, "recommend", mood="calm", count=3)
+    assert not message.ephemeral and message.embeds[0]["title"] == "Picked for a calm mood"
+    rated = message.component("cd:rate")
+    first = rated["options"][0]["value"].split(":")[1]
+    assert len(rated["options"]) == 6  # 👍 and 👎 for each of the 3
+    pick = await world.server.select(member, message, "cd:rate", [f"down:{first}"])
+    noted = await world.server.reply(pick)
+    assert noted.ephemeral and "noted" in noted.content
+    stored = world.rows("SELECT value FROM feedback WHERE user_id = ? AND track_id = ?",
+                        member.id, int(first))
+    assert stored == [(-1,)]
+    ix2, message2 = await world.run(member, "recommend", mood="calm", count=5)
+    values = {o["value"] for o in message2.component("cd:rate")["options"]}
+    assert f"down:{first}" not in values and len(values) == 10
+
+
+# -------------------------------------------------------------------------------------- tag, history, forget
+async def test_tag_autocomplete_tag_and_history(world: World):
+    member = world.member()
+    typed = await world.server.autocomplete(member, "tag", "track", track="bel", mood="calm")
+    await world.server.wait_for(lambda: bool(typed.choices))
+    assert [c["name"] for c in typed.choices] == ["High Bell"]
+    ix, message = await world.run(member, "tag", track=typed.choices[0]["value"], mood="nostalgic")
+    assert message.ephemeral and "nostalgic" in message.content
+    ix, message = await world.run(member, "tag", track="whistle", mood="happy")  # typed, not picked
+    assert message.ephemeral and "Whistle" in message.content
+    ix, message = await world.run(member, "history")
+    assert message.ephemeral and message.text().count("tag") >= 2
+
+
+async def test_forget_me_confirms_then_leaves_no_rows(world: World):
+    member, bystander = world.member(), world.member()
+    track = next(iter(world.titles))
+    for who in (member, bystander):
+        await world.run(who, "tag", track=str(track), mood="sad")
+        await world.run(who, "recommend", mood="sad")
+    ix, prompt = await world.run(member, "forget-me")
+    assert prompt.ephemeral and "Sure?" in prompt.content
+    assert world.rows("SELECT COUNT(*) FROM history WHERE user_id = ?", member.id)[0][0] > 0
+    click = await world.server.click(member, prompt, "cd:forget:yes")
+    await world.server.wait_for(lambda: "Done" in prompt.content)
+    for table in ("mood_tags", "feedback", "history"):
+        assert world.rows(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", member.id) == [(0,)], table
+    for table in ("mood_tags", "history"):  # someone else's data stays
+        assert world.rows(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", bystander.id)[0][0] > 0, table
+    assert world.rows("SELECT COUNT(*) FROM users WHERE id = ?", member.id) == [(0,)]
+    assert click.answered
+
+
+# ---------------------------------------------------------------------------------------------- library
+async def test_library_commands_are_admin_only_server_side(world: World):
+    for command in ("library reindex", "library stats"):
+        ix, message = await world.run(world.member(), command)
+        assert message.ephemeral and "Only library admins" in message.content
+        assert [cb.type for cb in ix.callbacks] == [4]
+    ix, message = await world.run(world.member(role="DJ"), "library stats")  # the configured role
+    assert message.ephemeral and message.embeds[0]["title"] == "Library"
+    fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
+    assert fields["tracks"] == str(len(world.titles)) and fields["indexed"] == str(len(world.titles))
+
+
+async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World):
+    admin = world.member(role="Mods")
+    data = io.BytesIO()
+    sf.write(data, synth_tone(5, freq=700, seed=77), 22_050, format="OGG", subtype="VORBIS")
+    upload = world.server.attachment("New Tune.ogg", data.getvalue())
+    ix, message = await world.run(admin, "library add", file=upload)
+    assert message.ephemeral and "Added (1)" in message.text() and "New Tune" in message.text()
+    first = await world.server.slash(admin, "library reindex", full=True)
+    second_ix, second = await world.run(world.member(role="Mods"), "library reindex")
+    assert second.ephemeral and "already running" in second.content
+    meanwhile, _ = await world.run(world.member(), "history")  # the bot keeps serving during a reindex
+    done = await world.server.reply(first, timeout=120)
+    await world.server.wait_for(lambda: bool(first.last().embeds), timeout=120)
+    finished_at = first.original.history[-1]["at"]
+    assert meanwhile.answered_at is not None and meanwhile.answered_at < finished_at
+    assert meanwhile.answer_seconds < 2.0
+    history = first.original.history
+    assert any("Reindexing" in (h["content"] or "") for h in history)  # progress shown by editing
+    assert first.last().embeds[0]["title"] == "Reindex finished" and done.ephemeral
+    fields = {f["name"]: f["value"] for f in first.last().embeds[0]["fields"]}
+    assert fields["analysed"] == str(len(world.titles) + 1)
+
+
+async def test_guild_isolation(world: World):
+    user = world.server.add_user("traveller")
+    in_a = world.guild.add_member(user)
+    in_b = world.other.add_member(user)
+    a_track = next(iter(world.titles))
+    await world.run(in_a, "tag", track=str(a_track), mood="calm")
+    typed = await world.server.autocomplete(in_b, "tag", "track", track="", mood="calm")
+    await world.server.wait_for(lambda: typed.answered)
+    assert {c["name"] for c in typed.choices} == {"B side one", "B side two"}
+    ix, message = await world.run(in_b, "tag", track=str(a_track), mood="calm")
+    assert message.ephemeral and "no track" in message.content
+    ix, message = await world.run(in_b, "history")
+    assert "Nothing yet" in message.text()
+    ix, message = await world.run(in_b, "recommend", mood="calm", count=10)
+    offered = {int(o["value"].split(":")[1]) for o in message.component("cd:rate")["options"]}
+    assert offered == set(world.other_titles)
+    ix, message = await world.run(in_b, "similar", file=world.server.attachment(
+        "probe.wav", wav_bytes(4, freq=440, seed=9)))
+    assert all(title not in message.text() for title in world.titles.values() if "@" not in title)
+    ix, message = await world.run(world.other.add_member(world.server.add_user("b-mod"),
+                                                        [r for r in world.other.roles if r.name == "Mods"]),
+                                  "library stats")
+    fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
+    assert fields["tracks"] == "2"
+
+
+# ------------------------------------------------------------------------------------------------- load
+async def test_twenty_interactions_at_once_are_all_answered(world: World):
+    server = world.server
+    sends = []
+    for i in range(20):
+        member = world.member()
+        if i % 4 == 0:
+            sends.append(server.slash(member, "similar", file=server.attachment(
+                f"q{i}.wav", wav_bytes(4, freq=200 + 40 * i, seed=i))))
+        elif i % 4 == 1:
+            sends.append(server.slash(member, "recommend", mood="happy"))
+        elif i % 4 == 2:
+            sends.append(server.slash(member, "history"))
+        else:
+            sends.append(server.slash(member, "tag", track=str(next(iter(world.titles))), mood="tense"))
+    interactions = await asyncio.gather(*sends)
+    await server.wait_for(lambda: all(ix.messages for ix in interactions), timeout=120)
+    for ix in interactions:
+        assert not ix.refused, ix.refused
+        assert ix.ack_seconds is not None and ix.ack_seconds < 3.0
+        assert "error id" not in ix.last().content
+    assert len({ix.id for ix in interactions}) == 20

@@ -1,0 +1,76 @@
+"""The bot's pure pieces: safe text, the shared cooldown, the chart, the error mapping, the invite."""
+from __future__ import annotations
+
+import io
+
+import discord
+import numpy as np
+from discord import app_commands
+from matplotlib.image import imread
+
+from bot.app import INTENTS, invite_url
+from bot.cooldown import UserCooldown
+from bot.errors import Refusal, describe
+from bot.render import genre_chart
+from bot.text import choice_name, one_line, safe
+from core.cli import main
+from core.errors import Busy, UnsupportedAudio
+
+
+def test_safe_neutralises_mentions_markdown_and_length():
+    role, user = "<@&123456789012345678>", "<@123456789012345678>"
+    hostile = f"@everyone {role} {user} **bold** [x](http://evil) # h\n" + "a" * 500
+    out = safe(hostile, 100)
+    assert "@everyone" not in out and role not in out and user not in out
+    assert "**bold**" not in out and "\n" not in out
+    assert len(out) <= 2 * 100
+    assert one_line("a\u202eb\u200bc\x00d", 10) == "abcd"  # bidi override, zero width, NUL dropped
+    assert one_line("x" * 20, 10) == "x" * 9 + "…"
+    assert choice_name("   ") == "(untitled)" and len(choice_name("y" * 300)) == 100
+
+
+def test_cooldown_is_per_user_and_expires():
+    now = [100.0]
+    cooldown = UserCooldown(3.0, clock=lambda: now[0])
+    assert cooldown.hit(1) == 0.0
+    assert cooldown.hit(1) == 3.0
+    assert cooldown.hit(2) == 0.0
+    now[0] += 3.0
+    assert cooldown.hit(1) == 0.0
+
+
+def test_genre_chart_is_a_decodable_png():
+    png = genre_chart([("rock", 0.7), ("metal", 0.2), ("pop", 0.1)])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = imread(io.BytesIO(png), format="png")
+    assert image.shape[0] > 50 and image.shape[1] > 200
+    assert np.asarray(image).std() > 0  # not a blank canvas
+
+
+def test_describe_maps_expected_errors_and_leaves_bugs_unmapped():
+    wrapped = app_commands.CommandInvokeError.__new__(app_commands.CommandInvokeError)
+    wrapped.__cause__ = UnsupportedAudio("'x.mp3' is not audio @everyone")
+    assert describe(wrapped) == safe("'x.mp3' is not audio @everyone", 400)
+    assert "try again in about 12 s" in describe(Busy("busy; try again in about 12 s.", 12.0))
+    assert describe(Refusal("nope")) == "nope"
+    bug = app_commands.CommandInvokeError.__new__(app_commands.CommandInvokeError)
+    bug.__cause__ = ZeroDivisionError()
+    assert describe(bug) is None
+
+
+def test_run_and_sync_without_a_token_exit_2_with_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("DISCORD_TOKEN", "")
+    for verb in (["run"], ["sync-commands", "--guild", "1"]):
+        assert main([*verb, "--data-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "DISCORD_TOKEN is not set" in err
+
+
+def test_invite_asks_for_the_right_scopes_and_minimum_permissions():
+    url = invite_url(1234)
+    assert "scope=bot+applications.commands" in url
+    permissions = discord.Permissions(int(url.split("permissions=")[1].split("&")[0]))
+    assert permissions.send_messages and permissions.attach_files and permissions.embed_links
+    assert not permissions.administrator and not permissions.manage_guild
+    assert INTENTS.value == discord.Intents(guilds=True).value  # no message content, no members
