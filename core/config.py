@@ -44,10 +44,11 @@ class Settings:
     user_cooldown_seconds: float = 3.0
     # Nearest-neighbour index.
     index_backend: str = "hnsw"
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 200
-    hnsw_ef: int = 64
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 100
+    hnsw_ef: int = 128
     annoy_trees: int = 50
+    annoy_search_k: int = 50_000
 
     @property
     def db_path(self) -> Path:

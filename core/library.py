@@ -266,14 +266,17 @@ class Library:
         """Build a fresh index from every analysed track and atomically replace the served one."""
         from core.index import IndexParams, create_index
 
+        from core.embedding import EMBEDDING_DIM, EMBEDDING_KIND
+
         ids, vectors, kind = await self.ready_vectors(guild_id)
-        if ids.size == 0:
-            return 0
         params = IndexParams.from_settings(self.settings)
 
         def build() -> None:
-            index = create_index(self.settings.index_backend, vectors.shape[1], params, kind=kind)
-            index.add(ids, vectors)
+            # An empty library still gets an (empty) index, so removed tracks stop being served.
+            dim = vectors.shape[1] if ids.size else EMBEDDING_DIM
+            index = create_index(self.settings.index_backend, dim, params, kind=kind or EMBEDDING_KIND)
+            if ids.size:
+                index.add(ids, vectors)
             index.save(index_dir(self.settings, guild_id))
 
         await asyncio.to_thread(build)

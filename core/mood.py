@@ -99,7 +99,7 @@ def parse_mood(text: str) -> str:
         return word
     if word in SYNONYMS:
         return SYNONYMS[word]
-    shown = str(text).strip()[:40]
+    shown = " ".join(str(text).split())[:40]  # echoed to the user: one line, capped
     raise UnknownMood(f"unknown mood '{shown}': choose one of {', '.join(MOODS)}")
 
 

@@ -47,7 +47,7 @@ def test_each_backend_returns_the_exact_neighbours_with_cosine_scores(backend: s
     assert len(results) == 20
     recall = np.mean([len({i for i, _ in hits} & set(brute_force(ids, vectors, q, 10))) / 10
                       for q, hits in zip(queries, results)])
-    assert recall >= (1.0 if backend != "annoy" else 0.95)
+    assert recall == 1.0  # a few hundred vectors: the default ef and search_k search them all
     by_id = dict(zip(ids.tolist(), vectors))
     for q, hits in zip(queries, results):
         scores = [s for _, s in hits]
