@@ -1,0 +1,171 @@
+"""Run the BiLSTM in the lightest runtime installed: LiteRT (TFLite) when its export is present, else Keras.
+
+Why LiteRT first: it answers without importing TensorFlow. Measured on this project's 2-core machine with the
+shipped architecture (see models/genre-bilstm.md for the figures): loading the .tflite takes tens of
+milliseconds against several seconds to import TensorFlow and load the .keras file, and a 30-s clip
+(10 segments) runs at least as fast. Keras stays the reference and the fallback.
+
+How the export works with TensorFlow 2.21 and Keras 3: Keras 3's LSTM is not the fused function the TFLite
+converter recognises, and with a dynamic batch its TensorList ops only convert as Flex (select TF) ops,
+which ai-edge-litert's interpreter cannot run. With a *static* batch the converter lowers the recurrence to
+builtin WHILE loops, so the export takes a fixed batch of `LITE_BATCH` segments and the runner pads the last
+chunk. Conversion goes through a SavedModel, which freezes the variables into constants (converting a Keras 3
+concrete function directly leaves READ_VARIABLE ops that the interpreter runs uninitialised: NaN out).
+Unrolling the 130 steps also converts, but takes about ten times longer (about a minute) and gives a five
+times larger file for a gain of a few milliseconds per clip.
+
+TensorFlow is imported only inside functions: the CLI and the bot import this module at start-up.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RUNTIMES: tuple[str, ...] = ("litert", "keras")
+"""Runtime preference, fastest first (by load time and per-clip latency, measured as described above)."""
+
+LITE_BATCH = 10
+"""Segments per LiteRT invocation: one 30-s clip. Shorter inputs are padded, longer ones run in chunks."""
+
+DEFAULT_THREADS = 1
+"""Per-call threads for inference. The model is small: on 2 shared cores a second thread made each call
+slower, and the service already runs several analyses side by side."""
+
+_tf_lock = threading.Lock()
+_tf_threads: int | None = None
+
+
+def tensorflow(threads: int = DEFAULT_THREADS) -> ModuleType:
+    """Import TensorFlow quietly with a deliberate thread budget, once per process.
+
+    TensorFlow fixes its thread pools when its runtime starts, so the first caller's `threads` wins; a later
+    different request is logged, not an error."""
+    global _tf_threads
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    with _tf_lock:
+        if _tf_threads is None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                _tf_threads = threads
+            except RuntimeError:  # someone started the runtime before us: keep what it has
+                _tf_threads = tf.config.threading.get_intra_op_parallelism_threads()
+        if _tf_threads != threads:
+            log.debug("TensorFlow already runs with %s threads (asked for %s)", _tf_threads, threads)
+    return tf
+
+
+class Runner(Protocol):
+    """Standardised MFCC sequences (n, frames, n_mfcc) float32 in, segment probabilities (n, classes) out."""
+
+    runtime: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class KerasRunner:
+    """A Keras model, loaded from its .keras file or still in memory (to score it before it is saved)."""
+
+    runtime = "keras"
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, keras_path: Path, threads: int = DEFAULT_THREADS) -> KerasRunner:
+        tensorflow(threads)
+        import keras
+
+        return cls(keras.models.load_model(keras_path, compile=False))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+
+
+class LiteRunner:
+    """A LiteRT interpreter over a fixed-batch export. Interpreters are not thread-safe, hence the lock."""
+
+    runtime = "litert"
+
+    def __init__(self, tflite_path: Path, threads: int = DEFAULT_THREADS) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(tflite_path), num_threads=threads)
+        self._interpreter.allocate_tensors()
+        inp = self._interpreter.get_input_details()[0]
+        self._input = inp["index"]
+        self._shape = tuple(int(d) for d in inp["shape"])
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._lock = threading.Lock()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self._shape[1:]:
+            raise ValueError(f"input of shape {x.shape} for a model that reads {self._shape}")
+        batch = self._shape[0]
+        out: list[np.ndarray] = []
+        with self._lock:
+            for start in range(0, x.shape[0], batch):
+                chunk = x[start:start + batch]
+                n = chunk.shape[0]
+                if n < batch:
+                    chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), np.float32)])
+                self._interpreter.set_tensor(self._input, np.ascontiguousarray(chunk))
+                self._interpreter.invoke()
+                out.append(self._interpreter.get_tensor(self._output)[:n].copy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def tflite_path_for(keras_path: Path) -> Path:
+    return keras_path.with_suffix(".tflite")
+
+
+def export_tflite(keras_path: Path, out_path: Path | None = None, *, batch: int = LITE_BATCH) -> Path:
+    """Convert the .keras model to a fixed-batch .tflite next to it (or at `out_path`); written atomically."""
+    tf = tensorflow()
+    import keras
+
+    out_path = out_path or tflite_path_for(keras_path)
+    model = keras.models.load_model(keras_path, compile=False)
+    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32)
+    with tempfile.TemporaryDirectory(prefix="bilstm-export-") as saved:
+        model.export(saved, format="tf_saved_model", verbose=False, input_signature=[spec])
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+    with tempfile.NamedTemporaryFile(dir=out_path.parent, prefix=out_path.name, delete=False) as tmp:
+        tmp.write(flatbuffer)
+    os.chmod(tmp.name, 0o644)  # an artefact others read, not the private file mkstemp makes
+    os.replace(tmp.name, out_path)
+    log.info("exported %s (%d kB)", out_path, len(flatbuffer) // 1024)
+    return out_path
+
+
+def lite_available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = DEFAULT_THREADS) -> Runner:
+    """The first runtime of RUNTIMES whose artefact and package are present, or exactly `runtime`."""
+    for name in (runtime,) if runtime else RUNTIMES:
+        if name == "litert" and tflite_path_for(keras_path).is_file() and lite_available():
+            return LiteRunner(tflite_path_for(keras_path), threads)
+        if name == "keras" and keras_path.is_file():
+            return KerasRunner.load(keras_path, threads)
+    raise FileNotFoundError(f"no runnable {runtime or 'BiLSTM'} artefact for {keras_path}")
