@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from core.cli import main
+from core.config import DEFAULT_MODELS_DIR
 from core.constants import GENRES
+from core.genre import read_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,7 @@ def test_json_verdict_for_a_synthesised_clip(capsys, tmp_path: Path, tone) -> No
     assert code == 0, err
     [doc] = json.loads(out)
     assert doc["file"] == str(clip) and doc["genre"] in GENRES
-    assert doc["segments"] == 3 and doc["model"].startswith("descriptor-")
+    assert doc["segments"] == 3 and doc["model"] == read_manifest(DEFAULT_MODELS_DIR)[0]["name"]
     assert doc["confidence"] == doc["top"][0][1] and len(doc["top"]) == 3
     assert [g for g, _ in doc["top"]][0] == doc["genre"]
     assert 0 < sum(p for _, p in doc["top"]) <= 1.0001 and doc["sections"] == []
@@ -61,7 +63,7 @@ def test_human_table(capsys, tmp_path: Path, tone) -> None:
     code, out, _ = _run(capsys, str(_wav(tmp_path / "a.wav", tone(4.0))))
     assert code == 0
     assert out.splitlines()[0].split() == ["file", "genre", "conf", "segs", "top", "3"]
-    assert "a.wav" in out and "model: descriptor-" in out
+    assert "a.wav" in out and f"model: {read_manifest(DEFAULT_MODELS_DIR)[0]['name']}" in out
 
 
 def _two_hour_wav(path: Path) -> Path:

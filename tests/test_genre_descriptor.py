@@ -12,7 +12,7 @@ import pytest
 from core.constants import GENRES
 from core.errors import ModelMismatch
 from core.features import DESCRIPTOR_NAMES, SegmentFeatures
-from core.genre import load_genre_model
+from core.genre import load_genre_model, read_manifest
 from core.genre.descriptor import (
     DescriptorGenreModel,
     aggregate,
@@ -41,9 +41,15 @@ def _features(n: int, seed: int = 0, step: float = 66_149 / 22_050) -> SegmentFe
                            starts=np.arange(n) * step, clip_seconds=n * step)
 
 
-def test_manifest_serves_the_descriptor_model() -> None:
+def test_manifest_serves_its_first_model_and_lists_the_descriptor_fallback(tmp_path: Path) -> None:
+    entries = read_manifest(MODELS)
     served = load_genre_model(MODELS)
-    assert served is not None and served.name.startswith("descriptor-")
+    assert served is not None and served.name == entries[0]["name"]
+    fallback = next(e for e in entries if e["kind"] == "descriptor")
+    # with the models before it missing, the descriptor model answers
+    (tmp_path / "manifest.json").write_text(json.dumps({"genre": [*entries[:-1], fallback]}))
+    (tmp_path / fallback["path"]).write_bytes((MODELS / fallback["path"]).read_bytes())
+    assert load_genre_model(tmp_path).name == fallback["name"]
 
 
 def test_artefact_with_other_audio_constants_is_refused(tmp_path: Path) -> None:

@@ -94,9 +94,12 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def _command(args: argparse.Namespace, out: Path, *specific: str) -> str:
     """The command line that reproduces this run, for the sidecar and the model card."""
-    parts = ["cratedigger", "train", args.kind, *specific, "--out", str(out), "--epochs", str(args.epochs),
-             "--seed", str(args.seed), "--units", str(args.units), "--patience", str(args.patience),
-             "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    from core.training.bilstm_train import shown_path
+
+    parts = ["cratedigger", "train", args.kind, *specific, "--out", shown_path(out),
+             "--epochs", str(args.epochs), "--seed", str(args.seed), "--units", str(args.units),
+             "--patience", str(args.patience), "--batch-size", str(args.batch_size),
+             "--threads", str(args.threads)]
     return shlex.join(parts + (["--no-export"] if args.no_export else []))
 
 
@@ -115,12 +118,12 @@ def _summary(name: str, valid: Evaluation, test: Evaluation | None) -> str:
 
 
 def handle_train_bilstm(args: argparse.Namespace, settings: Settings) -> Outcome:
-    from core.training.bilstm_train import train_gtzan
+    from core.training.bilstm_train import shown_path, train_gtzan
     from core.training.gtzan import DEFAULT_SPLIT_DIR
 
     out = args.out or settings.models_dir
     args.split = args.split or DEFAULT_SPLIT_DIR
-    command = _command(args, out, "--data", str(args.data), "--split", str(args.split))
+    command = _command(args, out, "--data", shown_path(args.data), "--split", shown_path(args.split))
     result = train_gtzan(args.data, out, args.split, _config(args), command=command,
                          export=not args.no_export)
     document = {
@@ -142,6 +145,7 @@ def handle_train_bilstm(args: argparse.Namespace, settings: Settings) -> Outcome
 
 
 def handle_train_distill(args: argparse.Namespace, settings: Settings) -> Outcome:
+    from core.training.bilstm_train import shown_path
     from core.training.distill import DEFAULT_CACHE, DEFAULT_SHARED, DistillConfig, distill, load_teacher
 
     args.shared, args.cache = args.shared or DEFAULT_SHARED, args.cache or DEFAULT_CACHE
@@ -152,7 +156,7 @@ def handle_train_distill(args: argparse.Namespace, settings: Settings) -> Outcom
     out = args.out or settings.models_dir
     config = DistillConfig(train=_config(args), granularity=args.granularity, holdout=args.holdout,
                            check_folds=args.check_folds, workers=args.workers)
-    specific = ["--shared", str(args.shared), "--granularity", args.granularity,
+    specific = ["--shared", shown_path(args.shared), "--granularity", args.granularity,
                 "--holdout", str(args.holdout), "--check-folds", str(args.check_folds)]
     command = _command(args, out, *specific)
     result = distill(args.shared, load_teacher(settings.models_dir), out, args.cache, config,

@@ -50,6 +50,9 @@ def tensorflow(threads: int = DEFAULT_THREADS) -> ModuleType:
     TensorFlow fixes its thread pools when its runtime starts, so the first caller's `threads` wins; a later
     different request is logged, not an error."""
     global _tf_threads
+    # TensorFlow's C++ INFO/WARNING lines would land on stderr at every start; an operator's setting wins.
+    # (LiteRT reads the variable only from the environment the process started with: its one XNNPACK
+    # INFO line shows unless TF_CPP_MIN_LOG_LEVEL is set before the process starts.)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import tensorflow as tf

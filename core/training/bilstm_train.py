@@ -10,6 +10,7 @@ TensorFlow is imported inside functions (via core.genre.export.tensorflow, which
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from core.config import PACKAGE_ROOT
 from core.constants import FRAMES_PER_SEGMENT, GENRES, N_MFCC, audio_constants
 from core.genre import softmax
 from core.genre.bilstm import LOG_FLOOR, Sidecar, load, standardise, write_sidecar
@@ -82,6 +84,15 @@ class TrainResult:
     best_epoch: int
     seconds: float
     files: list[Path] = field(default_factory=list)
+
+
+def shown_path(path: Path) -> str:
+    """A path as the model card shows it: relative to the repository when it lies beside it (models,
+    ../shared/data), so the card and its command read the same on every checkout."""
+    path = Path(path)
+    if path.is_absolute() and path.resolve().is_relative_to(PACKAGE_ROOT.parent):
+        return os.path.relpath(path.resolve(), PACKAGE_ROOT)
+    return str(path)
 
 
 def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -352,6 +363,7 @@ Training: {training_text}
 {speed}
 
 ## Reproduce
+From the repository root:
 ```
 {s.training['command']}
 ```
@@ -399,7 +411,8 @@ def train_gtzan(data_dir: Path, out_dir: Path, split_dir: Path, config: TrainCon
                       "parameters": int(model.count_params())},
         training={
             "method": "supervised",
-            "data": f"GTZAN-layout folder {data_dir}, split lists {split_dir}",
+            "data": f"GTZAN-layout folder {shown_path(data_dir)}, "
+                    f"split lists {shown_path(split_dir)}",
             "tracks": {name: len(d.tracks) for name, d in data.items()},
             "segments": {name: len(d) for name, d in data.items()},
             "config": asdict(config),
@@ -415,9 +428,9 @@ def train_gtzan(data_dir: Path, out_dir: Path, split_dir: Path, config: TrainCon
                                 f"BiLSTM, test split: track accuracy {test_eval.track_accuracy:.2f}"))
     result = TrainResult(files[0], sidecar, valid_eval, test_eval, epochs_run, best_epoch,
                          time.perf_counter() - started, files)
-    data_text = (f"GTZAN-layout folder `{data_dir}`, split by track with the artist-filtered lists in "
-                 f"`{split_dir}`: " + ", ".join(f"{n} {len(d.tracks)} tracks / {len(d)} segments"
-                                                 for n, d in data.items()) + ".")
+    sizes = ", ".join(f"{n} {len(d.tracks)} tracks / {len(d)} segments" for n, d in data.items())
+    data_text = (f"GTZAN-layout folder `{shown_path(data_dir)}`, split by track with the artist-filtered "
+                 f"lists in `{shown_path(split_dir)}`: {sizes}.")
     files.append(write_model_card(result, out_dir, title="BiLSTM genre model (supervised)",
                                   data_text=data_text))
     return result

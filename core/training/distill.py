@@ -53,6 +53,7 @@ from core.training.bilstm_train import (
     plot_confusion,
     predict_log_probs,
     save_artefact,
+    shown_path,
     standardisation,
     track_mean_log_probs,
     write_model_card,
@@ -425,7 +426,8 @@ def distill(shared: Path, teacher: GenreModel, out_dir: Path, cache_dir: Path, c
               for g in sorted({sources[i].group for i in pool})}
     training = {
         "method": f"distilled from {teacher.name} ({config.granularity} soft targets)",
-        "data": f"{shared}/library and {shared}/emotify; the check excerpts (Emotify classical/rock/pop) "
+        "data": f"{shown_path(shared)}/library and {shown_path(shared)}/emotify; the check excerpts "
+                "(Emotify classical/rock/pop) "
                 + (f"trained on with teacher labels, scored by {config.check_folds}-fold cross-fitting"
                    if config.check_folds else "not trained on"),
         "sources": counts,
@@ -474,6 +476,8 @@ def _check_text(result: DistillResult, config: DistillConfig) -> str:
     for name, r in rows:
         per_genre = " | ".join(f"{r.per_genre[g]:.2f}" if g in r.per_genre else "–" for g in CHECK_GENRES)
         table.append(f"| {name} | {r.accuracy:.3f} | {per_genre} | {r.ece:.3f} |")
+    held = result.held_out_check
+    margin = 1.96 * np.sqrt(held.accuracy * (1 - held.accuracy) / held.tracks)
     return "\n".join([
         "",
         f"Valid rows compare the student with the *teacher's* verdicts (no ground truth there): agreement "
@@ -486,8 +490,11 @@ def _check_text(result: DistillResult, config: DistillConfig) -> str:
         *table,
         "",
         "The confusion matrix above is the student's held-out one on this check. Known confusions "
-        f"(held out): {result.held_out_check.confusions_text()}. The teacher's: "
-        f"{result.teacher_check.confusions_text()}.",
+        f"(held out): {held.confusions_text()}. The teacher's: {result.teacher_check.confusions_text()}.",
+        "",
+        f"Caveats: {held.tracks} excerpts of three genres only, so a 95 % binomial interval on the held-out "
+        f"accuracy is about ±{margin:.2f}; the student learnt the teacher's labels, never the true ones, "
+        "and cannot be scored on the GTZAN test split until GTZAN audio is here.",
         "",
     ])
 
@@ -495,9 +502,10 @@ def _check_text(result: DistillResult, config: DistillConfig) -> str:
 def _data_text(shared: Path, counts: dict[str, dict[str, int]], config: DistillConfig, teacher: str) -> str:
     rows = "\n".join(f"| {g} | {c['train_tracks']} | {c['valid_tracks']} | {c['train_segments']} |"
                      for g, c in counts.items())
-    return (f"No labelled audio: the real recordings of `{shared}/library/` (game soundtracks) and "
-            f"`{shared}/emotify/audio/` were cut into 3-s segments exactly as inference cuts them, and the "
-            f"descriptor model `{teacher}` (trained on the GTZAN descriptor table) gave each segment its "
+    shared_text = shown_path(shared)
+    return (f"No labelled audio: the real recordings of `{shared_text}/library/` (game soundtracks) and "
+            f"`{shared_text}/emotify/audio/` were cut into 3-s segments exactly as inference cuts them, and "
+            f"the descriptor model `{teacher}` (trained on the GTZAN descriptor table) gave each segment its "
             f"calibrated probabilities ({GRANULARITY_TEXT[config.granularity]}) as the BiLSTM's soft "
             f"targets. Tracks, not segments, were held out for validation "
             f"({config.holdout:.0%} of each group, seed {config.train.seed}).\n\n"
