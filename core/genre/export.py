@@ -95,8 +95,13 @@ class KerasRunner:
         return cls(keras.models.load_model(keras_path, compile=False))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Padded to a multiple of LITE_BATCH rows: every new batch size costs Keras a retrace (seconds and a
+        warning); clips differ in segment count, so a handful of sizes must serve them all."""
+        n = x.shape[0]
+        padded = np.zeros((-(-n // LITE_BATCH) * LITE_BATCH, *x.shape[1:]), np.float32)
+        padded[:n] = x
         with self._lock:
-            return np.asarray(self._model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+            return np.asarray(self._model.predict_on_batch(padded), dtype=np.float32)[:n]
 
 
 class LiteRunner:

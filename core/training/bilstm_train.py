@@ -27,6 +27,7 @@ from core.genre import softmax
 from core.genre.bilstm import LOG_FLOOR, Sidecar, load, standardise, write_sidecar
 from core.genre.export import RUNTIMES, export_tflite, tensorflow
 from core.training.gtzan import SegmentSet, find_tracks, load_segment_set, split_tracks
+from core.training.metrics import expected_calibration_error
 
 log = logging.getLogger(__name__)
 
@@ -197,17 +198,6 @@ def fit_temperature(track_logits: np.ndarray, targets: np.ndarray) -> float:
 
     best = minimize_scalar(loss, bounds=(np.log(0.05), np.log(50.0)), method="bounded")
     return float(np.exp(best.x))
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            total += sel.mean() * abs(confidence[sel].mean() - correct[sel].mean())
-    return float(total)
 
 
 def evaluate(segment_log_probs: np.ndarray, segment_labels: np.ndarray, track: np.ndarray,

@@ -40,6 +40,7 @@ from core.genre.descriptor import (
     derived_features,
     save,
 )
+from core.training.metrics import expected_calibration_error as ece
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,7 @@ def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Top-label ECE: |accuracy - confidence| averaged over equal-width confidence bins, weighted by count."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            total += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
-    return float(total)
+    return ece(probs.max(axis=1), probs.argmax(axis=1) == y, bins)
 
 
 def confusion_matrix(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:

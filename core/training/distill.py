@@ -46,7 +46,6 @@ from core.training.bilstm_train import (
     TrainConfig,
     TrainResult,
     evaluate,
-    expected_calibration_error,
     fit,
     fit_temperature,
     measure_runtimes,
@@ -58,6 +57,7 @@ from core.training.bilstm_train import (
     track_mean_log_probs,
     write_model_card,
 )
+from core.training.metrics import expected_calibration_error
 from core.training.gtzan import BadDataset
 
 log = logging.getLogger(__name__)
