@@ -57,8 +57,8 @@ from core.training.bilstm_train import (
     track_mean_log_probs,
     write_model_card,
 )
-from core.training.metrics import expected_calibration_error
 from core.training.gtzan import BadDataset
+from core.training.metrics import expected_calibration_error
 
 log = logging.getLogger(__name__)
 
