@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from bot.cooldown import UserCooldown
 from bot.errors import CratediggerTree
 from bot.render import genre_chart
 from bot.views import GenreFeedback, RateTracks
+from core.background import become_background
 from core.config import Settings
 from core.service import Service
 
@@ -50,9 +50,8 @@ RENDER_NICENESS = 5
 
 
 def _render_worker_init() -> None:
-    """The render process yields the CPU to the event loop's process (on systems that have `nice`)."""
-    if hasattr(os, "nice"):
-        os.nice(RENDER_NICENESS)
+    """The render process yields the CPU to the event loop's process."""
+    become_background(RENDER_NICENESS)
 
 
 class CratediggerBot(commands.Bot):

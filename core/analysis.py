@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from core.audio import Segments, load_segments
+from core.background import become_background
 from core.features import SegmentFeatures, extract
 
 log = logging.getLogger(__name__)
+
+WORKER_NICENESS = 5
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,7 @@ class ClipAnalysis:
 def init_worker() -> None:
     """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, and a lower
     priority than the bot's event loop, which must keep answering Discord while analyses run."""
-    os.nice(5)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
+    become_background(WORKER_NICENESS)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -192,6 +192,13 @@ class Service:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def _stage(self, upload: Upload) -> tuple[Path, Path]:
+        """Write an upload to a private job folder (blocking file-system work: run it in a thread)."""
+        job = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging_dir()))
+        path = job / f"upload{Path(upload.filename).suffix.lower()}"
+        path.write_bytes(upload.data)
+        return job, path
+
     async def _with_file(self, item: Item, fn: Callable[[Path, str], Any]) -> Any:
         """Run `fn(path, display_name)` on an upload (staged to a private temp file) or a local path."""
         if isinstance(item, Path):
@@ -200,13 +207,11 @@ class Service:
         if len(item.data) > self.settings.max_upload_bytes:
             raise TooLarge(f"'{item.filename}' is {len(item.data) / 2**20:.1f} MB; the limit is "
                            f"{self.settings.max_upload_mb:g} MB.")
-        job = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging_dir()))
+        job, path = await asyncio.to_thread(self._stage, item)
         try:
-            path = job / f"upload{Path(item.filename).suffix.lower()}"
-            await asyncio.to_thread(path.write_bytes, item.data)
             return await fn(path, item.filename)
         finally:
-            shutil.rmtree(job, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, job, ignore_errors=True)
 
     async def _analyse(self, path: Path, name: str, **what: bool) -> ClipAnalysis:
         return await self._run(analyse, path, self.limits, name=name, **what)

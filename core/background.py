@@ -1,0 +1,58 @@
+"""Make a helper process (analysis worker, chart renderer) a polite neighbour of the bot's event loop.
+
+On a 2-core host the workers saturate both cores while the bot must still answer Discord within
+milliseconds. Two things defeat a plain `os.nice(5)` in a pool initializer:
+
+- Linux applies niceness per thread, and by the time an initializer runs the process already has threads
+  (numpy's OpenBLAS pool starts when the parent's main module and the initializer's module import numpy).
+  Those threads kept nice 0 and, spinning between BLAS calls, took 15 % of a core at the bot's priority.
+- Environment variables such as OPENBLAS_NUM_THREADS only act on libraries loaded after they are set.
+
+So every existing thread is reniced, BLAS pools already loaded are limited at run time, and the variables
+are set for whatever loads later (numba, TensorFlow).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_ids() -> list[int]:
+    """This process's thread ids (just the process id where /proc is not available)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return [os.getpid()]
+    return [int(name) for name in os.listdir(tasks) if name.isdigit()]
+
+
+def lower_priority(niceness: int) -> None:
+    """Set every current thread of this process to at least `niceness` (new threads inherit it)."""
+    if not hasattr(os, "setpriority"):
+        return
+    for tid in thread_ids():
+        try:
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            if current < niceness:
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
+        except (ProcessLookupError, PermissionError) as exc:  # a thread that just ended; a locked-down host
+            log.debug("could not renice thread %d: %s", tid, exc)
+
+
+def single_threaded_numerics() -> None:
+    """One thread of numeric work per process: the pool's size is the parallelism we chose."""
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
+def become_background(niceness: int) -> None:
+    """Both of the above: the initializer of every helper process pool."""
+    single_threaded_numerics()
+    lower_priority(niceness)

@@ -1,0 +1,32 @@
+"""Helper processes must not compete with the bot's event loop: every thread niced, one BLAS thread."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from core.analysis import WORKER_NICENESS, init_worker
+
+
+def _thread_priorities_and_blas() -> tuple[dict[int, int], list[int]]:
+    import numpy as np  # noqa: F401  (the BLAS pool must be the one numpy loaded)
+    from threadpoolctl import threadpool_info
+
+    from core.background import thread_ids
+
+    priorities = {tid: os.getpriority(os.PRIO_PROCESS, tid) for tid in thread_ids()}
+    blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return priorities, blas
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="per-thread priorities need Linux's /proc")
+def test_worker_threads_are_all_niced_and_blas_is_single_threaded():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=init_worker) as pool:
+        priorities, blas = pool.submit(_thread_priorities_and_blas).result(timeout=120)
+    assert len(priorities) >= 1
+    assert all(nice >= max(base, WORKER_NICENESS) for nice in priorities.values()), priorities
+    assert blas and all(n == 1 for n in blas), blas
