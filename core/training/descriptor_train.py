@@ -6,8 +6,11 @@ real audio.
 
 Protocol: every candidate (input set × model family × hyper-parameters, `candidates()`) is fitted on the
 training split and scored on the validation split; the best by validation accuracy (ties: validation log
-loss) is kept, its temperature is fitted on validation, and only that model is scored on the test split,
-once. Everything is seeded and single-threaded, so the artefact is byte-for-byte reproducible.
+loss) is kept and its temperature is fitted on validation. The shipped model is then refitted with the same
+hyper-parameters on train + valid (the validation learning curve is steep: 0.529 / 0.552 / 0.571 / 0.589 for
+50 / 70 / 85 / 100 % of train), keeping the temperature; families that early-stop on valid (the MLP) are not
+refitted. Only the shipped model is scored on test. Everything is seeded and single-threaded, so the
+artefact is byte-for-byte reproducible.
 
 Families: L2 logistic regression (scikit-learn), gradient-boosted trees (LightGBM) and a small Keras MLP.
 The artefact format runs dense networks in numpy (core.genre.descriptor); a tree model winning the
@@ -150,6 +153,9 @@ class Candidate:
     fit: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[Callable[[np.ndarray], np.ndarray],
                                                                          DenseNetwork | None]]
     valid: dict[str, Any] = field(default_factory=dict)
+    refit: bool = True
+    """False when fitting uses the validation split itself (early stopping): such a model cannot be refitted
+    on train + valid."""
 
     @property
     def label(self) -> str:
@@ -231,7 +237,7 @@ def candidates() -> Iterator[Candidate]:
                                     _fit_lightgbm(leaves, trees, rate, colsample))
         for hidden in (16, 64):
             yield Candidate("mlp", inputs, {"hidden": hidden, "dropout": 0.5, "l2": 0.01},
-                            _fit_mlp(hidden, 0.5, 0.01))
+                            _fit_mlp(hidden, 0.5, 0.01), refit=False)
 
 
 def standardisation(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +264,22 @@ def run_candidate(candidate: Candidate, splits: dict[str, Split],
     if network is not None:
         model = DescriptorGenreModel(name="candidate", inputs=names, mean=mean, scale=scale, network=network)
     return result, model
+
+
+def merged(a: Split, b: Split) -> Split:
+    return Split(a.ids + b.ids, np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]))
+
+
+def refit_on_train_and_valid(candidate: Candidate, splits: dict[str, Split],
+                             names: Sequence[str]) -> DescriptorGenreModel:
+    """The selected configuration fitted again on train + valid (standardisation included)."""
+    both = merged(splits["train"], splits["valid"])
+    mean, scale = standardisation(_inputs(both, names))
+    z = (_inputs(both, names) - mean) / scale
+    _, network = candidate.fit(z, both.y, z, both.y)
+    if network is None:
+        raise SystemExit(f"{candidate.label} cannot be held by the numpy artefact")
+    return DescriptorGenreModel(name="refit", inputs=tuple(names), mean=mean, scale=scale, network=network)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
@@ -307,7 +329,8 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
     temperature = fit_temperature(valid_logits, splits["valid"].y)
     ablation_names = [n for n in model.inputs if n not in HPSS_TEMPO_INPUTS]
     ablation, _ = run_candidate(best, splits, ablation_names)
-    name = f"descriptor-{best.family}-v1"
+    name = f"descriptor-{best.family}-v2"
+    final = refit_on_train_and_valid(best, splits, model.inputs) if best.refit else model
     training = {
         "data": "GTZAN features_30_sec.csv, artist-filtered split (Kereliuk, Sturm & Larsen 2015)",
         "tracks": {k: len(v.ids) for k, v in splits.items()},
@@ -322,11 +345,14 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
                                             "valid_log_loss": ablation["log_loss"]},
         "valid_uncalibrated": {k: v for k, v in scores(softmax(valid_logits), splits["valid"].y).items()
                                if k in ("accuracy", "log_loss", "ece")},
+        "refitted_on": "train + valid" if best.refit else "train",
         "seed": SEED,
     }
-    shipped = DescriptorGenreModel(name=name, inputs=model.inputs, mean=model.mean, scale=model.scale,
-                                   network=model.network, temperature=temperature, training=training)
-    training["valid"] = scores(shipped.probabilities(splits["valid"].x), splits["valid"].y)
+    selected = DescriptorGenreModel(name=name, inputs=model.inputs, mean=model.mean, scale=model.scale,
+                                    network=model.network, temperature=temperature)
+    training["valid"] = scores(selected.probabilities(splits["valid"].x), splits["valid"].y)
+    shipped = DescriptorGenreModel(name=name, inputs=final.inputs, mean=final.mean, scale=final.scale,
+                                   network=final.network, temperature=temperature, training=training)
     training["test"] = scores(shipped.probabilities(splits["test"].x), splits["test"].y)
     out_dir.mkdir(parents=True, exist_ok=True)
     save(shipped, out_dir / ARTEFACT)
