@@ -167,6 +167,27 @@ def test_runtimes_agree(trained: dict) -> None:
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
 
 
+def test_litert_load_writes_nothing_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """`cratedigger genre` output is ours alone: LiteRT's C++ XNNPACK notice must not reach the terminal."""
+    from core.genre.export import LiteRunner
+
+    capfd.readouterr()
+    runner = LiteRunner(Path(__file__).resolve().parent.parent / "models" / "genre_bilstm.tflite")
+    assert runner(np.zeros((3, *runner._shape[1:]), np.float32)).shape[0] == 3
+    assert capfd.readouterr().err == ""
+
+
+def test_other_native_stderr_is_kept_as_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    import os
+    import sys
+
+    from core.genre.export import XNNPACK_NOTICE, native_stderr_to_log
+
+    with caplog.at_level("WARNING", logger="core.genre.export"), native_stderr_to_log():
+        os.write(sys.stderr.fileno(), f"{XNNPACK_NOTICE}\nERROR: something native broke\n".encode())
+    assert [r.getMessage() for r in caplog.records] == ["LiteRT: ERROR: something native broke"]
+
+
 def test_mismatched_constants_are_refused(trained: dict, tmp_path: Path) -> None:
     from core.genre.bilstm import load
 
