@@ -27,7 +27,7 @@ from core.genre import softmax
 from core.genre.bilstm import LOG_FLOOR, Sidecar, load, standardise, write_sidecar
 from core.genre.export import RUNTIMES, export_tflite, tensorflow
 from core.training.gtzan import SegmentSet, find_tracks, load_segment_set, split_tracks
-from core.training.metrics import expected_calibration_error
+from core.training.metrics import expected_calibration_error, plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -243,30 +243,6 @@ def save_artefact(model: Any, out_dir: Path, sidecar: Sidecar, *, export: bool =
     if export:
         files.append(export_tflite(keras_path))
     return files
-
-
-def plot_confusion(confusion: list[list[int]], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(confusion)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
-    ax.set_yticks(range(len(GENRES)), GENRES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for (i, j), v in np.ndenumerate(matrix):
-        if v:
-            ax.text(j, i, str(v), ha="center", va="center",
-                    color="white" if v > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def measure_runtimes(keras_path: Path, repeats: int = 20) -> dict[str, dict[str, float]]:

@@ -44,6 +44,7 @@ from core.genre.descriptor import (
     save,
 )
 from core.training.metrics import expected_calibration_error as ece
+from core.training.metrics import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -283,29 +284,6 @@ def refit_on_train_and_valid(candidate: Candidate, splits: dict[str, Split],
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
-    ax.set_yticks(range(len(GENRES)), GENRES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    top = confusion.max()
-    for (i, j), v in np.ndenumerate(confusion):
-        if v:
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
-                    color="white" if v > top / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
-
-
 def train(data_dir: Path, out_dir: Path) -> dict[str, Any]:
     splits = load_splits(data_dir)
     results = []

@@ -49,7 +49,6 @@ from core.training.bilstm_train import (
     fit,
     fit_temperature,
     measure_runtimes,
-    plot_confusion,
     predict_log_probs,
     save_artefact,
     shown_path,
@@ -58,7 +57,7 @@ from core.training.bilstm_train import (
     write_model_card,
 )
 from core.training.gtzan import BadDataset
-from core.training.metrics import expected_calibration_error
+from core.training.metrics import expected_calibration_error, plot_confusion
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,12 @@
-"""Metrics shared by the training scripts."""
+"""Metrics, and the confusion-matrix picture, shared by the training scripts."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
+
+from core.constants import GENRES
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
@@ -14,3 +19,30 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
         if sel.any():
             total += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
     return float(total)
+
+
+def plot_confusion(confusion: np.ndarray | Sequence[Sequence[int]], path: Path, title: str) -> Path:
+    """The confusion matrix as a PNG for a model card. No "Software" metadata (it names the matplotlib
+    version), so the same matrix gives the same bytes and a retrained artefact can be checked with `cmp`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(GENRES)), GENRES, rotation=45, ha="right")
+    ax.set_yticks(range(len(GENRES)), GENRES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    top = matrix.max()
+    for (i, j), v in np.ndenumerate(matrix):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if v > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
