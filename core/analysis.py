@@ -54,10 +54,10 @@ class ClipAnalysis:
     features_summary: dict[str, float] = field(default_factory=dict)
 
 
-def init_worker() -> None:
-    """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, and a lower
-    priority than the bot's event loop, which must keep answering Discord while analyses run."""
-    become_background(WORKER_NICENESS)
+def init_worker(memory_mb: int = 0) -> None:
+    """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, a lower priority
+    than the bot's event loop (which must keep answering Discord while analyses run) and a memory cap."""
+    become_background(WORKER_NICENESS, memory_mb)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -52,7 +52,23 @@ def single_threaded_numerics() -> None:
     threadpool_limits(limits=1)
 
 
-def become_background(niceness: int) -> None:
-    """Both of the above: the initializer of every helper process pool."""
+def limit_memory(megabytes: int) -> None:
+    """Cap this process's address space (0: no cap). An allocation past it fails (numpy: MemoryError; ffmpeg
+    and other children inherit the cap) instead of pushing the host into swap or the OOM killer, which
+    might pick the bot. Address space, not RSS, because that is what the kernel can enforce up front."""
+    if megabytes <= 0:
+        return
+    import resource
+
+    cap = megabytes * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def become_background(niceness: int, memory_mb: int = 0) -> None:
+    """All of the above: the initializer of every helper process pool."""
     single_threaded_numerics()
     lower_priority(niceness)
+    limit_memory(memory_mb)

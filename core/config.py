@@ -41,6 +41,7 @@ class Settings:
     workers: int = 2
     queue_size: int = 32
     task_timeout_seconds: float = 120.0
+    worker_memory_mb: int = 4096
     user_cooldown_seconds: float = 3.0
     # Nearest-neighbour index.
     index_backend: str = "hnsw"

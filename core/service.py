@@ -170,6 +170,9 @@ class Service:
                 self._replace_pool(pool)
                 raise TooSlow(f"that took longer than {self.settings.task_timeout_seconds:g} s to analyse, "
                               "so I stopped; try a shorter or simpler file.") from None
+            except MemoryError:
+                raise TooLarge(f"that needs more than the {self.settings.worker_memory_mb} MB of memory an "
+                               "analysis may use; try a shorter or smaller file.") from None
             except BrokenProcessPool:
                 self._replace_pool(pool)
                 if attempt == 1:
@@ -443,7 +446,8 @@ class Service:
 def _new_pool(settings: Settings) -> ProcessPoolExecutor:
     """Spawned (not forked) workers: the parent runs threads (aiosqlite, asyncio) that fork would copy."""
     return ProcessPoolExecutor(max_workers=max(1, settings.workers),
-                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker)
+                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(settings.worker_memory_mb,))
 
 
 def _is_link(text: str) -> bool:
