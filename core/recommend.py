@@ -61,6 +61,13 @@ deviation above a typical excerpt)."""
 TYPICAL_ESTIMATE = 0.5
 """An estimate above a typical excerpt's is still worth a softer "sounds somewhat <mood>"."""
 
+HIGH_IN_LIBRARY = 2 / 3
+RELATIVE_MIN_TRACKS = 5
+"""Below a typical estimate, a track in the top third of its library for the mood is said to "rank high
+for <mood> in this library" (a library of game music has no calm track by absolute standards, yet its
+calmest are the right answer to /recommend mood:calm); only in libraries of at least 5 tracks, where a
+rank means something."""
+
 QUERY_KIND = "similar"
 RECOMMENDED_KIND = "recommended"
 """History kinds (core.store) read by UserSignals.from_store."""
@@ -208,11 +215,19 @@ def recommend(tracks: list[TrackInfo], user: UserSignals, mood: str, k: int, *,
         relevance += TASTE_WEIGHT * (emb @ centroid)
     anchors = [by_id[tid] for tid in sorted(user.liked_ids | user.queried_ids)
                if tid in by_id and tid not in user.disliked_ids]
+    high = library_high(tracks, mood)
     return [
         Recommendation(candidates[i].track_id, candidates[i].title, round(score, 4),
-                       _recommend_reason(candidates[i], mood, user, anchors))
+                       _recommend_reason(candidates[i], mood, user, anchors, high))
         for i, score in _mmr(emb, relevance, k)
     ]
+
+
+def library_high(tracks: list[TrackInfo], mood: str) -> float:
+    """The estimate from which a track ranks in the top third of `tracks` for `mood` (inf: too few)."""
+    if len(tracks) < RELATIVE_MIN_TRACKS:
+        return float("inf")
+    return float(np.quantile([t.moods.get(mood, 0.0) for t in tracks], HIGH_IN_LIBRARY))
 
 
 def _mmr(emb: np.ndarray, relevance: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -231,7 +246,8 @@ def _mmr(emb: np.ndarray, relevance: np.ndarray, k: int) -> list[tuple[int, floa
     return picked
 
 
-def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: list[TrackInfo]) -> str:
+def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: list[TrackInfo],
+                      high: float) -> str:
     """The strongest mood evidence, then the taste link if any, e.g. "tagged calm by you; close to Aurora
     you liked"."""
     parts: list[str] = []
@@ -252,8 +268,13 @@ def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: l
             verb = "liked" if anchor.track_id in user.liked_ids else "asked about"
             parts.append(f"close to {anchor.title} you {verb}")
     if not parts:
-        parts.append(f"sounds somewhat {mood}" if track.moods.get(mood, 0.0) >= TYPICAL_ESTIMATE
-                     else "picked for variety")
+        estimate = track.moods.get(mood, 0.0)
+        if estimate >= TYPICAL_ESTIMATE:
+            parts.append(f"sounds somewhat {mood}")
+        elif estimate >= high:
+            parts.append(f"ranks high for {mood} in this library")
+        else:
+            parts.append("picked for variety")
     return "; ".join(parts)
 
 

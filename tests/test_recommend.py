@@ -150,6 +150,15 @@ def test_reason_names_the_strongest_mood_evidence(kwargs, reason):
     assert got[0].reason == reason
 
 
+def test_in_a_library_with_no_calm_music_the_calmest_are_said_to_rank_high():
+    """Game soundtracks: every calm estimate is low, but the calmest still answer /recommend mood:calm."""
+    library = [track(i, axis(i % 7), calm=0.05 + 0.03 * i) for i in range(9)]
+    got = recommend(library, UserSignals(user_id=ME), "calm", 9, now=NOW)
+    reasons = {r.track_id: r.reason for r in got}
+    assert reasons[8] == reasons[7] == "ranks high for calm in this library"
+    assert reasons[0] == "picked for variety"
+
+
 def test_user_signals_from_the_store():
     history = [
         ("2026-05-01T10:00:00.000Z", "recommended", 7, "calm", "T7"),
