@@ -22,6 +22,8 @@ from core.config import PACKAGE_ROOT
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
+MAX_ID = 2**63 - 1
+"""SQLite's largest integer: Discord snowflakes and track ids beyond it cannot be stored or matched."""
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 

@@ -1,17 +1,31 @@
 """Running one service use case from a synchronous CLI handler."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from core.config import Settings
 from core.service import Service
+from core.store import MAX_ID
 
 T = TypeVar("T")
 
 CLI_GUILD = 0
 """The command line's own library when no --guild is given."""
+
+
+def database_id(text: str) -> int:
+    """argparse type for user, guild and track ids: a whole number the store can hold (else exit 2, not an
+    OverflowError from SQLite halfway through the command)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if not 0 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"not an id (0 to {MAX_ID}): {text[:40]}")
+    return value
 
 
 def with_service(settings: Settings, use_case: Callable[[Service], Awaitable[T]]) -> T:

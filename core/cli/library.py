@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from core.cli import Outcome
-from core.cli._service import CLI_GUILD, with_service
+from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
 from core.library import AddReport, ReindexReport
 from core.service import Service
@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     lib = subparsers.add_parser("library", help="add tracks, reindex, show stats", parents=[parent])
     verbs = lib.add_subparsers(dest="library_verb", metavar="ACTION", required=True)
     guild = argparse.ArgumentParser(add_help=False)
-    guild.add_argument("--guild", type=int, default=CLI_GUILD, help="whose library (a Discord guild id)")
+    guild.add_argument("--guild", type=database_id, default=CLI_GUILD,
+                       help="whose library (a Discord guild id)")
 
     add = verbs.add_parser("add", help="add files, folders (recursively) or links", parents=[parent, guild])
     add.add_argument("sources", nargs="+", metavar="PATH_OR_URL")

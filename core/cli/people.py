@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 
 from core.cli import Outcome
-from core.cli._service import CLI_GUILD, with_service
+from core.cli._service import CLI_GUILD, database_id, with_service
 from core.cli.similar import render_hits
 from core.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     who = argparse.ArgumentParser(add_help=False)
-    who.add_argument("--user", type=int, required=True, help="the member (a Discord user id)")
-    who.add_argument("--guild", type=int, default=CLI_GUILD, help="whose library (a Discord guild id)")
+    who.add_argument("--user", type=database_id, required=True, help="the member (a Discord user id)")
+    who.add_argument("--guild", type=database_id, default=CLI_GUILD,
+                     help="whose library (a Discord guild id)")
 
     rec = subparsers.add_parser("recommend", help="tracks for a mood, personalised", parents=[parent, who])
     rec.add_argument("--mood", required=True, help="calm, happy, energetic, sad, nostalgic or tense")
@@ -20,12 +21,12 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     rec.set_defaults(handler=recommend)
 
     tag = subparsers.add_parser("tag", help="say which mood a track has for you", parents=[parent, who])
-    tag.add_argument("track_id", type=int)
+    tag.add_argument("track_id", type=database_id)
     tag.add_argument("mood")
     tag.set_defaults(handler=tag_track)
 
     feedback = subparsers.add_parser("feedback", help="thumbs up or down on a track", parents=[parent, who])
-    feedback.add_argument("track_id", type=int)
+    feedback.add_argument("track_id", type=database_id)
     feedback.add_argument("verdict", choices=["up", "down"])
     feedback.set_defaults(handler=give_feedback)
 

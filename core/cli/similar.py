@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from core.cli import Outcome
-from core.cli._service import CLI_GUILD, with_service
+from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
 from core.service import SimilarReport
 
@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                                     parents=[parent])
     similar.add_argument("query", metavar="LINK_OR_FILE")
     similar.add_argument("-k", type=int, default=5, help="how many tracks (1-25)")
-    similar.add_argument("--guild", type=int, default=CLI_GUILD, help="whose library (a Discord guild id)")
+    similar.add_argument("--guild", type=database_id, default=CLI_GUILD,
+                         help="whose library (a Discord guild id)")
     similar.set_defaults(handler=find_similar)
 
 
