@@ -8,6 +8,7 @@ import secrets
 import discord
 from discord import app_commands
 
+from bot.options import leaf_options, option_problem
 from bot.replies import tell
 from bot.text import safe
 from core.errors import UserError
@@ -50,11 +51,24 @@ async def report(interaction: discord.Interaction, error: BaseException) -> None
 
 
 class CratediggerTree(app_commands.CommandTree):
-    """Every app command error ends here; DMs are refused server-side, not only hidden."""
+    """Every app command error ends here; DMs are refused server-side, not only hidden; option values that
+    Discord's own client could not have sent are refused before any command sees them."""
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
+        command = interaction.command
+        if not isinstance(command, app_commands.Command):
+            return True  # unknown or out of date: discord.py raises CommandNotFound/SignatureMismatch next
+        options = leaf_options(interaction.data or {})  # type: ignore[arg-type]
+        if interaction.type is discord.InteractionType.autocomplete:
+            if all(isinstance(o.get("value"), str) for o in options if o.get("focused")):
+                return True
+            await interaction.response.autocomplete([])  # typed text is always text: nothing to suggest
+            return False
+        problem = option_problem(command, options)
+        if problem is not None:
+            raise Refusal(problem)
         return True
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError,

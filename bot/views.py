@@ -10,6 +10,7 @@ from typing import Any
 import discord
 
 from bot import errors
+from bot.options import track_id
 from bot.render import similar_embed
 from bot.text import choice_name, safe
 
@@ -57,17 +58,27 @@ class RateTracks(discord.ui.DynamicItem[discord.ui.Select], template=r"cd:rate")
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select,
                              match: re.Match[str], /) -> RateTracks:
-        return cls(options=list(item.options))
+        # A message can carry "cd:rate" on something that is not a menu (forged, or not ours): no options,
+        # so the callback refuses it like any value that is not on the menu.
+        return cls(options=list(getattr(item, "options", [])))
+
+    def _picked(self) -> tuple[bool, int, str]:
+        """(thumbs up?, track id, title) of the chosen option; a Refusal for a value that is not on the
+        menu or not one we write ("up:ID" / "down:ID"), which a modified client can send."""
+        chosen = self.item.values[0] if self.item.values else None
+        option = next((o for o in self.item.options if o.value == chosen), None)
+        verdict, _, raw_id = option.value.partition(":") if option is not None else ("", "", "")
+        picked = track_id(raw_id) if verdict in ("up", "down") else None
+        if option is None or picked is None:
+            raise errors.Refusal("That rating is not on the menu; pick a track from the menu to rate it.")
+        return verdict == "up", picked, option.label[2:]
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
-            verdict, _, raw_id = self.item.values[0].partition(":")
-            label = next((o.label[2:] for o in self.item.options if o.value == self.item.values[0]),
-                         "that track")
-            up = verdict == "up"
+            up, rated, label = self._picked()
             await interaction.response.defer(ephemeral=True, thinking=True)
             await interaction.client.service.feedback(  # type: ignore[attr-defined]
-                interaction.guild_id, interaction.user.id, int(raw_id), up)
+                interaction.guild_id, interaction.user.id, rated, up)
             await interaction.followup.send(
                 f"{'👍' if up else '👎'} noted for **{safe(label, 90)}**: your next /recommend takes it into "
                 "account.", ephemeral=True)

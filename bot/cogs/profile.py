@@ -7,6 +7,7 @@ from discord.ext import commands
 
 from bot.app import CratediggerBot
 from bot.cogs.recommend import MOOD_CHOICES
+from bot.options import track_id
 from bot.render import history_embed
 from bot.replies import answer, defer
 from bot.text import choice_name, safe
@@ -20,8 +21,9 @@ class Profile(commands.Cog):
 
     async def _track(self, guild_id: int, text: str) -> tuple[int, str]:
         """The autocomplete sends a track id; a member who typed instead gets the one title that matches."""
-        if text.strip().isdigit():
-            return int(text), f"track #{int(text)}"
+        picked = track_id(text)
+        if picked is not None:
+            return picked, f"track #{picked}"
         found = await self.bot.service.find_tracks(guild_id, text.strip(), limit=2)
         if len(found) != 1:
             raise UnknownTrack(f"no single track matches '{text[:80]}'; pick one from the list as you type.")

@@ -55,12 +55,26 @@ def command_data(commands: list[dict[str, Any]], qualified: str, values: dict[st
             raise SchemaError(f"/{qualified} needs {missing}")
     elif not schema.get(focused, {}).get("autocomplete"):
         raise SchemaError(f"/{qualified} option {focused!r} has no autocomplete")
+    return _wrap(top, path, options, resolved if focused is None else {})
+
+
+def raw_command_data(commands: list[dict[str, Any]], qualified: str, options: list[dict[str, Any]],
+                     resolved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`data` of an application command whose leaf `options` are sent as given: no type, choice, range or
+    required-option checks. A modified client can make Discord relay such values; the bot must cope."""
+    top, path, _ = find_command(commands, qualified)
+    return _wrap(top, path, options, resolved or {})
+
+
+def _wrap(top: dict[str, Any], path: list[str], options: list[dict[str, Any]],
+          resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Nest the leaf options in their sub-commands, as Discord does."""
     for name in reversed(path):
         options = [{"type": SUB_COMMAND, "name": name, "options": options}]
     data: dict[str, Any] = {"id": top["id"], "name": top["name"], "type": 1, "options": options}
     if top.get("guild_id"):
         data["guild_id"] = top["guild_id"]
-    if resolved and focused is None:
+    if resolved:
         data["resolved"] = resolved
     return data
 

@@ -16,6 +16,7 @@ import logging
 import mimetypes
 import secrets
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from tests.discord_server.interactions import (
     command_data,
     interaction_payload,
     message_payload,
+    raw_command_data,
 )
 from tests.discord_server.records import (
     EPHEMERAL,
@@ -143,14 +145,18 @@ class FakeDiscord:
         return guild
 
     def attachment(self, filename: str, data: bytes, *, content_type: str | None = None,
-                   channel: Channel | None = None) -> dict[str, Any]:
-        """An uploaded file as Discord resolves it in an interaction; the bytes are served by our CDN."""
+                   channel: Channel | None = None, size: int | None = None) -> dict[str, Any]:
+        """An uploaded file as Discord resolves it in an interaction; the bytes are served by our CDN.
+
+        `size` is what the payload declares (the real length unless given: a crafted upload may lie)."""
         attachment_id = snowflake()
         content_type = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         self.cdn[attachment_id] = FileRecord(filename, content_type, data)
         channel_id = channel.id if channel else 0
-        url = f"{self.base_url}/cdn/attachments/{channel_id}/{attachment_id}/{filename}"
-        return attachment_payload(attachment_id, filename, len(data), content_type, url)
+        path = urllib.parse.quote(filename, safe="")
+        url = f"{self.base_url}/cdn/attachments/{channel_id}/{attachment_id}/{path}"
+        return attachment_payload(attachment_id, filename, len(data) if size is None else size, content_type,
+                                  url)
 
     def commands_for(self, guild_id: int | None) -> list[dict[str, Any]]:
         """What a member of `guild_id` can invoke: that guild's commands, then global ones."""
@@ -186,6 +192,22 @@ class FakeDiscord:
         data = {"custom_id": custom_id, "component_type": component["type"], "values": values}
         return await self._send(COMPONENT, member, None, data, message=message)
 
+    async def raw_command(self, member: Member, command: str, options: list[dict[str, Any]], *,
+                          resolved: dict[str, dict[str, Any]] | None = None,
+                          autocomplete: bool = False) -> InteractionRecord:
+        """Dispatch `/command` with `options` exactly as given (values outside the choices, the range or
+        the type; see `raw_command_data`): what a modified client can get Discord to relay."""
+        data = raw_command_data(self.commands_for(member.guild.id), command, options, resolved)
+        return await self._send(AUTOCOMPLETE if autocomplete else APPLICATION_COMMAND, member, None, data)
+
+    async def raw_component(self, member: Member, message: MessageRecord, data: dict[str, Any], *,
+                            components: list[dict[str, Any]] | None = None) -> InteractionRecord:
+        """A component interaction on `message` with `data` as given (any custom_id, type or select values).
+
+        `components`, when given, replaces the message's components in the payload: a click on a message
+        that carries them, such as one an older version of the bot posted."""
+        return await self._send(COMPONENT, member, None, data, message=message, components=components)
+
     async def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 30.0) -> None:
         """Wait until `predicate()` is true; it is re-checked after every request the bot makes."""
         async with self._changed:
@@ -200,15 +222,20 @@ class FakeDiscord:
         await self.wait_for(lambda: any(s.ready for s in self._sessions), timeout=timeout)
 
     async def _send(self, kind: int, member: Member, channel: Channel | None, data: dict[str, Any],
-                    message: MessageRecord | None = None) -> InteractionRecord:
+                    message: MessageRecord | None = None,
+                    components: list[dict[str, Any]] | None = None) -> InteractionRecord:
         if not any(s.ready for s in self._sessions):
             raise AssertionError("no bot is connected to the gateway")
+        message_json = None
         if message is not None:
             channel = next(c for c in member.guild.channels if c.id == message.channel_id)
+            message_json = self._message_json(message)
+            if components is not None:
+                message_json["components"] = components
         payload = interaction_payload(
             kind=kind, application_id=self.application_id, member=member,
             channel=channel or member.guild.default_channel, data=data, size_limit=self.size_limit,
-            message=self._message_json(message) if message is not None else None,
+            message=message_json,
         )
         ix = InteractionRecord(int(payload["id"]), payload["token"], kind, payload, member.id,
                                member.guild.id)
@@ -257,7 +284,10 @@ class FakeDiscord:
         record = self.cdn.get(attachment_id)
         if record is None:
             return web.Response(status=404)
-        return web.Response(body=record.data, headers={"Content-Type": record.content_type})
+        # Discord's CDN answers with a type it determined, never a declared one that breaks the header.
+        safe_type = record.content_type.isascii() and record.content_type.isprintable()
+        return web.Response(body=record.data, headers={
+            "Content-Type": record.content_type if safe_type else "application/octet-stream"})
 
     # ----------------------------------------------------------------- REST
     async def _api(self, request: web.Request) -> web.StreamResponse:
