@@ -1,11 +1,13 @@
 """Shared fixtures: where the team's data lives, and small synthetic signals tests may make themselves."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,6 +34,13 @@ def synth_tone(seconds: float, *, freq: float = 440.0, sr: int = 22_050, amp: fl
     y = y * (0.6 + 0.4 * (np.sin(2 * np.pi * 2 * t) > 0))
     y = y + 0.02 * rng.standard_normal(t.size)
     return (amp * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def wav_bytes(seconds: float, *, freq: float, seed: int) -> bytes:
+    """`synth_tone` as the bytes of a WAV file: what a member uploads or a link serves in the bot tests."""
+    out = io.BytesIO()
+    sf.write(out, synth_tone(seconds, freq=freq, seed=seed), 22_050, format="WAV")
+    return out.getvalue()
 
 
 @pytest.fixture

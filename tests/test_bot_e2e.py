@@ -21,7 +21,7 @@ from bot.launcher import serve, sync
 from core.config import Settings
 from core.errors import UserError
 from core.genre import read_manifest
-from tests.conftest import synth_tone
+from tests.conftest import synth_tone, wav_bytes
 from tests.discord_server import (
     MANAGE_GUILD,
     FakeDiscord,
@@ -38,12 +38,6 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 EXPECTED_COMMANDS = {"genre", "similar", "recommend", "tag", "history", "forget-me", "library", "sync"}
 HOSTILE_TITLE = "@everyone <@&123456789012345678> Night Drive"
-
-
-def wav_bytes(seconds: float, *, freq: float, seed: int) -> bytes:
-    out = io.BytesIO()
-    sf.write(out, synth_tone(seconds, freq=freq, seed=seed), 22_050, format="WAV")
-    return out.getvalue()
 
 
 def write_clip(folder: Path, title: str, *, freq: float, seed: int, seconds: float = 7.0) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import itertools
 import logging
 import threading
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import soundfile as sf
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +32,7 @@ from bot.app import CratediggerBot
 from bot.views import GenreFeedback, RateTracks
 from core.config import Settings
 from core.mood import MOODS
-from tests.conftest import synth_tone
+from tests.conftest import wav_bytes
 from tests.discord_server import (
     MANAGE_GUILD,
     FakeDiscord,
@@ -71,12 +69,6 @@ OPTIONS: dict[str, dict[str, tuple[int, bool]]] = {
 }
 """Every command the bot publishes: its options' (type, required). Checked against the synced schema below,
 so a new option cannot go unfuzzed."""
-
-
-def wav_bytes(seconds: float, *, freq: float, seed: int) -> bytes:
-    out = io.BytesIO()
-    sf.write(out, synth_tone(seconds, freq=freq, seed=seed), 22_050, format="WAV")
-    return out.getvalue()
 
 
 VALID_WAV = wav_bytes(3, freq=523, seed=99)
