@@ -199,7 +199,11 @@ class Service:
         """Write an upload to a private job folder (blocking file-system work: run it in a thread)."""
         job = Path(tempfile.mkdtemp(prefix="upload-", dir=self._staging_dir()))
         path = job / f"upload{Path(upload.filename).suffix.lower()}"
-        path.write_bytes(upload.data)
+        try:
+            path.write_bytes(upload.data)
+        except BaseException:  # a full disk must not leave half an upload behind
+            shutil.rmtree(job, ignore_errors=True)
+            raise
         return job, path
 
     async def _with_file(self, item: Item, fn: Callable[[Path, str], Any]) -> Any:
