@@ -12,7 +12,6 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from core.store import MAX_ID
 
 _KINDS: dict[discord.AppCommandOptionType, tuple[tuple[type, ...], str]] = {
     discord.AppCommandOptionType.string: ((str,), "text"),
@@ -64,12 +63,3 @@ def _value_problem(parameter: app_commands.Parameter, value: Any) -> str | None:
         return f"it must be from {low} to {high}{unit}"
     return f"it must be at least {low}{unit}" if low is not None else f"it must be at most {high}{unit}"
 
-
-def track_id(text: object) -> int | None:
-    """A track id written as decimal digits (any script's, as `int` reads them) that SQLite can hold;
-    None for anything else, so "²", "-1" or forty nines are not taken for ids."""
-    digits = str(text).strip()
-    if not digits.isdecimal():
-        return None
-    value = int(digits)
-    return value if value <= MAX_ID else None

@@ -10,9 +10,9 @@ from typing import Any
 import discord
 
 from bot import errors
-from bot.options import track_id
 from bot.render import similar_embed
 from bot.text import choice_name, safe
+from core.store import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class RateTracks(discord.ui.DynamicItem[discord.ui.Select], template=r"cd:rate")
         chosen = self.item.values[0] if self.item.values else None
         option = next((o for o in self.item.options if o.value == chosen), None)
         verdict, _, raw_id = option.value.partition(":") if option is not None else ("", "", "")
-        picked = track_id(raw_id) if verdict in ("up", "down") else None
+        picked = parse_id(raw_id) if verdict in ("up", "down") else None
         if option is None or picked is None:
             raise errors.Refusal("That rating is not on the menu; pick a track from the menu to rate it.")
         return verdict == "up", picked, option.label[2:]

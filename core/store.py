@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 MAX_ID = 2**63 - 1
 """SQLite's largest integer: Discord snowflakes and track ids beyond it cannot be stored or matched."""
+
+
+def parse_id(text: object) -> int | None:
+    """An id written as decimal digits (any script's, as `int` reads them) that SQLite can hold; None for
+    anything else, so "²", "-1", "1e3" or forty nines are not taken for ids."""
+    digits = str(text).strip()
+    if not digits.isdecimal():
+        return None
+    value = int(digits)
+    return value if value <= MAX_ID else None
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 

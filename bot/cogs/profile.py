@@ -7,12 +7,12 @@ from discord.ext import commands
 
 from bot.app import CratediggerBot
 from bot.cogs.recommend import MOOD_CHOICES
-from bot.options import track_id
 from bot.render import history_embed
 from bot.replies import answer, defer
 from bot.text import choice_name, safe
 from bot.views import ConfirmForget
 from core.errors import UnknownTrack
+from core.store import parse_id
 
 
 class Profile(commands.Cog):
@@ -21,7 +21,7 @@ class Profile(commands.Cog):
 
     async def _track(self, guild_id: int, text: str) -> tuple[int, str]:
         """The autocomplete sends a track id; a member who typed instead gets the one title that matches."""
-        picked = track_id(text)
+        picked = parse_id(text)
         if picked is not None:
             return picked, f"track #{picked}"
         found = await self.bot.service.find_tracks(guild_id, text.strip(), limit=2)

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from core.config import Settings
 from core.service import Service
-from core.store import MAX_ID
+from core.store import MAX_ID, parse_id
 
 T = TypeVar("T")
 
@@ -19,11 +19,8 @@ CLI_GUILD = 0
 def database_id(text: str) -> int:
     """argparse type for user, guild and track ids: a whole number the store can hold (else exit 2, not an
     OverflowError from SQLite halfway through the command)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
-    if not 0 <= value <= MAX_ID:
+    value = parse_id(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"not an id (0 to {MAX_ID}): {text[:40]}")
     return value
 
