@@ -176,7 +176,20 @@ def check_url(url: str, settings: Settings) -> SplitResult:
     address = literal_address(host)
     if address is not None and not is_public(address):
         raise _refuse_private(host)
+    if address is None and not is_domain_name(host):
+        raise FetchRefused("That link's host is not a valid domain name.")
     return parts
+
+
+def is_domain_name(host: str) -> bool:
+    """Whether `host` has a DNS spelling (IDNA); a name without one (a stray C1 control character, a label
+    over 63 characters, an empty label) could never be resolved, and yt-dlp fails on it with an untyped
+    UnicodeError instead of a refusal."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def system_resolver(host: str, port: int) -> list[IPAddress]:

@@ -219,6 +219,7 @@ def test_a_slow_server_hits_the_time_cap(http_server: LocalHTTPServer, settings:
     "file:///etc/passwd", "FILE:///etc/passwd", "ftp://example.com/song.mp3", "gopher://example.com/",
     "javascript:alert(1)", "example.com/song.mp3", "", "http://", "http://exa mple.com/",
     "http://user:secret@example.com/song.mp3", "http://example.com:99999/",
+    "HTTP://\x80", "http://a..b/", f"http://{'a' * 64}.example.com/",  # hosts with no DNS spelling
 ])
 def test_links_that_are_not_plain_web_addresses_are_refused(url: str, settings: Settings,
                                                             workdir: Path) -> None:
