@@ -45,3 +45,28 @@ def audio_constants() -> dict[str, float | int]:
         "hop_length": HOP_LENGTH,
         "n_mfcc": N_MFCC,
     }
+
+# The pre-trained front-end (musicnn's MSD model, core.frontend) reads its own log-mel patches: the audio
+# it was trained on was resampled to 16 kHz, and these are the frames its weights expect.
+FRONTEND_SAMPLE_RATE = 16_000
+FRONTEND_N_FFT = 512
+FRONTEND_HOP_LENGTH = 256
+FRONTEND_N_MELS = 96
+FRONTEND_PATCH_FRAMES = 187
+"""Frames per patch: 3 s at 16 kHz with a 256-sample hop, as the network was trained."""
+FRONTEND_LOG_SCALE = 10_000.0
+"""Log compression of the mel power: log10(1 + FRONTEND_LOG_SCALE * power), computed in float32."""
+
+
+def frontend_constants() -> dict[str, float | int]:
+    """The constants a front-end artefact must match, as stored inside it."""
+    return {
+        "sample_rate": FRONTEND_SAMPLE_RATE,
+        "n_fft": FRONTEND_N_FFT,
+        "hop_length": FRONTEND_HOP_LENGTH,
+        "n_mels": FRONTEND_N_MELS,
+        "patch_frames": FRONTEND_PATCH_FRAMES,
+        "log_scale": FRONTEND_LOG_SCALE,
+        "segment_samples": SEGMENT_SAMPLES,
+        "segment_sample_rate": SAMPLE_RATE,
+    }

@@ -1,0 +1,192 @@
+"""Run our Keras models in the lightest runtime installed: LiteRT when an export and its package are present,
+else Keras (which imports TensorFlow: seconds and hundreds of MB, so never at CLI or bot start).
+
+Each artefact is `<stem>.keras` (the reference, and the fallback runtime) with an optional `<stem>.tflite`
+beside it. Both runners take one float32 array and return a dict of named float32 outputs.
+
+TensorFlow is imported only inside functions, with a deliberate thread budget (`tensorflow()`).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RUNTIMES: tuple[str, ...] = ("litert", "keras")
+"""Runtime preference, lightest first."""
+
+DEFAULT_THREADS = 1
+"""Per-call threads for inference: the service already runs several analyses side by side."""
+
+_tf_lock = threading.Lock()
+_tf_threads: int | None = None
+
+
+def tensorflow(threads: int = DEFAULT_THREADS) -> ModuleType:
+    """Import TensorFlow quietly with a deliberate thread budget, once per process.
+
+    TensorFlow fixes its thread pools when its runtime starts, so the first caller's `threads` wins; a later
+    different request is logged, not an error."""
+    global _tf_threads
+    # TensorFlow's C++ INFO/WARNING lines would land on stderr at every start; an operator's setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    with _tf_lock:
+        if _tf_threads is None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                _tf_threads = threads
+            except RuntimeError:  # someone started the runtime before us: keep what it has
+                _tf_threads = tf.config.threading.get_intra_op_parallelism_threads()
+        if _tf_threads != threads:
+            log.debug("TensorFlow already runs with %s threads (asked for %s)", _tf_threads, threads)
+    return tf
+
+
+class Runner(Protocol):
+    runtime: str
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class KerasRunner:
+    """A Keras model with named outputs, from its .keras file or still in memory."""
+
+    runtime = "keras"
+
+    def __init__(self, model: Any, batch: int = 8) -> None:
+        self._model = model
+        self._batch = batch
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, keras_path: Path, threads: int = DEFAULT_THREADS) -> KerasRunner:
+        tensorflow(threads)
+        import keras
+
+        return cls(keras.models.load_model(keras_path, compile=False))
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Padded to a multiple of the batch: every new input shape costs Keras a retrace (seconds)."""
+        n = x.shape[0]
+        padded = np.zeros((-(-n // self._batch) * self._batch, *x.shape[1:]), np.float32)
+        padded[:n] = x
+        with self._lock:
+            out = self._model.predict_on_batch(padded)
+        if not isinstance(out, dict):
+            out = {"output": out}
+        return {k: np.asarray(v, np.float32)[:n] for k, v in out.items()}
+
+
+XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+"""LiteRT prints this from C++ on every interpreter it builds, whatever TF_CPP_MIN_LOG_LEVEL says (the
+runtime offers no Python switch for it). Without the XNNPACK delegate there is no line, but inference is
+slower (12 vs 19 ms a batch for the old BiLSTM), so we keep the delegate and drop the line."""
+
+
+@contextlib.contextmanager
+def native_stderr_to_log() -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 while the block runs; re-log all of it except
+    the XNNPACK notice, so that a user of `cratedigger genre` sees only our own output and nothing is lost."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced by something without a descriptor
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and line.strip() != XNNPACK_NOTICE:
+                    log.warning("LiteRT: %s", line)
+
+
+class LiteRunner:
+    """A LiteRT interpreter over an export with a dynamic batch, invoked `batch` rows at a time (the last
+    chunk padded), so the interpreter is sized once. Interpreters are not thread-safe, hence the lock."""
+
+    runtime = "litert"
+
+    def __init__(self, tflite_path: Path, threads: int = DEFAULT_THREADS, batch: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        with native_stderr_to_log():
+            self._interpreter = Interpreter(model_path=str(tflite_path), num_threads=threads)
+            inp = self._interpreter.get_input_details()[0]
+            self._input = inp["index"]
+            self._shape = (batch, *(int(d) for d in inp["shape"][1:]))
+            self._interpreter.resize_tensor_input(self._input, list(self._shape), strict=False)
+            self._interpreter.allocate_tensors()
+            signature = self._interpreter.get_signature_list()
+            names = next(iter(signature.values()))["outputs"] if signature else []
+            details = self._interpreter.get_output_details()
+            self._outputs = self._named_outputs(names, details)
+            self._interpreter.invoke()  # the delegate may be applied on the first run: let that happen here
+        self._lock = threading.Lock()
+
+    def _named_outputs(self, names: list[str], details: list[dict[str, Any]]) -> dict[str, int]:
+        """Output tensor index by the Keras output's name (the signature keeps names, tensors do not)."""
+        if not names:
+            return {"output": details[0]["index"]}
+        runner = self._interpreter.get_signature_runner()
+        by_name = runner.get_output_details()
+        return {name: int(by_name[name]["index"]) for name in names}
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self._shape[1:]:
+            raise ValueError(f"input of shape {x.shape} for a model that reads {self._shape}")
+        batch = self._shape[0]
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self._outputs}
+        with self._lock:
+            for start in range(0, x.shape[0], batch):
+                chunk = x[start:start + batch]
+                n = chunk.shape[0]
+                if n < batch:
+                    chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), np.float32)])
+                self._interpreter.set_tensor(self._input, np.ascontiguousarray(chunk))
+                self._interpreter.invoke()
+                for name, index in self._outputs.items():
+                    out[name].append(self._interpreter.get_tensor(index)[:n].copy())
+        return {name: np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+                for name, parts in out.items()}
+
+
+def lite_available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = DEFAULT_THREADS) -> Runner:
+    """The first runtime of RUNTIMES whose artefact and package are present, or exactly `runtime`."""
+    tflite = keras_path.with_suffix(".tflite")
+    for name in (runtime,) if runtime else RUNTIMES:
+        if name == "litert" and tflite.is_file() and lite_available():
+            return LiteRunner(tflite, threads)
+        if name == "keras" and keras_path.is_file():
+            return KerasRunner.load(keras_path, threads)
+    raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}")
