@@ -42,8 +42,10 @@ def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
     embed = discord.Embed(
-        title=f"🎧 {report.genre.title()}", colour=ACCENT,
-        description=f"**{percent(report.confidence)}** confident · file `{safe(report.file, 80)}`")
+        title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
+        description=(f"too close to call: **{percent(report.top[0][1])}** {report.top[0][0]}, "
+                     f"**{percent(report.top[1][1])}** {report.top[1][0]}" if report.close_call
+                     else f"**{percent(report.confidence)}** confident") + f" · file `{safe(report.file, 80)}`")
     embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
     embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
                                            f"({report.clip_seconds:.0f} s of audio)")

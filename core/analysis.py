@@ -2,6 +2,10 @@
 
 Models are loaded once per worker process (cached by models folder), never per request. These functions
 take paths and plain settings and return plain data, so they pickle across a process pool.
+
+One pass: the clip is decoded and cut once; each feature family (core.features.SegmentFeatures) is computed
+the first time a model reads it and shared by the others, so the front-end runs once per segment for genre,
+mood and embedding together, and nothing is computed that no loaded model reads.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.audio import Segments, load_segments
+from core.audio import load_segments
 from core.background import become_background
 from core.features import SegmentFeatures, extract
 
@@ -62,6 +66,17 @@ def init_worker(memory_mb: int = 0) -> None:
 
 
 @functools.cache
+def frontend(models_dir: Path) -> Any:
+    """The shipped front-end, or None when its artefact is absent (models that read it are then skipped)."""
+    from core.frontend import artefact_path, load_frontend
+
+    if not artefact_path(models_dir).is_file():
+        log.info("no front-end at %s", artefact_path(models_dir))
+        return None
+    return load_frontend(models_dir)
+
+
+@functools.cache
 def genre_model(models_dir: Path) -> Any:
     from core.genre import load_genre_model
 
@@ -81,20 +96,18 @@ def analysis_version(models_dir: Path) -> str:
 
     genre = genre_model(models_dir)
     mood = mood_model(models_dir)
+    network = frontend(models_dir)
     return "|".join([
+        f"frontend={'none' if network is None else network.name}",
         f"genre={getattr(genre, 'name', 'none')}",
         f"mood={getattr(mood, 'name', 'none') if mood is not None else 'none'}",
         f"embedding={EMBEDDING_KIND}",
     ])
 
 
-def features_summary(features: SegmentFeatures) -> dict[str, float]:
-    mfcc = features.mfcc
-    return {
-        "mfcc_mean": float(mfcc.mean()),
-        "mfcc_std": float(mfcc.std()),
-        "frames": int(mfcc.shape[0] * mfcc.shape[1]),
-    }
+def features_summary(features: SegmentFeatures) -> dict[str, Any]:
+    """What was analysed, without computing anything more."""
+    return {"segments": len(features), "families": features.computed()}
 
 
 def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
@@ -115,11 +128,11 @@ def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
     }
 
 
-def _mood_fields(segments: Segments, features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
     model = mood_model(limits.models_dir)
     if model is None:
         return {}
-    estimate = model.predict(segments, features)
+    estimate = model.predict(features)
     return {"mood": estimate.mood, "mood_confidence": estimate.confidence, "mood_scores": estimate.moods,
             "gems": estimate.gems}
 
@@ -129,12 +142,13 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
     """decode → segments → features → the models asked for."""
     name = name or Path(path).name
     segments = load_segments(path, max_seconds=limits.max_seconds, max_segments=limits.max_segments)
-    features = extract(segments)
+    network = frontend(limits.models_dir)
+    features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}
     if genre:
         fields.update(_genre_fields(features, limits))
     if mood:
-        fields.update(_mood_fields(segments, features, limits))
+        fields.update(_mood_fields(features, limits))
     if embedding:
         from core.embedding import EMBEDDING_KIND, embed
 

@@ -15,10 +15,7 @@ SEGMENT_SAMPLES = 66_149
 N_FFT = 2048
 HOP_LENGTH = 512
 N_MFCC = 20
-"""MFCCs per frame, both for the BiLSTM's sequences and the descriptor set (librosa's default)."""
-
-FRAMES_PER_SEGMENT = 1 + SEGMENT_SAMPLES // HOP_LENGTH
-"""130 frames: librosa's centred STFT gives 1 + n // hop frames."""
+"""MFCCs per frame in the descriptor set (librosa's default)."""
 
 MIN_SEGMENT_FRACTION = 0.5
 """A final partial segment is kept (padded by repetition) only if it is at least this much of a segment."""

@@ -1,7 +1,7 @@
 """Features per 3-s segment, vectorised over segments.
 
-Two families:
-- `mfcc_sequences`: the (frames × MFCC) matrix the BiLSTM reads.
+Families (see SegmentFeatures, which computes each when a model first reads it):
+- the pre-trained front-end's embeddings (core.frontend), which the genre BiLSTM, mood and similarity read;
 - `descriptors`: the seed's 57 descriptors, computed exactly as the published GTZAN tables were (librosa's
   defaults at 22 050 Hz, as librosa 0.7 had them), so that models trained on those tables are valid on audio
   we analyse ourselves. A parity test against the published rows guards this.
@@ -9,7 +9,7 @@ Two families:
 librosa's level-dependent steps (the 80-dB floor of `power_to_db`, chroma's tuning estimate) look at
 whatever array they are given, so a batch would make one segment's features depend on its neighbours'
 loudness. Here they look either at each segment alone (the default, as the 3-s table was made, one file
-per segment; always so for `mfcc_sequences`) or at the clip (`reference="clip"`, what `extract` uses: the
+per segment) or at the clip (`reference="clip"`, what `extract` uses: the
 30-s table was computed on whole tracks, and pooling clip-referenced segments reproduces it; see
 `Reference`).
 
@@ -22,8 +22,9 @@ All functions take `segments` of shape (n, samples) and return arrays whose firs
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -96,19 +97,6 @@ def _mfcc(log_mel: np.ndarray) -> np.ndarray:
     import scipy.fft
 
     return scipy.fft.dct(log_mel, axis=-2, type=2, norm="ortho")[..., :N_MFCC, :]
-
-
-def mfcc_sequences(segments: np.ndarray) -> np.ndarray:
-    """MFCC sequences: (n, FRAMES_PER_SEGMENT, N_MFCC) float32, frames first as an LSTM reads them.
-
-    Each segment's sequence depends on that segment alone (librosa.feature.mfcc called on it), so a batch
-    never changes a segment's input to the network."""
-    return _sequences(_spectra(np.atleast_2d(segments)))
-
-
-def _sequences(spectra: _Spectra) -> np.ndarray:
-    mfcc = _mfcc(spectra.log_mel("segment"))
-    return np.ascontiguousarray(np.swapaxes(mfcc, 1, 2), dtype=np.float32)
 
 
 def _mean_var(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,33 +239,67 @@ def descriptors(segments: np.ndarray, *, reference: Reference = "segment") -> np
     return _descriptors(segments, _spectra(segments), reference)
 
 
-@dataclass(frozen=True)
 class SegmentFeatures:
-    """Everything the models read about one clip, computed once and shared by genre, mood and embedding.
+    """Everything the models read about one clip, each family computed the first time a model asks for it
+    and then shared: genre, mood and embedding read one front-end pass, and the descriptors (an STFT, HPSS
+    and a tempogram per segment) are paid for only when a model that reads them is loaded.
 
-    `descriptors` (n, 57) float64 in DESCRIPTOR_NAMES order, `mfcc` (n, FRAMES_PER_SEGMENT, N_MFCC) float32,
-    `starts` (n,) segment start times in seconds, `clip_seconds` the analysed (trimmed) clip's length.
+    - `embeddings` (n, 200) float32 and `tags` (n, 50): the front-end's outputs (core.frontend);
+    - `descriptors` (n, 57) float64 in DESCRIPTOR_NAMES order, with the clip as level reference (they are
+      pooled into track and section statistics);
+    - `starts` (n,) segment start times in seconds, `clip_seconds` the analysed (trimmed) clip's length.
     """
 
-    descriptors: np.ndarray
-    mfcc: np.ndarray
-    starts: np.ndarray
-    clip_seconds: float
+    def __init__(self, segments: Segments | None, *, frontend: Callable[[np.ndarray], dict[str, np.ndarray]]
+                 | None = None, starts: np.ndarray | None = None, clip_seconds: float | None = None,
+                 **precomputed: np.ndarray) -> None:
+        """From `segments` (and the loaded `frontend`, if any model reads embeddings); or, for tests and
+        caches, from `starts`, `clip_seconds` and precomputed families (descriptors=..., embeddings=...)."""
+        self._segments = segments
+        self._frontend = frontend
+        self.starts = segments.starts if segments is not None else np.asarray(starts)
+        self.clip_seconds = segments.clip_seconds if segments is not None else float(clip_seconds or 0.0)
+        unknown = set(precomputed) - {"descriptors", "embeddings", "tags"}
+        if unknown:
+            raise TypeError(f"unknown feature families {sorted(unknown)}")
+        self.__dict__.update(precomputed)
 
     def __len__(self) -> int:
-        return int(self.mfcc.shape[0])
+        return int(len(self.starts))
+
+    def _audio(self) -> np.ndarray:
+        if self._segments is None:
+            raise ValueError("these features were made from arrays, not audio: the family asked for is missing")
+        return np.atleast_2d(self._segments.audio)
+
+    @cached_property
+    def _spectra(self) -> _Spectra:
+        return _spectra(self._audio())
+
+    @cached_property
+    def descriptors(self) -> np.ndarray:
+        return _descriptors(self._audio(), self._spectra, "clip")
+
+    @cached_property
+    def _frontend_outputs(self) -> dict[str, np.ndarray]:
+        if self._frontend is None:
+            raise ValueError("no front-end was given, so there are no embeddings")
+        return self._frontend(self._audio())
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        return self._frontend_outputs["penultimate"]
+
+    @cached_property
+    def tags(self) -> np.ndarray:
+        return self._frontend_outputs["tags"]
+
+    def computed(self) -> list[str]:
+        """The families computed (or given) so far, for logs and benchmarks."""
+        return sorted(k for k in ("descriptors", "embeddings", "tags") if k in self.__dict__)
 
 
-def extract(segments: Segments) -> SegmentFeatures:
-    """Both feature families for every segment of a clip, from one STFT per segment.
-
-    The descriptors use the clip as level reference (they are pooled into track and section statistics);
-    the MFCC sequences are per segment, as `mfcc_sequences` gives them."""
-    audio = np.atleast_2d(segments.audio)
-    spectra = _spectra(audio)
-    return SegmentFeatures(
-        descriptors=_descriptors(audio, spectra, "clip"),
-        mfcc=_sequences(spectra),
-        starts=segments.starts,
-        clip_seconds=segments.clip_seconds,
-    )
+def extract(segments: Segments, frontend: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+            ) -> SegmentFeatures:
+    """The features of a clip's segments; each family is computed when first read (see SegmentFeatures)."""
+    return SegmentFeatures(segments, frontend=frontend)

@@ -124,6 +124,11 @@ class Frontend:
         self.runner = runner
 
     @property
+    def name(self) -> str:
+        """What produced an analysis: a change of weights or recipe means the library is re-analysed."""
+        return f"{self.sidecar.origin.get('model', ARTEFACT)}-v{self.sidecar.version}"
+
+    @property
     def runtime(self) -> str:
         return self.runner.runtime
 

@@ -54,9 +54,22 @@ class GenreReport:
     model: str | None
     sections: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def verdict(self) -> str:
+        """The genre, or "jazz or blues" when the top two are close (core.genre.verdict_label)."""
+        from core.genre import verdict_label
+
+        return verdict_label(self.top)
+
+    @property
+    def close_call(self) -> bool:
+        """The runner-up is named beside the top genre."""
+        return bool(self.top) and self.verdict != self.top[0][0]
+
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["top"] = [[g, p] for g, p in self.top]
+        doc["verdict"] = self.verdict
         return doc
 
 

@@ -37,8 +37,7 @@ def _features(n: int, seed: int = 0, step: float = 66_149 / 22_050) -> SegmentFe
     base[DESCRIPTOR_NAMES.index("rms_mean")] = 0.13
     base[DESCRIPTOR_NAMES.index("tempo")] = 120.0
     d = np.abs(base * (1 + 0.2 * rng.standard_normal((n, 57))))
-    return SegmentFeatures(descriptors=d, mfcc=np.zeros((n, 130, 20), np.float32),
-                           starts=np.arange(n) * step, clip_seconds=n * step)
+    return SegmentFeatures(None, descriptors=d, starts=np.arange(n) * step, clip_seconds=n * step)
 
 
 def test_manifest_serves_its_first_model_and_lists_the_descriptor_fallback(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
     if genre.genre is None:
         out.append(f"  no genre model installed; analysed {genre.segments} segments of {genre.clip_seconds:.1f} s")
     else:
-        out.append(f"  {genre.genre} ({genre.confidence:.0%} confident, {genre.segments} segments, "
+        out.append(f"  {genre.verdict} ({genre.confidence:.0%} confident, {genre.segments} segments, "
                    f"model {genre.model})")
         out += [f"  {g:<10} {_bar(p)} {p:.0%}" for g, p in genre.top]
 

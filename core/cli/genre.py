@@ -2,7 +2,9 @@
 
 JSON: always a list, one object per file, in the order given:
   {"file", "genre", "confidence", "top": [[genre, p], ...], "segments", "model", "sections": [...],
-   "clip_seconds"}
+   "clip_seconds", "verdict"}
+`verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
+as the top genre; the probabilities are in "top".
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
 more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
@@ -24,6 +26,7 @@ from core.analysis import ClipAnalysis, Limits, analyse
 from core.cli import Outcome
 from core.config import Settings
 from core.errors import UserError
+from core.genre import verdict_label
 
 NO_MODEL = "no genre model installed"
 
@@ -47,6 +50,7 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
         "sections": [{"start": round(s["start"], 2), "end": round(s["end"], 2), "genre": s["genre"],
                       "confidence": round(s["confidence"], 4)} for s in result.sections],
         "clip_seconds": round(result.clip_seconds, 2),
+        "verdict": verdict_label(result.genre_top),
     }
     if result.genre is None:
         doc["note"] = NO_MODEL
@@ -63,7 +67,8 @@ def _analyse(path: Path, settings: Settings) -> dict[str, Any]:
 def render(docs: list[dict[str, Any]]) -> str:
     """A short table a person reads: one line per file, then any sections."""
     width = max(len("file"), *(len(d["file"]) for d in docs))
-    lines = [f"{'file':<{width}}  {'genre':<9}  {'conf':>4}  segs  top 3"]
+    verdict_width = max(len("genre"), *(len(d.get("verdict") or "") for d in docs))
+    lines = [f"{'file':<{width}}  {'genre':<{verdict_width}}  {'conf':>4}  segs  top 3"]
     for d in docs:
         if "error" in d:
             lines.append(f"{d['file']:<{width}}  error: {d['error']}")
@@ -72,7 +77,7 @@ def render(docs: list[dict[str, Any]]) -> str:
                          f"{d['clip_seconds']:.1f} s analysed")
         else:
             top = ", ".join(f"{g} {p:.0%}" for g, p in d["top"])
-            lines.append(f"{d['file']:<{width}}  {d['genre']:<9}  {d['confidence']:>4.0%}  "
+            lines.append(f"{d['file']:<{width}}  {d['verdict']:<{verdict_width}}  {d['confidence']:>4.0%}  "
                          f"{d['segments']:>4}  {top}")
     for d in docs:
         for s in d.get("sections", []):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,9 @@ from core.features import SegmentFeatures
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CLOSE_CALL = 0.5
+"""The runner-up is named beside the top genre when it is at least this fraction as likely as the top one
+(a calibrated 45 % against 35 % is no verdict for one genre)."""
 SECTION_SECONDS = 30.0
 """A long track gets one verdict per section of about this length, besides the overall one."""
 
@@ -57,7 +61,17 @@ class GenreVerdict:
 class GenreModel(Protocol):
     name: str
 
-    def predict(self, features: SegmentFeatures) -> GenreVerdict: ...
+    def predict(self, features: SegmentFeatures) -> GenreVerdict:
+        """Reads the feature families it needs (core.features computes each on first use)."""
+
+
+def verdict_label(top: Sequence[tuple[str, float]]) -> str:
+    """What a person is told: "jazz", or "jazz or blues" when the top two are close (CLOSE_CALL)."""
+    if not top:
+        return ""
+    if len(top) > 1 and top[1][1] >= CLOSE_CALL * top[0][1]:
+        return f"{top[0][0]} or {top[1][0]}"
+    return top[0][0]
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -117,9 +131,7 @@ def load_genre_model(models_dir: Path) -> GenreModel | None:
             continue
         module_name, func = LOADERS[entry["kind"]].split(":")
         try:
-            loader = getattr(importlib.import_module(module_name), func)
-        except ImportError as exc:
-            log.info("genre model %s needs a runtime that is not installed: %s", entry.get("name"), exc)
-            continue
-        return loader(path, entry)
+            return getattr(importlib.import_module(module_name), func)(path, entry)
+        except (ImportError, FileNotFoundError) as exc:
+            log.info("genre model %s cannot run here: %s", entry.get("name"), exc)
     return None

@@ -46,3 +46,20 @@ def plot_confusion(confusion: np.ndarray | Sequence[Sequence[int]], path: Path, 
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def fit_temperature(track_logits: np.ndarray, targets: np.ndarray) -> float:
+    """The temperature T minimising the cross-entropy of softmax(track_logits / T) against `targets`.
+
+    A mean of segment log-probabilities treats segments as independent experts, which they are not, so the
+    untempered verdict is miscalibrated; T is fitted on held-out verdicts, never on the training ones."""
+    from scipy.optimize import minimize_scalar
+
+    def loss(log_t: float) -> float:
+        logits = track_logits / np.exp(log_t)
+        log_p = logits - logits.max(axis=1, keepdims=True)
+        log_p = log_p - np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+        return float(-(targets * log_p).sum(axis=1).mean())
+
+    best = minimize_scalar(loss, bounds=(np.log(0.05), np.log(50.0)), method="bounded")
+    return float(np.exp(best.x))
