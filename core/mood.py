@@ -25,7 +25,8 @@ Mood definitions (`moods_from_gems`):
    34 happy, 30 sad, 29 energetic, 29 tense, 27 nostalgic.
 
 The model (models/mood.npz, trained by core.training.mood_train; figures in models/mood.md) is kernel ridge
-regression on the features of core.mood_features. Its predictions regress toward the base rates (held-out
+regression on the track mean of the front-end's outputs (core.frontend: the 200-d `penultimate` embedding
+and the logits of its 50 MSD tags), the same per-segment pass genre and similarity read. Its predictions regress toward the base rates (held-out
 R² about 0.3), so predicted mood scores are conservative: they rank tracks well, they rarely reach the
 extremes listeners' answers do. An estimate's confidence is the probability that its top mood stays on top
 when the predicted GEMS scores move by the model's own cross-validated error (500 fixed draws from the
@@ -43,11 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from core.audio import Segments
-from core.constants import audio_constants
+from core.constants import audio_constants, frontend_constants
 from core.errors import ModelMismatch, UnknownMood
 from core.features import SegmentFeatures
-from core.mood_features import TRACK_FEATURE_NAMES, track_features
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,19 @@ class MoodEstimate:
 
 
 ARTEFACT = "mood.npz"
-ARTEFACT_FORMAT = 1
+ARTEFACT_FORMAT = 2
+TAG_LOGIT_FLOOR = 1e-4
+TRACK_FEATURE_NAMES: tuple[str, ...] = (*(f"embedding{i}_mean" for i in range(200)),
+                                         *(f"tag{i}_logit_mean" for i in range(50)))
+"""The track vector the model reads: segment means of the front-end's embedding and tag logits. Means
+only: a spread over segments depends on how much of a track was analysed (one minute in training, a whole
+song in the library)."""
+
+
+def track_vector(embeddings: np.ndarray, tags: np.ndarray) -> np.ndarray:
+    """(len(TRACK_FEATURE_NAMES),) from a clip's (n, 200) embeddings and (n, 50) tag probabilities."""
+    p = np.clip(np.asarray(tags, np.float64), TAG_LOGIT_FLOOR, 1 - TAG_LOGIT_FLOOR)
+    return np.concatenate([np.asarray(embeddings, np.float64).mean(axis=0), np.log(p / (1 - p)).mean(axis=0)])
 
 
 def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
@@ -210,9 +221,9 @@ class MoodModel:
         return MoodEstimate(mood=top_mood(moods), confidence=top_mood_confidence(gems, self._noise),
                             moods=moods, gems=named)
 
-    def predict(self, segments: Segments, features: SegmentFeatures) -> MoodEstimate:
-        """Mood of one clip from its segments and the features every model shares."""
-        return self.estimate(track_features(segments, features))
+    def predict(self, features: SegmentFeatures) -> MoodEstimate:
+        """Mood of one clip from the front-end pass every model shares."""
+        return self.estimate(track_vector(features.embeddings, features.tags))
 
 
 def check_artefact(meta: dict[str, Any], artefact: str) -> None:
@@ -220,6 +231,7 @@ def check_artefact(meta: dict[str, Any], artefact: str) -> None:
     ours: dict[str, Any] = {
         "format": ARTEFACT_FORMAT,
         "audio_constants": audio_constants(),
+        "frontend_constants": frontend_constants(),
         "feature_names": list(TRACK_FEATURE_NAMES),
         "gems": list(GEMS),
     }
@@ -237,11 +249,19 @@ def read_artefact(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 def load_mood_model(models_dir: Path) -> MoodModel | None:
-    """The shipped mood model, or None when there is no artefact (the caller says "no mood model")."""
+    """The shipped mood model, or None when there is no artefact or no front-end for it to read (the
+    caller says "no mood model")."""
+    from core.frontend import artefact_path
+
     path = Path(models_dir) / ARTEFACT
-    if not path.is_file():
-        log.info("no mood model at %s", path)
+    if not path.is_file() or not artefact_path(Path(models_dir)).is_file():
+        log.info("no mood model at %s (or no front-end beside it)", path)
         return None
+    return read_mood_model(path)
+
+
+def read_mood_model(path: Path) -> MoodModel:
+    """The mood model of one artefact, checked against this code (ModelMismatch if it differs)."""
     arrays, meta = read_artefact(path)
     check_artefact(meta, str(path))
     regressor = KernelRidge(**{k: arrays[k] for k in KernelRidge.ARRAYS}, gamma=float(meta["gamma"]))

@@ -11,11 +11,11 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.audio import load_segments, segment
+from core.analysis import Limits, analyse
+from core.audio import segment
 from core.cli import main
 from core.config import DEFAULT_MODELS_DIR
 from core.errors import ModelMismatch, UnknownMood, UserError
-from core.features import extract
 from core.mood import (
     GEMS,
     GEMS_BASE_RATE,
@@ -28,7 +28,9 @@ from core.mood import (
     moods_from_gems,
     parse_mood,
     read_artefact,
+    read_mood_model,
 )
+from core.mood import TRACK_FEATURE_NAMES as MODEL_FEATURES
 from core.mood_features import (
     EXTRA_NAMES,
     MAJOR_PROFILE,
@@ -182,18 +184,24 @@ def test_no_artefact_means_no_model(tmp_path: Path) -> None:
     assert load_mood_model(tmp_path) is None
 
 
-@pytest.mark.parametrize("tamper", ["audio_constants", "feature_names"])
+def test_no_front_end_means_no_model(tmp_path: Path) -> None:
+    """The model reads the front-end's outputs: without the front-end beside it, there is no mood."""
+    (tmp_path / "mood.npz").write_bytes((DEFAULT_MODELS_DIR / "mood.npz").read_bytes())
+    assert load_mood_model(tmp_path) is None
+
+
+@pytest.mark.parametrize("tamper", ["audio_constants", "frontend_constants", "feature_names"])
 def test_refuses_an_artefact_made_for_other_constants_or_features(tmp_path: Path, tamper: str) -> None:
     from core.training.mood_train import write_npz
 
     arrays, meta = read_artefact(DEFAULT_MODELS_DIR / "mood.npz")
-    if tamper == "audio_constants":
-        meta["audio_constants"] = {**meta["audio_constants"], "sample_rate": 44_100}
-    else:
+    if tamper == "feature_names":
         meta["feature_names"] = list(reversed(meta["feature_names"]))
+    else:
+        meta[tamper] = {**meta[tamper], "sample_rate": 44_100}
     write_npz(tmp_path / "mood.npz", arrays, meta)
     with pytest.raises(ModelMismatch, match=tamper):
-        load_mood_model(tmp_path)
+        read_mood_model(tmp_path / "mood.npz")
 
 
 def test_feature_code_has_not_drifted_since_training(model) -> None:
@@ -202,9 +210,9 @@ def test_feature_code_has_not_drifted_since_training(model) -> None:
     from core.training.mood_train import probe_features
 
     arrays, _ = read_artefact(DEFAULT_MODELS_DIR / "mood.npz")
-    drift = np.abs(probe_features() - arrays["probe_features"]) / arrays["x_scale"]
+    drift = np.abs(probe_features(DEFAULT_MODELS_DIR) - arrays["probe_features"]) / arrays["x_scale"]
     worst = int(drift.argmax())
-    assert drift[worst] < 0.02, f"{TRACK_FEATURE_NAMES[worst]} moved by {drift[worst]:.1%} of its spread"
+    assert drift[worst] < 0.02, f"{MODEL_FEATURES[worst]} moved by {drift[worst]:.1%} of its spread"
 
 
 def test_estimates_follow_listeners_on_real_excerpts(shared_data: Path, model) -> None:
@@ -214,9 +222,11 @@ def test_estimates_follow_listeners_on_real_excerpts(shared_data: Path, model) -
     by_calm = sorted(rows, key=lambda r: float(r["calmness_frac"]) - float(r["power_frac"]))
     calmest, most_powerful = by_calm[-5:], by_calm[:5]
     estimates = {}
+    limits = Limits(DEFAULT_MODELS_DIR, max_seconds=70, max_segments=10)
     for row in calmest + most_powerful:
-        segments = load_segments(shared_data / "emotify" / row["file"], max_seconds=70, max_segments=10)
-        estimates[row["file"]] = model.predict(segments, extract(segments))
+        result = analyse(shared_data / "emotify" / row["file"], limits, genre=False, embedding=False)
+        estimates[row["file"]] = MoodEstimate(result.mood, result.mood_confidence, result.mood_scores,
+                                              result.gems)
     calm_gems = [estimates[r["file"]].gems["calmness"] for r in calmest]
     power_gems = [estimates[r["file"]].gems["calmness"] for r in most_powerful]
     assert min(calm_gems) > max(power_gems)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,20 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     mood.set_defaults(handler=estimate_moods)
 
 
-@functools.cache
-def _model(models_dir: Path) -> Any:
-    """Loaded once per process; a missing artefact is the operator's to fix, so it is a one-line error."""
-    from core.mood import load_mood_model
-
-    model = load_mood_model(models_dir)
-    if model is None:
-        raise UserError(f"no mood model in {models_dir}: train one with "
-                        f"`python -m core.training.mood_train --out {models_dir}`")
-    return model
-
-
 def estimate_moods(args: argparse.Namespace, settings: Settings) -> Outcome:
-    from core.audio import load_segments
-    from core.features import extract
+    from core.analysis import Limits, analyse, mood_model
 
-    model = _model(settings.models_dir)
+    if mood_model(settings.models_dir) is None:  # the operator's to fix: one line, exit 2
+        raise UserError(f"no mood model (or no front-end) in {settings.models_dir}: train one with "
+                        f"`python -m core.training.mood_train --out {settings.models_dir}`")
+    limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
     documents: list[dict[str, Any]] = []
     lines: list[str] = []
     for path in args.files:
-        segments = load_segments(path, max_seconds=settings.max_clip_seconds,
-                                 max_segments=settings.max_segments)
-        estimate = model.predict(segments, extract(segments))
-        documents.append({"file": str(path), **estimate.to_dict()})
-        ranked = sorted(estimate.moods.items(), key=lambda kv: kv[1], reverse=True)
-        lines.append(f"{path}: {estimate.mood} (confidence {estimate.confidence:.0%}; "
+        result = analyse(path, limits, genre=False, mood=True, embedding=False)
+        documents.append({"file": str(path), "mood": result.mood, "confidence": result.mood_confidence,
+                          "moods": result.mood_scores, "gems": result.gems})
+        ranked = sorted((result.mood_scores or {}).items(), key=lambda kv: kv[1], reverse=True)
+        lines.append(f"{path}: {result.mood} (confidence {result.mood_confidence:.0%}; "
                      + ", ".join(f"{m} {s:.2f}" for m, s in ranked) + ")")
     return Outcome(documents, "\n".join(lines))

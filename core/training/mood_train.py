@@ -1,14 +1,16 @@
 """Train the mood model on Emotify and measure it: `python -m core.training.mood_train --out models/`.
 
 Protocol (figures in models/mood.md come from this script's output):
-- Features: `core.mood_features.track_vector` of the 20 segments of each one-minute excerpt, cached per
-  track in a temporary folder (first run: a few minutes for 200 excerpts; reruns: seconds).
+- Features: `core.mood.track_vector`, the segment means of the front-end's embedding and tag logits over
+  the 20 segments of each one-minute excerpt (the front-end pass genre and similarity share), cached per
+  excerpt; for comparison, the previous model's hand-made features (`core.mood_features.track_vector`).
 - Model: kernel ridge regression (RBF) from standardised features to standardised GEMS fractions; its
   kernel width and ridge penalty are chosen by an inner 5-fold CV on the training tracks only.
 - Evaluation: 5-fold cross-validation over tracks, stratified by genre, repeated 5 times with different
   shuffles; every figure is computed on held-out tracks only (hyper-parameters included: nested CV).
-  Baselines under the same folds: ridge on descriptor means (the team's baseline), ridge on all our
-  features, each track's genre mean (what genre alone explains), the most frequent mood.
+  Under the same folds: ridge on descriptor means (the team's baseline), the previous model (kernel ridge
+  on the hand-made features), ridge on the front-end features, the front-end features together with the
+  hand-made ones, each track's genre mean (what genre alone explains), the most frequent mood.
 - The shipped model is refitted on all 200 tracks; the spread of its cross-validated errors becomes the
   noise behind each estimate's confidence.
 The artefact is written byte-for-byte deterministically (fixed seeds, fixed zip timestamps).
@@ -36,23 +38,21 @@ from core.audio import Segments, load_segments, segment
 from core.config import PACKAGE_ROOT
 from core.constants import SAMPLE_RATE, audio_constants
 from core.features import DESCRIPTOR_NAMES, extract
+from core.constants import frontend_constants
 from core.mood import (
     ARTEFACT,
     ARTEFACT_FORMAT,
     GEMS,
     MOODS,
+    TRACK_FEATURE_NAMES,
     KernelRidge,
     mood_z,
     rbf_kernel,
     top_mood_confidence,
-)
-from core.mood_features import (
-    TRACK_FEATURE_NAMES,
-    extra_descriptors,
-    segment_table,
-    track_features,
     track_vector,
 )
+from core.mood_features import extra_descriptors, segment_table
+from core.mood_features import track_vector as handmade_vector
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +166,24 @@ def baseline_vector(descriptors: np.ndarray) -> np.ndarray:
 
 def _track_rows(args: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
     descriptors, extras, chroma = segment_features(*args)
-    return track_vector(segment_table(descriptors, extras), chroma), baseline_vector(descriptors)
+    return handmade_vector(segment_table(descriptors, extras), chroma), baseline_vector(descriptors)
+
+
+def frontend_matrix(files: list[Path], genres: np.ndarray, models_dir: Path, cache_dir: Path,
+                    jobs: int) -> np.ndarray:
+    """(n, len(TRACK_FEATURE_NAMES)) front-end track vectors of `files`, in order, each excerpt cut as an
+    upload is (core.training.genre_data caches the per-segment outputs by front-end)."""
+    from core.training.genre_data import Clip, embed_clips
+
+    clips = [Clip(f"emotify:{f.stem}", str(g), "emotify", "emotify", f) for f, g in zip(files, genres)]
+    embedded = embed_clips(clips, "clean", models_dir=models_dir, cache_dir=cache_dir / "frontend", workers=jobs)
+    return np.stack([track_vector(embedded.penultimate[embedded.clip == i], embedded.tags[embedded.clip == i])
+                     for i in range(len(clips))])
 
 
 def track_matrix(files: list[Path], cache_dir: Path, jobs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mood feature vectors (n, len(TRACK_FEATURE_NAMES)) and the baseline's descriptor means (n, 55) of
-    `files`, in order."""
+    """The previous model's hand-made feature vectors (n, 56) and the baseline's descriptor means (n, 55)
+    of `files`, in order."""
     from tqdm import tqdm
 
     work = [(f, cache_dir) for f in files]
@@ -387,15 +399,23 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, object]
     tmp.replace(path)
 
 
-def evaluate(x: np.ndarray, baseline: np.ndarray, y: np.ndarray,
+SHIPPED = "kernel ridge, front-end (shipped)"
+
+
+def evaluate(x: np.ndarray, handmade: np.ndarray, baseline: np.ndarray, y: np.ndarray,
              genres: np.ndarray) -> dict[str, dict[str, object]]:
-    """Every candidate on the same repeated folds; returns summaries and the shipped model's predictions."""
+    """Every candidate on the same repeated folds; returns summaries and the shipped model's predictions.
+
+    `x`: front-end track vectors; `handmade`: the previous model's features; `baseline`: descriptor means."""
     genre_index = np.searchsorted(np.unique(genres), genres)[:, None].astype(np.float64)
+    both = np.concatenate([x, handmade], axis=1)
     candidates: dict[str, tuple[Fitter, np.ndarray]] = {
         "genre means (reference)": (_genre_means, genre_index),
         "ridge, descriptor means (team baseline)": (_ridge(np.arange(baseline.shape[1])), baseline),
-        "ridge, all mood features": (_ridge(np.arange(x.shape[1])), x),
-        "kernel ridge, all mood features (shipped)": (_fit_shipped, x),
+        "kernel ridge, hand-made features (previous model)": (_fit_shipped, handmade),
+        "ridge, front-end": (_ridge(np.arange(x.shape[1])), x),
+        SHIPPED: (_fit_shipped, x),
+        "kernel ridge, front-end + hand-made features": (_fit_shipped, both),
     }
     results: dict[str, dict[str, object]] = {}
     for name, (fit, inputs) in candidates.items():
@@ -413,7 +433,7 @@ def _print_table(results: dict[str, dict[str, object]], extra: dict[str, object]
         r2 = " ".join(f"{s['r2'][e]:8.3f}" for e in GEMS)  # type: ignore[index]
         print(f"{name:44s} {r2} {s['r2_mean']:8.3f} {s['r2_within_genre_mean']:7.3f} "  # type: ignore[index]
               f"{s['top_mood_agreement']:9.3f}")  # type: ignore[index]
-    shipped = next(iter(r for n, r in results.items() if "shipped" in n))["summary"]
+    shipped = results[SHIPPED]["summary"]
     print("within-genre R² per emotion (shipped):",
           json.dumps(shipped["r2_within_genre"]))  # type: ignore[index]
     print("within-genre mean R² per genre (shipped):",
@@ -438,12 +458,14 @@ def probe_segments() -> Segments:
     return segment(y / np.abs(y).max() * 0.5, max_segments=EXCERPT_SEGMENTS)
 
 
-def probe_features() -> np.ndarray:
-    segments = probe_segments()
-    return track_features(segments, extract(segments))
+def probe_features(models_dir: Path) -> np.ndarray:
+    from core.frontend import load_frontend
+
+    out = load_frontend(models_dir).embed_segments(probe_segments().audio)
+    return track_vector(out["penultimate"], out["tags"])
 
 
-def codec_check(library_dir: Path, models_dir: Path, n_tracks: int = 16) -> dict[str, object]:
+def codec_check(library_dir: Path, artefact: Path, models_dir: Path, n_tracks: int = 16) -> dict[str, object]:
     """How far estimates move between a full-band minute of music and the same minute encoded as Emotify's
     excerpts are (48 kb/s mono mp3), and between that minute and the whole track (up to 40 segments).
 
@@ -455,11 +477,11 @@ def codec_check(library_dir: Path, models_dir: Path, n_tracks: int = 16) -> dict
     import soundfile as sf
 
     from core.audio import decode, ffmpeg_exe, trim_silence
-    from core.mood import load_mood_model
+    from core.frontend import load_frontend
+    from core.mood import read_mood_model
 
-    model = load_mood_model(models_dir)
-    if model is None:
-        raise FileNotFoundError(f"no mood model in {models_dir}")
+    model = read_mood_model(artefact)
+    network = load_frontend(models_dir)
     files = sorted(library_dir.glob("*.ogg"))
     files = files[:: max(1, len(files) // n_tracks)][:n_tracks]
     minute, encoded, whole = [], [], []
@@ -472,8 +494,8 @@ def codec_check(library_dir: Path, models_dir: Path, n_tracks: int = 16) -> dict
             subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(wav), "-ac", "1",
                             "-ar", str(SAMPLE_RATE), "-b:a", "48k", str(mp3)], check=True)
             for clip, out in ((first, minute), (decode(mp3, max_seconds=1200.0), encoded), (y, whole)):
-                segments = segment(clip, max_segments=40)
-                out.append(model.predict_gems(track_features(segments, extract(segments)))[0])
+                outputs = network.embed_segments(segment(clip, max_segments=40).audio)
+                out.append(model.predict_gems(track_vector(outputs["penultimate"], outputs["tags"]))[0])
     a, b, c = (np.stack(v) for v in (minute, encoded, whole))
     spread = a.std(axis=0)
     return {
@@ -485,12 +507,13 @@ def codec_check(library_dir: Path, models_dir: Path, n_tracks: int = 16) -> dict
     }
 
 
-def train(data_dir: Path, out_dir: Path, cache_dir: Path, jobs: int) -> Path:
+def train(data_dir: Path, out_dir: Path, cache_dir: Path, jobs: int, models_dir: Path) -> Path:
     data = read_emotify(data_dir)
-    x, baseline = track_matrix(data.files, cache_dir, jobs)
     y, genres = data.gems, data.genres
-    results = evaluate(x, baseline, y, genres)
-    shipped = results["kernel ridge, all mood features (shipped)"]
+    handmade, baseline = track_matrix(data.files, cache_dir, jobs)
+    x = frontend_matrix(data.files, genres, models_dir, cache_dir, jobs)
+    results = evaluate(x, handmade, baseline, y, genres)
+    shipped = results[SHIPPED]
     preds: list[np.ndarray] = shipped["preds"]  # type: ignore[assignment]
     panels = listener_panels(data_dir, [int(f.name.split("_")[0]) for f in data.files])
     listeners_top = np.bincount(top_moods(y), minlength=len(MOODS))
@@ -515,6 +538,7 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path, jobs: int) -> Path:
         "format": ARTEFACT_FORMAT,
         "kind": "kernel-ridge-rbf",
         "audio_constants": audio_constants(),
+        "frontend_constants": frontend_constants(),
         "feature_names": list(TRACK_FEATURE_NAMES),
         "gems": list(GEMS),
         "gamma": regressor.gamma,
@@ -527,7 +551,7 @@ def train(data_dir: Path, out_dir: Path, cache_dir: Path, jobs: int) -> Path:
     }
     arrays = {k: getattr(regressor, k) for k in KernelRidge.ARRAYS}
     arrays["noise"] = noise_draws(residuals)
-    arrays["probe_features"] = probe_features()
+    arrays["probe_features"] = probe_features(models_dir)
     path = out_dir / ARTEFACT
     write_npz(path, arrays, meta)
     print(f"chosen gamma_scale={gamma_scale} alpha={alpha}; wrote {path}")
@@ -541,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help="per-track feature cache (not in the repository)")
     parser.add_argument("--jobs", type=int, default=2, help="processes computing uncached features")
+    parser.add_argument("--models", type=Path, default=PACKAGE_ROOT / "models",
+                        help="where the front-end is (default: the repository's models folder)")
     parser.add_argument("--codec-check", type=Path, default=None, metavar="LIBRARY_DIR",
                         help="afterwards, compare estimates on full-band and 48 kb/s mp3 audio of these "
                              ".ogg files (e.g. ../shared/data/library; one to two minutes)")
@@ -549,9 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):  # one BLAS thread: polite on a shared machine, and the same bytes
-        path = train(args.data, args.out, args.cache_dir, args.jobs)  # whatever OMP_NUM_THREADS says
+        path = train(args.data, args.out, args.cache_dir, args.jobs, args.models)  # whatever OMP says
         if args.codec_check is not None:
-            print(f"codec check: {json.dumps(codec_check(args.codec_check, path.parent))}")
+            print(f"codec check: {json.dumps(codec_check(args.codec_check, path, args.models))}")
     return 0
 
 
