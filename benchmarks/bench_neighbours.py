@@ -1,17 +1,21 @@
 """Neighbour quality of track embeddings on the real library: does an excerpt find its own track?
 
-For every track of ../shared/data/library/ the library entry is EXCERPT_SECONDS starting at ENTRY_AT of the
-track. Two queries per track:
-  other-excerpt  a different EXCERPT_SECONDS of the same track, starting at QUERY_AT (no overlap);
-  reencoded      the entry's own excerpt through a REENCODE_BITRATE mp3 and back (bundled ffmpeg).
-A query scores a hit@k when its own track is among the k entries of highest cosine similarity (exact
-search with numpy: this measures the embedding, not an index). Figures are printed for every registered
-embedding kind and for the ablation variants below, which is how the shipped recipe was chosen.
+The library entry of each track of ../shared/data/library/ is the track as the library analyses it: N
+segments spread over the whole (trimmed) track (--segments, the library's setting by default). Queries:
+  middle-mp3    the middle 30 s of the track through a 64 kb/s mp3 and back, cut as an upload is: the
+                team's check;
+  other-part    the same query against entries made without the segments that overlap it, so the query
+                must be recognised from other parts of the track;
+  reencoded     a 64 kb/s mp3 copy of the whole track, analysed as the library would analyse it.
+Each query scores hit@1, hit@5 and the mean reciprocal rank of its own track among all entries, by exact
+cosine search (this measures the embedding, not an index). Kinds: today's descriptor-v1 (its own policy: the
+service's max_segments spread over the track) and the front-end kinds (pooling variants), side by side,
+then the quality-speed curve of the shipped front-end kind over N.
 
-Decoded features are cached under the temp dir, keyed by the source of core.audio and core.features, so a
-rerun only embeds. Exit 1 when hit@5 on re-encoding is below SANITY_HIT5_REENCODE for a registered kind.
+Front-end outputs of every segment of every track (and of the copies and queries) are computed once and
+cached by the front-end's identity, so a rerun only pools.
 
-    .venv/bin/python benchmarks/bench_neighbours.py [--library DIR] [--cache-dir DIR]
+    .venv/bin/python benchmarks/bench_neighbours.py [--library DIR] [--segments N] [--cache-dir DIR]
 """
 from __future__ import annotations
 
@@ -22,200 +26,244 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from core import audio, embedding, features  # noqa: E402
-from core.constants import SAMPLE_RATE  # noqa: E402
+from core import audio, embedding  # noqa: E402
+from core.config import load_settings  # noqa: E402
+from core.constants import SAMPLE_RATE, SEGMENT_SAMPLES, SILENCE_TOP_DB  # noqa: E402
 from core.features import SegmentFeatures  # noqa: E402
 
 log = logging.getLogger("bench_neighbours")
 
-EXCERPT_SECONDS = 30.0
-ENTRY_AT = 0.2
-QUERY_AT = 0.6
-REENCODE_BITRATE = "32k"
+QUERY_SECONDS = 30.0
+REENCODE_BITRATE = "64k"
 MAX_TRACK_SECONDS = 900.0
-SANITY_HIT5_REENCODE = 0.9
-"""Below this a re-encoded copy of a library track would often not find itself: the embedding is broken."""
-
-QUERIES = ("other-excerpt", "reencoded")
-
-
-def excerpt_windows(duration: float) -> tuple[float, float, float]:
-    """(entry start, query start, length) in seconds; a short track gets shorter, non-overlapping excerpts."""
-    length = min(EXCERPT_SECONDS, (QUERY_AT - ENTRY_AT) * duration)
-    return ENTRY_AT * duration, QUERY_AT * duration, length
+CURVE = (2, 3, 4, 6, 8, 12, 20, 40)
+QUERIES = ("middle-mp3", "other-part", "reencoded")
+SEGMENT_SECONDS = SEGMENT_SAMPLES / SAMPLE_RATE
 
 
-def cut(y: np.ndarray, start: float, length: float) -> np.ndarray:
-    first = int(start * SAMPLE_RATE)
-    return y[first:first + int(length * SAMPLE_RATE)]
+def mp3_round_trip(y: np.ndarray) -> np.ndarray:
+    """Through the bundled ffmpeg at REENCODE_BITRATE and back, as a re-encoded copy would reach us."""
+    with tempfile.TemporaryDirectory(prefix="bench-neighbours-") as tmp:
+        mp3 = Path(tmp) / "copy.mp3"
+        cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE),
+               "-ac", "1", "-i", "pipe:0", "-codec:a", "libmp3lame", "-b:a", REENCODE_BITRATE, str(mp3)]
+        subprocess.run(cmd, input=np.ascontiguousarray(y, dtype="<f4").tobytes(), check=True, timeout=300)
+        return audio.decode(mp3, max_seconds=MAX_TRACK_SECONDS)
 
 
-def mp3_round_trip(y: np.ndarray, workdir: Path) -> np.ndarray:
-    """Encode to a low-bitrate mp3 with the bundled ffmpeg and decode it back as the product would."""
-    mp3 = workdir / "reencoded.mp3"
-    cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE),
-           "-ac", "1", "-i", "pipe:0", "-codec:a", "libmp3lame", "-b:a", REENCODE_BITRATE, str(mp3)]
-    subprocess.run(cmd, input=np.ascontiguousarray(y, dtype="<f4").tobytes(), check=True, timeout=120)
-    return audio.decode(mp3, max_seconds=MAX_TRACK_SECONDS)
+@dataclass(frozen=True)
+class Track:
+    """Front-end outputs of every segment of the trimmed track and of its copy, and of the query; the
+    query's window in the trimmed track's time; descriptors for descriptor-v1 (entry, copy and query)."""
+
+    name: str
+    pen: np.ndarray
+    tags: np.ndarray
+    copy_pen: np.ndarray
+    copy_tags: np.ndarray
+    query_pen: np.ndarray
+    query_tags: np.ndarray
+    query_window: tuple[float, float]
+    descriptors: dict[str, np.ndarray]
 
 
-def analyse(y: np.ndarray, name: str) -> SegmentFeatures:
-    """The product's path after decoding: trim silence, cut segments, extract features."""
-    return features.extract(audio.segment(audio.trim_silence(y, name=name), max_segments=40))
+def spread(n_all: int, n: int) -> np.ndarray:
+    """Which of n_all consecutive segments a clip keeps when limited to n (core.audio.segment's rule)."""
+    if n_all <= n:
+        return np.arange(n_all)
+    return np.unique(np.linspace(0, n_all - 1, n).round().astype(int))
 
 
-def _save(path: Path, f: SegmentFeatures) -> None:
+def _analyse_track(path: Path, network, old_segments: int) -> Track:
+    from core.features import extract
+
+    y = audio.decode(path, max_seconds=MAX_TRACK_SECONDS)
+    trimmed = audio.trim_silence(y, name=path.name)
+    import librosa
+
+    _, kept = librosa.effects.trim(y, top_db=SILENCE_TOP_DB, frame_length=2048, hop_length=512)
+    lead = kept[0] / SAMPLE_RATE  # the query's window is given in the trimmed track's time
+    every = audio.segment(trimmed, max_segments=10**6)
+    copy = audio.segment(audio.trim_silence(mp3_round_trip(y), name=path.name), max_segments=10**6)
+    middle = max(0.0, y.size / SAMPLE_RATE / 2 - QUERY_SECONDS / 2)
+    clip = y[int(middle * SAMPLE_RATE):int((middle + QUERY_SECONDS) * SAMPLE_RATE)]
+    query = audio.segment(audio.trim_silence(mp3_round_trip(clip), name=path.name), max_segments=40)
+    out = {k: network.embed_segments(s.audio) for k, s in (("all", every), ("copy", copy), ("query", query))}
+    old = {
+        "entry": extract(audio.segment(trimmed, max_segments=old_segments)).descriptors,
+        "copy": extract(audio.Segments(copy.audio[spread(len(copy), old_segments)],
+                                       copy.starts[spread(len(copy), old_segments)], copy.clip_seconds)).descriptors,
+        "query": extract(query).descriptors,
+    }
+    return Track(path.name, out["all"]["penultimate"], out["all"]["tags"], out["copy"]["penultimate"],
+                 out["copy"]["tags"], out["query"]["penultimate"], out["query"]["tags"],
+                 (middle - lead, middle - lead + QUERY_SECONDS), old)
+
+
+def _save(path: Path, t: Track) -> None:
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, descriptors=f.descriptors, mfcc=f.mfcc, starts=f.starts, clip_seconds=f.clip_seconds)
+    np.savez(tmp, pen=t.pen, tags=t.tags, copy_pen=t.copy_pen, copy_tags=t.copy_tags, query_pen=t.query_pen,
+             query_tags=t.query_tags, query_window=np.array(t.query_window),
+             **{f"desc_{k}": v for k, v in t.descriptors.items()})
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> SegmentFeatures:
+def _load(path: Path, name: str) -> Track:
     with np.load(path) as z:
-        return SegmentFeatures(descriptors=z["descriptors"], mfcc=z["mfcc"], starts=z["starts"],
-                               clip_seconds=float(z["clip_seconds"]))
+        return Track(name, z["pen"], z["tags"], z["copy_pen"], z["copy_tags"], z["query_pen"], z["query_tags"],
+                     tuple(z["query_window"]), {k[5:]: z[k] for k in z.files if k.startswith("desc_")})
 
 
-def code_version() -> str:
-    """Cached features are only valid for the analysis code that made them."""
-    digest = hashlib.sha1()
-    for module in (audio, features):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:12]
+def library_tracks(library: Path, cache: Path, models_dir: Path, old_segments: int) -> list[Track]:
+    from core.frontend import load_frontend
+    from core.training.genre_data import frontend_digest
 
-
-def library_features(library: Path, cache: Path) -> dict[str, dict[str, SegmentFeatures]]:
-    """track name -> {"entry", "other-excerpt", "reencoded"} features, computed once and cached."""
+    cache = cache / f"{frontend_digest(models_dir)}-{old_segments}"
     cache.mkdir(parents=True, exist_ok=True)
-    tracks = sorted(p for p in library.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
-    out: dict[str, dict[str, SegmentFeatures]] = {}
-    started = time.perf_counter()
-    for i, path in enumerate(tracks, 1):
-        files = {kind: cache / f"{path.stem}.{kind}.npz" for kind in ("entry", *QUERIES)}
-        if not all(f.is_file() for f in files.values()):
-            y = audio.decode(path, max_seconds=MAX_TRACK_SECONDS)
-            entry_at, query_at, length = excerpt_windows(y.size / SAMPLE_RATE)
-            entry = cut(y, entry_at, length)
-            with tempfile.TemporaryDirectory(prefix="bench-neighbours-") as tmp:
-                clips = {"entry": entry, "other-excerpt": cut(y, query_at, length),
-                         "reencoded": mp3_round_trip(entry, Path(tmp))}
-            for kind, clip in clips.items():
-                _save(files[kind], analyse(clip, path.name))
-            log.info("[%d/%d] %s analysed (%.0f s elapsed)", i, len(tracks), path.name,
-                     time.perf_counter() - started)
-        out[path.name] = {kind: _load(f) for kind, f in files.items()}
+    network = load_frontend(models_dir)
+    tracks = []
+    for i, path in enumerate(sorted(p for p in library.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)):
+        key = hashlib.sha1(f"{path.name}|{path.stat().st_size}".encode()).hexdigest()[:10]
+        file = cache / f"{key}.npz"
+        if not file.is_file():
+            _save(file, _analyse_track(path, network, old_segments))
+            log.info("[%d] %s analysed", i + 1, path.name)
+        tracks.append(_load(file, path.name))
+    return tracks
+
+
+Pool = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(segments, 200) penultimate and (segments, 50) tags -> one track vector."""
+
+
+def pooling_variants(stats: tuple[np.ndarray, np.ndarray],
+                     other_stats: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Pool]:
+    mean, std = stats
+
+    def z(p: np.ndarray) -> np.ndarray:
+        return (p - mean) / std
+
+    variants: dict[str, Pool] = {
+        "mean": lambda p, t: embedding.unit(p.mean(axis=0)),
+        "mean of standardised": lambda p, t: embedding.unit(z(p).mean(axis=0)),
+        "mean + std of standardised": lambda p, t: embedding.unit(
+            np.concatenate([z(p).mean(axis=0), 0.5 * z(p).std(axis=0)])),
+        "max of standardised": lambda p, t: embedding.unit(z(p).max(axis=0)),
+        "mean of standardised + tags": lambda p, t: embedding.unit(
+            np.concatenate([z(p).mean(axis=0) / np.sqrt(p.shape[1]), np.log(t + 1e-4).mean(axis=0) / 10])),
+    }
+    if other_stats is not None:
+        m2, s2 = other_stats
+        variants["mean, standardised by --stats"] = lambda p, t: embedding.unit(((p - m2) / s2).mean(axis=0))
+    return variants
+
+
+def entries_and_queries(tracks: list[Track], pool: Pool, n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """query kind -> (entry vectors, query vectors), tracks in order."""
+    entries, other, queries, copies = [], [], [], []
+    for t in tracks:
+        keep = spread(len(t.pen), n)
+        entries.append(pool(t.pen[keep], t.tags[keep]))
+        starts = np.arange(len(t.pen)) * SEGMENT_SECONDS
+        a, b = t.query_window
+        outside = np.flatnonzero((starts + SEGMENT_SECONDS <= a) | (starts >= b))
+        rest = outside[spread(len(outside), n)] if len(outside) else keep
+        other.append(pool(t.pen[rest], t.tags[rest]))
+        queries.append(pool(t.query_pen, t.query_tags))
+        ckeep = spread(len(t.copy_pen), n)
+        copies.append(pool(t.copy_pen[ckeep], t.copy_tags[ckeep]))
+    e, q = np.stack(entries), np.stack(queries)
+    return {"middle-mp3": (e, q), "other-part": (np.stack(other), q), "reencoded": (e, np.stack(copies))}
+
+
+def ranks(entries: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """0-based rank of each query's own entry under cosine similarity (rows are unit vectors)."""
+    sims = queries @ entries.T
+    return (sims > np.diag(sims)[:, None]).sum(axis=1)
+
+
+def figures(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for query, (e, q) in pairs.items():
+        r = ranks(e, q)
+        out[query] = {"hit1": int((r < 1).sum()), "hit5": int((r < 5).sum()), "mrr": float(np.mean(1 / (1 + r)))}
     return out
 
 
-def ranks_of_self(entries: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """0-based rank of each query's own entry under cosine similarity (rows are L2-normalised)."""
-    sims = queries @ entries.T
-    own = np.diag(sims)
-    return (sims > own[:, None]).sum(axis=1)
+def descriptor_figures(tracks: list[Track]) -> dict[str, dict[str, float]]:
+    def vec(d: np.ndarray) -> np.ndarray:
+        return embedding.descriptor_embedding(SegmentFeatures(None, starts=np.arange(len(d)), descriptors=d))
+
+    e = np.stack([vec(t.descriptors["entry"]) for t in tracks])
+    q = np.stack([vec(t.descriptors["query"]) for t in tracks])
+    c = np.stack([vec(t.descriptors["copy"]) for t in tracks])
+    return figures({"middle-mp3": (e, q), "reencoded": (e, c)})
 
 
-EmbedFn = Callable[[SegmentFeatures], np.ndarray]
-"""Any function from a clip's features to a unit vector."""
+def library_stats(tracks: list[Track]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.concatenate([t.pen for t in tracks]).astype(np.float64)
+    return x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
 
 
-def ablation_variants() -> dict[str, EmbedFn]:
-    """Recipes tried on the way to the shipped one; each differs from it in one respect."""
-    base = embedding.DESCRIPTOR_RECIPE
-    stats = embedding.descriptor_stats()
-
-    def variant(**changes: object) -> EmbedFn:
-        recipe = replace(base, **changes)
-        return lambda f: embedding.descriptor_embedding(f, recipe, stats)
-
-    def all_columns(f: SegmentFeatures) -> np.ndarray:
-        """Every descriptor standardised (variances in log space): loudness, HPSS and tempo included."""
-        track = embedding.track_statistics(f.descriptors)
-        return embedding.unit(embedding.standardise(track, features.DESCRIPTOR_NAMES, stats))
-
-    return {
-        "MFCC means instead of band-limited": variant(kept_mel_bands=128, cepstral_coefficients=20),
-        "cepstrum below ~6 kHz (110 bands)": variant(kept_mel_bands=110, cepstral_coefficients=17),
-        "cepstrum below ~3.5 kHz (80 bands)": variant(kept_mel_bands=80, cepstral_coefficients=13),
-        "MFCC variances at full weight": variant(variance_weight=1.0),
-        "no chroma / spectral shape (weight 0)": variant(shape_weight=0.0),
-        "all 57 columns (+loudness, HPSS, tempo)": all_columns,
-        "MFCC means, not standardised": lambda f: embedding.unit(f.mfcc.mean(axis=(0, 1))),
-    }
-
-
-def embed_all(data: dict[str, dict[str, SegmentFeatures]], embed: EmbedFn) -> dict[str, np.ndarray]:
-    """clip kind -> (tracks, dim) vectors, tracks in sorted name order."""
-    names = sorted(data)
-    return {kind: np.stack([embed(data[n][kind]) for n in names]) for kind in ("entry", *QUERIES)}
-
-
-def hit_rates(vectors: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-    """query kind -> (hit@1, hit@5)."""
-    result = {}
+def _row(name: str, result: dict[str, dict[str, float]], n_tracks: int) -> str:
+    cells = []
     for query in QUERIES:
-        ranks = ranks_of_self(vectors["entry"], vectors[query])
-        result[query] = (float(np.mean(ranks < 1)), float(np.mean(ranks < 5)))
-    return result
-
-
-def similarity_profile(vectors: dict[str, np.ndarray]) -> tuple[float, float, float]:
-    """(median cosine of a track's two excerpts, 90th and 99th percentile of cosines between different
-    tracks' entries): what the `very_close` / `close` thresholds of an Embedder are calibrated on."""
-    same = np.sum(vectors["entry"] * vectors["other-excerpt"], axis=1)
-    sims = vectors["entry"] @ vectors["entry"].T
-    different = sims[~np.eye(len(sims), dtype=bool)]
-    return float(np.median(same)), float(np.quantile(different, 0.9)), float(np.quantile(different, 0.99))
+        f = result.get(query)
+        cells.append(f"{f['hit1']:>3}/{n_tracks} {f['hit5']:>3}/{n_tracks} {f['mrr']:.3f}" if f else " " * 20)
+    return f"{name:<34} " + "   ".join(cells)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    settings = load_settings(env_file=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "library")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours")
+    parser.add_argument("--segments", type=int, default=None, help="segments per library entry")
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours")
+    parser.add_argument("--stats", type=Path, default=None,
+                        help="an .npz of embedding mean/std from other music, tried as one more variant")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.library.is_dir():
         print(f"library not found: {args.library}", file=sys.stderr)
         return 2
-
-    data = library_features(args.library, args.cache_dir / code_version())
-    print(f"{len(data)} tracks; entry {EXCERPT_SECONDS:g} s at {ENTRY_AT:.0%}, other excerpt at "
-          f"{QUERY_AT:.0%}, re-encoding {REENCODE_BITRATE}b/s mp3; exact cosine search\n")
-    print(f"{'embedding':<40} {'dim':>4}  {'excerpt hit@1':>13} {'hit@5':>6}  "
-          f"{'re-enc hit@1':>12} {'hit@5':>6}")
-    failed = []
-    registered = [(f"{kind} (registered)", e.embed, e) for kind, e in embedding.EMBEDDERS.items()]
-    variants = [(name, fn, None) for name, fn in ablation_variants().items()]
-    calibration = []
-    for name, embed, entry in registered + variants:
-        vectors = embed_all(data, embed)
-        figures = hit_rates(vectors)
-        (e1, e5), (r1, r5) = figures["other-excerpt"], figures["reencoded"]
-        print(f"{name:<40} {vectors['entry'].shape[1]:>4}  {e1:>13.3f} {e5:>6.3f}  {r1:>12.3f} {r5:>6.3f}")
-        if entry is not None:
-            calibration.append((entry, similarity_profile(vectors)))
-            if r5 < SANITY_HIT5_REENCODE:
-                failed.append(name)
-    print()
-    for entry, (same, p90, p99) in calibration:
-        print(f"{entry.kind}: cosine of a track's two excerpts, median {same:.3f}; between different tracks "
-              f"90th pct {p90:.3f}, 99th pct {p99:.3f} (thresholds shipped: very_close {entry.very_close}, "
-              f"close {entry.close})")
-    if failed:
-        print(f"\nFAIL: re-encoded hit@5 below {SANITY_HIT5_REENCODE} for {', '.join(failed)}",
-              file=sys.stderr)
-        return 1
+    n = args.segments or getattr(settings, "library_segments", settings.max_segments)
+    tracks = library_tracks(args.library, args.cache_dir, settings.models_dir, settings.max_segments)
+    k = len(tracks)
+    print(f"{k} tracks; entries of {n} segments spread over each track; query: the middle {QUERY_SECONDS:g} s "
+          f"through {REENCODE_BITRATE}b/s mp3; exact cosine search; hit@1, hit@5 (of {k}) and MRR\n")
+    print(f"{'kind':<34} {'middle-mp3':<20}   {'other-part':<20}   {'reencoded':<20}")
+    print(_row(f"descriptor-v1 ({settings.max_segments} segments)", descriptor_figures(tracks), k))
+    other = None
+    if args.stats:
+        with np.load(args.stats) as z:
+            other = (z["mean"], z["std"])
+    variants = pooling_variants(library_stats(tracks), other)
+    for name, pool in variants.items():
+        print(_row(f"front-end: {name}", figures(entries_and_queries(tracks, pool, n)), k))
+    shipped = embedding.embedder()
+    print(f"\nshipped kind {shipped.kind}: by segments per library entry")
+    for m, result in curve(tracks).items():
+        print(_row(f"  {m:>2} segments", result, k))
     return 0
+
+
+def shipped_pool(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The shipped kind's vector, from per-segment outputs as the library would compute them."""
+    return embedding.embed(SegmentFeatures(None, starts=np.arange(len(p)) * SEGMENT_SECONDS, embeddings=p, tags=t))
+
+
+def curve(tracks: list[Track], points: tuple[int, ...] = CURVE) -> dict[int, dict[str, dict[str, float]]]:
+    """Segments per library entry -> figures of the shipped kind (bench_reindex prints it beside speed)."""
+    return {m: figures(entries_and_queries(tracks, shipped_pool, m)) for m in points}
 
 
 if __name__ == "__main__":
