@@ -296,7 +296,8 @@ class SegmentFeatures:
 
     def computed(self) -> list[str]:
         """The families computed (or given) so far, for logs and benchmarks."""
-        return sorted(k for k in ("descriptors", "embeddings", "tags") if k in self.__dict__)
+        frontend = any(k in self.__dict__ for k in ("_frontend_outputs", "embeddings", "tags"))
+        return (["descriptors"] if "descriptors" in self.__dict__ else []) + (["embeddings"] if frontend else [])
 
 
 def extract(segments: Segments, frontend: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None

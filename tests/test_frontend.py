@@ -129,3 +129,21 @@ def test_live_against_the_installed_musicnn_graph(tmp_path: Path) -> None:
             ours = frontend(demo_patches(path))
             for layer in ("penultimate", "tags"):
                 np.testing.assert_allclose(ours[layer], live[f"{i}/ours/{layer}"], rtol=0, atol=PATCH_ATOL)
+
+
+def test_litert_load_writes_nothing_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """`cratedigger genre` output is ours alone: LiteRT's C++ XNNPACK notice must not reach the terminal."""
+    from core.runtime import LiteRunner
+
+    capfd.readouterr()
+    runner = LiteRunner(artefact_path(MODELS).with_suffix(".tflite"))
+    assert runner(np.zeros((3, 187, 96), np.float32))["penultimate"].shape == (3, 200)
+    assert capfd.readouterr().err == ""
+
+
+def test_other_native_stderr_is_kept_as_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    from core.runtime import XNNPACK_NOTICE, native_stderr_to_log
+
+    with caplog.at_level("WARNING", logger="core.runtime"), native_stderr_to_log():
+        os.write(sys.stderr.fileno(), f"{XNNPACK_NOTICE}\nERROR: something native broke\n".encode())
+    assert [r.getMessage() for r in caplog.records] == ["LiteRT: ERROR: something native broke"]
