@@ -64,3 +64,7 @@ class Busy(UserError):
 
 class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
+
+
+class LibraryBusy(UserError):
+    """Another process is reindexing this library; one reindex per library at a time, deployment-wide."""

@@ -1,31 +1,29 @@
 """The use cases, shared by the bot and the command line: classify, mood, similar, recommend, tag,
 feedback, history, forget, add to library, reindex, stats.
 
-CPU-heavy work (decoding, features, inference) runs in a process pool owned by the service, behind a
-bounded queue: when it is full, callers get `Busy` with an estimate of when to retry instead of piling up.
+CPU-heavy work (decoding, features, inference) runs wherever the service's scheduler puts it (`core.jobs`:
+this process's worker pool, or the job queue's workers), behind a bounded backlog: when it is full, callers
+get `Busy` with an estimate of when to retry instead of piling up.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from core.analysis import ClipAnalysis, Limits, analyse, analysis_version, init_worker
+from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import Busy, EmptyLibrary, TooLarge, TooSlow, UnknownTrack, UnsupportedAudio, UserError
-from core.library import AddReport, Library, Progress, ReindexReport, index_dir
+from core.errors import EmptyLibrary, LibraryBusy, TooLarge, UnknownTrack, UserError
+from core.jobs import Scheduler, models_version, open_scheduler
+from core.library import AddReport, Library, Progress, ReindexReport
+from core.shelf import shelf_for
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -106,89 +104,56 @@ class HistoryItem:
 
 
 class Service:
-    """Owns the store, the worker pool and the per-guild indexes. Create with `await Service.open(...)`."""
+    """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
-    def __init__(self, settings: Settings, store: Store, pool: ProcessPoolExecutor, version: str) -> None:
+    def __init__(self, settings: Settings, store: Store, jobs: Scheduler, version: str) -> None:
         self.settings = settings
         self.store = store
-        self._pool = pool
-        self._pending = 0
-        self._task_seconds = 2.0  # running estimate of one task's duration, for Busy's retry_after
-        self._indexes: dict[int, Any] = {}
+        self.jobs = jobs
+        self._indexes: dict[int, tuple[str, Any]] = {}
+        """Served index per guild, with the version it was loaded from."""
         self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
-        self.library = Library(settings, store, self._analyse_for_library, version)
+        self.shelf = shelf_for(store, settings)
+        self.library = Library(settings, store, self._analyse_for_library, version, self.shelf)
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
-        """Open the store (applying migrations) and start the workers. The models are loaded inside the
-        workers, never in this process, so the bot's event loop never waits on TensorFlow."""
+        """Open the store (applying migrations) and the scheduler. The models are loaded by the workers,
+        never in this process, so the bot's event loop never waits on TensorFlow."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.db_path)
-        pool = _new_pool(settings)
+        store = await Store.connect(settings)
         try:
-            version = await asyncio.get_running_loop().run_in_executor(pool, analysis_version,
-                                                                       settings.models_dir)
+            jobs = await open_scheduler(settings)
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
             await store.close()
             raise
-        return cls(settings, store, pool, version)
+        try:
+            limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+            version = await jobs.run(models_version, limits)
+        except BaseException:
+            await jobs.close()
+            await store.close()
+            raise
+        return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        await self.jobs.close()
         await self.store.close()
 
-    # -- the bounded worker queue -----------------------------------------------------------------------
-    @property
-    def pending(self) -> int:
-        return self._pending
-
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn` in a worker process, behind the bounded queue and under the task time bound."""
-        if self._pending >= self.settings.queue_size:
-            wait = self._task_seconds * self._pending / max(1, self.settings.workers)
-            raise Busy(f"I'm busy with {self._pending} other requests; try again in about {wait:.0f} s.",
-                       retry_after=wait)
-        self._pending += 1
-        started = time.perf_counter()
-        try:
-            return await self._in_pool(partial(fn, *args, **kwargs))
-        finally:
-            self._pending -= 1
-            self._task_seconds = 0.8 * self._task_seconds + 0.2 * (time.perf_counter() - started)
+        """Run `fn` on a worker, behind the bounded backlog and under the task time bound."""
+        return await self.jobs.run(fn, *args, **kwargs)
 
-    async def _in_pool(self, call: Callable[[], T]) -> T:
-        """A task that overruns the time bound gets its worker killed (the only way to stop it) and the
-        pool replaced. Tasks that were running beside it lose their worker too and are retried once; a
-        task whose worker dies twice is taken to be what killed it."""
-        for attempt in range(2):
-            pool = self._pool
-            future = asyncio.get_running_loop().run_in_executor(pool, call)
-            try:
-                return await asyncio.wait_for(future, self.settings.task_timeout_seconds)
-            except asyncio.TimeoutError:
-                self._replace_pool(pool)
-                raise TooSlow(f"that took longer than {self.settings.task_timeout_seconds:g} s to analyse, "
-                              "so I stopped; try a shorter or simpler file.") from None
-            except MemoryError:
-                raise TooLarge(f"that needs more than the {self.settings.worker_memory_mb} MB of memory an "
-                               "analysis may use; try a shorter or smaller file.") from None
-            except BrokenProcessPool:
-                self._replace_pool(pool)
-                if attempt == 1:
-                    raise UnsupportedAudio("that file made the analyser crash; it cannot be analysed.") from None
-                log.warning("a worker process died; retrying the task on a fresh pool")
-        raise AssertionError("unreachable")
-
-    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
-        """Kill the workers of `broken` and start a new pool, once per broken pool."""
-        if self._pool is not broken:
-            return
-        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._pool = _new_pool(self.settings)
+    @contextlib.asynccontextmanager
+    async def _library_exclusive(self, guild_id: int, *, wait: bool) -> AsyncIterator[None]:
+        """One add or reindex per guild at a time: in this process (they queue), and across every process
+        on the database (a reindex elsewhere refuses this one at once; an add waits for it)."""
+        async with self.library.lock(guild_id):
+            async with self.store.exclusive(f"library-{guild_id}", wait=wait) as held:
+                if not held:
+                    raise LibraryBusy("this server's library is being reindexed (started elsewhere); "
+                                      "try again when that has finished.")
+                yield
 
     def _staging_dir(self) -> Path:
         path = self.settings.data_dir / "tmp"
@@ -296,7 +261,7 @@ class Service:
         """Register every source (files, folders, uploads, links), then analyse the new tracks and update
         the index. Bad sources are reported one by one; they do not stop the others."""
         report = AddReport()
-        async with self.library.lock(guild_id):
+        async with self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
                     await self._register(guild_id, source, added_by=added_by, report=report)
@@ -308,7 +273,6 @@ class Service:
                 await self.library.discard(guild_id, reindexed.failed_ids)
                 report.added = [a for a in report.added if a.track_id not in set(reindexed.failed_ids)]
                 report.failed.extend(reindexed.failed)
-                self._indexes.pop(guild_id, None)
         return report
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
@@ -330,10 +294,8 @@ class Service:
                                              report=report)
 
     async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
-        async with self.library.lock(guild_id):
-            report = await self.library.reindex(guild_id, full=full, progress=progress)
-            self._indexes.pop(guild_id, None)
-            return report
+        async with self._library_exclusive(guild_id, wait=False):
+            return await self.library.reindex(guild_id, full=full, progress=progress)
 
     def check_link(self, url: str) -> None:
         """Fast pre-check before queueing work; the authoritative check is made at every connection."""
@@ -354,23 +316,23 @@ class Service:
             await asyncio.to_thread(manager.__exit__, None, None, None)
 
     async def _index(self, guild_id: int) -> Any:
-        """The served index of a guild (loaded once, replaced after an add or reindex), or None if empty."""
-        if guild_id in self._indexes:
-            return self._indexes[guild_id]
-        from core.embedding import EMBEDDING_KIND
-        from core.index import IndexMismatch, load_index
+        """The served index of a guild, or None if none was published yet. Reloaded whenever a newer version
+        is on the shelf (published by this process or any other)."""
+        from core.index import IndexMismatch
 
-        path = index_dir(self.settings, guild_id)
-        index = None
+        version = await self.shelf.current(guild_id)
+        cached = self._indexes.get(guild_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        if version is None:
+            return None
         try:
-            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
-        except FileNotFoundError:
-            index = None
+            version, index = await self.shelf.load(guild_id)
         except IndexMismatch as exc:
             log.warning("index of guild %s is stale (%s); rebuilding it", guild_id, exc)
             await self.library.rebuild_index(guild_id)
-            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
-        self._indexes[guild_id] = index
+            version, index = await self.shelf.load(guild_id)
+        self._indexes[guild_id] = (version, index)
         return index
 
     async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
@@ -445,13 +407,6 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
-
-
-def _new_pool(settings: Settings) -> ProcessPoolExecutor:
-    """Spawned (not forked) workers: the parent runs threads (aiosqlite, asyncio) that fork would copy."""
-    return ProcessPoolExecutor(max_workers=max(1, settings.workers),
-                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-                               initargs=(settings.worker_memory_mb,))
 
 
 def _is_link(text: str) -> bool:
