@@ -89,6 +89,8 @@ class InteractionRecord:
     payload: dict[str, Any]
     user_id: int
     guild_id: int | None
+    shard: int = 0
+    """The gateway shard the interaction was dispatched on (the guild's)."""
     sent_at: float = field(default_factory=time.monotonic)
     callbacks: list[Callback] = field(default_factory=list)
     original: MessageRecord | None = None

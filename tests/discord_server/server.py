@@ -1,6 +1,8 @@
 """A local Discord: REST API, gateway and CDN in one aiohttp app, for the real discord.py client.
 
 It speaks what a slash-command bot uses (login, READY/GUILD_CREATE, heartbeats, INTERACTION_CREATE,
+sharding: `GET /gateway/bot` hands out `shard_count`, IDENTIFY must name a shard when there is more than one
+(close 4011 otherwise, 4010 for a wrong one), and each guild's events go only to the session of its shard,
 interaction callbacks, webhook follow-ups and edits with files, command sync, attachment downloads) and
 enforces what Discord enforces where a bot can get it wrong: the 3-s acknowledgement deadline, one
 callback per interaction, follow-ups only after an acknowledgement, a deferred reply being filled by the
@@ -66,8 +68,10 @@ class FakeDiscord:
     """One application (the bot), any number of guilds and users, one gateway session at a time."""
 
     def __init__(self, *, token: str = "test-token", ack_deadline: float | None = 3.0,
-                 size_limit: int = DEFAULT_SIZE_LIMIT, heartbeat_interval_ms: int = 41_250) -> None:
+                 size_limit: int = DEFAULT_SIZE_LIMIT, heartbeat_interval_ms: int = 41_250,
+                 shard_count: int = 1) -> None:
         self.token = token
+        self.shard_count = shard_count
         self.ack_deadline = ack_deadline
         self.size_limit = size_limit
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -131,16 +135,23 @@ class FakeDiscord:
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str, *, owner: User | None = None) -> Guild:
-        """A guild with a #general channel, its owner and the bot as members."""
+    def shard_of(self, guild_id: int) -> int:
+        """Discord's rule: (guild_id >> 22) % shard_count."""
+        return (guild_id >> 22) % self.shard_count
+
+    def add_guild(self, name: str, *, owner: User | None = None, shard: int | None = None) -> Guild:
+        """A guild with a #general channel, its owner and the bot as members (on `shard`, if given)."""
         owner = owner or self.owner
-        guild = Guild(snowflake(), name, owner.id)
+        guild_id = snowflake()
+        while shard is not None and self.shard_of(guild_id) != shard:
+            guild_id = snowflake()
+        guild = Guild(guild_id, name, owner.id)
         guild.add_channel("general")
         guild.add_member(owner)
         guild.add_member(self.bot_user)
         self.guilds[guild.id] = guild
         for session in self._sessions:
-            if session.ready and session.intents & GUILDS_INTENT:
+            if session.ready and session.intents & GUILDS_INTENT and session.owns(guild.id):
                 asyncio.ensure_future(session.dispatch("GUILD_CREATE", guild.payload()))
         return guild
 
@@ -221,11 +232,17 @@ class FakeDiscord:
     async def wait_ready(self, *, timeout: float = 10.0) -> None:
         await self.wait_for(lambda: any(s.ready for s in self._sessions), timeout=timeout)
 
+    async def wait_shards(self, *, timeout: float = 60.0) -> None:
+        """Until every shard has a ready session."""
+        await self.wait_for(lambda: {s.shard[0] for s in self._sessions if s.ready and s.shard}
+                            == set(range(self.shard_count)), timeout=timeout)
+
     async def _send(self, kind: int, member: Member, channel: Channel | None, data: dict[str, Any],
                     message: MessageRecord | None = None,
                     components: list[dict[str, Any]] | None = None) -> InteractionRecord:
-        if not any(s.ready for s in self._sessions):
-            raise AssertionError("no bot is connected to the gateway")
+        sessions = [s for s in self._sessions if s.ready and s.owns(member.guild.id)]
+        if not sessions:
+            raise AssertionError(f"no bot is connected to the gateway for shard {self.shard_of(member.guild.id)}")
         message_json = None
         if message is not None:
             channel = next(c for c in member.guild.channels if c.id == message.channel_id)
@@ -238,12 +255,11 @@ class FakeDiscord:
             message=message_json,
         )
         ix = InteractionRecord(int(payload["id"]), payload["token"], kind, payload, member.id,
-                               member.guild.id)
+                               member.guild.id, shard=self.shard_of(member.guild.id))
         self.interactions[ix.id] = ix
         self._by_token[ix.token] = ix
-        for session in self._sessions:
-            if session.ready:
-                await session.dispatch("INTERACTION_CREATE", payload)
+        for session in sessions:
+            await session.dispatch("INTERACTION_CREATE", payload)
         return ix
 
     async def _notify(self) -> None:
@@ -268,10 +284,11 @@ class FakeDiscord:
             await self._notify()
         return ws
 
-    def _ready_payload(self, session_id: str) -> dict[str, Any]:
+    def _ready_payload(self, session: _GatewaySession, session_id: str) -> dict[str, Any]:
+        shard = {"shard": list(session.shard)} if session.shard else {}
         return {
             "v": 10, "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds if session.owns(g)], **shard,
             "session_id": session_id, "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [], "relationships": [], "presences": [], "_trace": ["fake-discord"],
@@ -305,7 +322,7 @@ class FakeDiscord:
             if parts == ["oauth2", "applications", "@me"] and method == "GET":
                 return _json(self._application_payload())
             if parts in (["gateway"], ["gateway", "bot"]) and method == "GET":
-                return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+                return _json({"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": {
                     "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
             if (parts[0] == "applications" and int(parts[1]) == self.application_id
                     and parts[-1] == "commands"):
@@ -507,7 +524,12 @@ class _GatewaySession:
         self.seq = 0
         self.ready = False
         self.intents = 0
+        self.shard: tuple[int, int] | None = None
         self._send_lock = asyncio.Lock()
+
+    def owns(self, guild_id: int) -> bool:
+        """Whether this session gets the guild's events: an unsharded session gets every guild's."""
+        return self.shard is None or self.server.shard_of(guild_id) == self.shard[0]
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -533,11 +555,21 @@ class _GatewaySession:
                 await self.ws.close(code=4004, message=b"Authentication failed.")
                 return
             server.identifies.append(data)
+            shard = data.get("shard")
+            if shard is None and server.shard_count > 1:
+                await self.ws.close(code=4011, message=b"Sharding required.")
+                return
+            if shard is not None and (len(shard) != 2 or shard[1] != server.shard_count
+                                      or not 0 <= shard[0] < shard[1]):
+                await self.ws.close(code=4010, message=b"Invalid shard.")
+                return
+            self.shard = (int(shard[0]), int(shard[1])) if shard is not None else None
             self.intents = int(data.get("intents", 0))
-            await self.dispatch("READY", server._ready_payload(secrets.token_hex(16)))
+            await self.dispatch("READY", server._ready_payload(self, secrets.token_hex(16)))
             if data.get("intents", 0) & GUILDS_INTENT:  # without it Discord sends no guild events
                 for guild in list(server.guilds.values()):
-                    await self.dispatch("GUILD_CREATE", guild.payload())
+                    if self.owns(guild.id):
+                        await self.dispatch("GUILD_CREATE", guild.payload())
             self.ready = True
             await server._notify()
         elif op == 6:
