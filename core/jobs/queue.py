@@ -42,8 +42,10 @@ QUEUE_NAME = "cratedigger:analysis"
 FUNCTION = "run_task"
 MAX_TRIES = 2
 """A job runs at most twice: once, and once more if its worker died."""
-POLL_SECONDS = 0.05
-"""How often a waiting request looks for its result (arq polls; one cheap Redis round trip each)."""
+POLL_SECONDS = 0.02
+"""How often an idle worker looks for jobs and a waiting request for its result: arq polls, one cheap Redis
+round trip each. Both sides' polling makes most of the queue's per-task overhead (benchmarks/bench_scale.py:
+about 60 ms at 0.05 s)."""
 
 
 @dataclass(frozen=True)
