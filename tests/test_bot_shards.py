@@ -40,6 +40,7 @@ async def _sync_here(server: FakeDiscord, guild_owner: object) -> None:
     ix = await server.slash(guild_owner, "sync", scope="here")  # type: ignore[arg-type]
     message = await server.reply(ix)
     assert "Synced" in message.content, message.content
+    assert not ix.refused, ix.refused  # one bot answered: the guild's shard's
 
 
 async def test_two_processes_worth_of_shards_each_get_their_guilds_only(tmp_path: Path) -> None:
