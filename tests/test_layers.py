@@ -36,10 +36,10 @@ def test_the_command_has_every_verb_and_the_process_verbs_live_in_the_launcher()
     assert "library" in core_only and "worker" not in core_only and "sync-commands" not in core_only
 
 
-def test_the_cli_and_the_worker_start_without_discord() -> None:
+def test_the_cli_and_the_worker_start_without_discord(tmp_path: Path) -> None:
     code = ("import sys; from bot.launcher import main; main(['db', 'upgrade', '--data-dir', sys.argv[1]]); "
             "import core.jobs.worker; assert 'discord' not in sys.modules, 'discord.py imported'; "
             "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'")
-    done = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / ".pytest_cache" / "layers-data")],
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
