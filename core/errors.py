@@ -34,6 +34,10 @@ class FetchRefused(UserError):
     """A link we will not follow: bad scheme, private address, playlist, live stream, unsupported site."""
 
 
+class PlaylistLink(FetchRefused):
+    """A link to several tracks where one was expected (a playlist, a feed, a page of several songs)."""
+
+
 class FetchFailed(UserError):
     """A link we tried to follow but could not get audio from (404, timeout, ...)."""
 
