@@ -35,7 +35,8 @@ class FetchRefused(UserError):
 
 
 class PlaylistLink(FetchRefused):
-    """A link to several tracks where one was expected (a playlist, a feed, a page of several songs)."""
+    """A link to several tracks where one was expected. `/similar` and `/genre` refuse it with this message;
+    adding to the library lists the playlist's entries instead (`core.playlist`)."""
 
 
 class FetchFailed(UserError):

@@ -24,7 +24,16 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse, analysis_version, init_worker
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import Busy, EmptyLibrary, TooLarge, TooSlow, UnknownTrack, UnsupportedAudio, UserError
+from core.errors import (
+    Busy,
+    EmptyLibrary,
+    PlaylistLink,
+    TooLarge,
+    TooSlow,
+    UnknownTrack,
+    UnsupportedAudio,
+    UserError,
+)
 from core.library import AddReport, Library, Progress, ReindexReport, index_dir
 from core.store import Store
 
@@ -292,14 +301,24 @@ class Service:
         }
 
     async def add_to_library(self, guild_id: int, sources: Sequence[str | Upload | Path], *,
-                             added_by: int | None = None, progress: Progress | None = None) -> AddReport:
-        """Register every source (files, folders, uploads, links), then analyse the new tracks and update
-        the index. Bad sources are reported one by one; they do not stop the others."""
+                             added_by: int | None = None, progress: Progress | None = None,
+                             fetch_progress: Progress | None = None) -> AddReport:
+        """Register every source (files, folders, uploads, links, playlist links), then analyse the new
+        tracks and update the index. Bad sources, and bad entries of a playlist, are reported one by one;
+        they do not stop the others.
+
+        A playlist link has its entries listed without downloading them. Entries already in the library are
+        skipped and entries the link pre-check refuses are reported, neither counting against the limit; of
+        the others, at most `max_playlist_entries` (over the whole call) are fetched, each as a link of its
+        own, so adding the same link again continues with the next ones. `fetch_progress(done, total)`
+        follows those downloads; `progress`, the analysis."""
         report = AddReport()
+        room = self.settings.max_playlist_entries
         async with self.library.lock(guild_id):
             for source in sources:
                 try:
-                    await self._register(guild_id, source, added_by=added_by, report=report)
+                    room -= await self._register(guild_id, source, added_by=added_by, report=report,
+                                                 room=room, progress=fetch_progress)
                 except UserError as exc:
                     report.failed.append((_describe(source), str(exc)))
             new_ids = [a.track_id for a in report.added]
@@ -312,22 +331,63 @@ class Service:
         return report
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
-                        report: AddReport) -> None:
+                        report: AddReport, room: int, progress: Progress | None) -> int:
+        """Register one source; returns how many playlist entries it downloaded (0 unless a playlist)."""
         if isinstance(source, Upload):
             await self._with_file(source, lambda p, n: self.library.register_file(
                 guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
                 report=report))
         elif isinstance(source, str) and _is_link(source):
-            await self._register_link(guild_id, source, added_by=added_by, report=report)
+            try:
+                await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report)
+            except PlaylistLink:
+                return await self._register_playlist(guild_id, source.strip(), added_by=added_by,
+                                                     report=report, room=room, progress=progress)
         else:
             await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report)
+        return 0
 
-    async def _register_link(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport) -> None:
+    async def _register_link(self, guild_id: int, url: str, title: str | None, *, added_by: int | None,
+                             report: AddReport) -> None:
+        """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
         async with self._fetched(url) as fetched:
-            await self.library.register_file(guild_id, fetched.path, source=url, title=fetched.title,
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or fetched.title,
                                              artist=fetched.artist, added_by=added_by, copy=True,
                                              report=report)
+
+    async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
+                                 room: int, progress: Progress | None) -> int:
+        from core.playlist import list_playlist
+
+        playlist = await asyncio.to_thread(list_playlist, url, self.settings)
+        if not playlist.entries:
+            report.failed.append((url, "that playlist has no entries."))
+            return 0
+        new = []
+        for entry in playlist.entries:
+            if await self.store.find_duplicate(guild_id, source=entry.url, content_hash=None):
+                report.duplicates.append(entry.url)
+                continue
+            try:
+                self.check_link(entry.url)  # a private address is refused here, at no cost to the limit
+            except UserError as exc:
+                report.failed.append((entry.url, str(exc)))
+                continue
+            new.append(entry)
+        taken = new[:max(0, room)]
+        unlisted = playlist.total - len(playlist.entries) if playlist.total is not None else 1
+        report.left_out += len(new) - len(taken) + unlisted
+        report.left_out_is_minimum |= playlist.total is None
+        for done, entry in enumerate(taken):
+            await _call(progress, done, len(taken))
+            try:
+                await self._register_link(guild_id, entry.url, entry.title, added_by=added_by,
+                                          report=report)
+            except UserError as exc:  # a private address, a dead link, a playlist inside the playlist…
+                report.failed.append((entry.url, str(exc)))
+        await _call(progress, len(taken), len(taken))
+        return len(taken)
 
     async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
         async with self.library.lock(guild_id):
@@ -452,6 +512,13 @@ def _new_pool(settings: Settings) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=max(1, settings.workers),
                                mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
                                initargs=(settings.worker_memory_mb,))
+
+
+async def _call(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        outcome = progress(done, total)
+        if asyncio.iscoroutine(outcome):
+            await outcome
 
 
 def _is_link(text: str) -> bool:

@@ -36,6 +36,7 @@ from tests.http_fixture import LocalHTTPServer
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
+PLAYLIST_LIMIT = 3
 EXPECTED_COMMANDS = {"genre", "similar", "recommend", "tag", "history", "forget-me", "library", "sync"}
 HOSTILE_TITLE = "@everyone <@&123456789012345678> Night Drive"
 
@@ -76,6 +77,18 @@ class World:
         ix = await self.server.slash(member, command, **options)
         return ix, await self.server.reply(ix, timeout=timeout)
 
+    async def run_to_embed(self, member: Member, command: str, *, timeout: float = 120.0,
+                           **options: object) -> tuple[InteractionRecord, MessageRecord]:
+        """`run` for a command that may show progress before its answer: its reply once it holds an embed."""
+        ix = await self.server.slash(member, command, **options)
+        await self.server.wait_for(lambda: bool(ix.refused) or bool(ix.messages) and bool(ix.last().embeds),
+                                   timeout=timeout)
+        return ix, ix.last()
+
+    def admin_of(self, guild: Guild) -> Member:
+        """A new member of `guild` with its Mods role (Manage Server)."""
+        return self.member(guild, role="Mods")
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory):
@@ -88,7 +101,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory):
         g.add_role("DJ")
     songs = LocalHTTPServer().start()  # a site serving audio, allowed by the link guard's test allowlist
     settings = Settings(data_dir=tmp / "data", discord_token=server.token, admin_role="DJ", workers=2,
-                        user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,))
+                        user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,),
+                        max_playlist_entries=PLAYLIST_LIMIT)
     bot = CratediggerBot(settings, guild_ready_timeout=0.05)
     with routed_to(server):
         async with connected(bot, server):
@@ -348,6 +362,39 @@ async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World)
     assert first.last().embeds[0]["title"] == "Reindex finished" and done.ephemeral
     fields = {f["name"]: f["value"] for f in first.last().embeds[0]["fields"]}
     assert fields["analysed"] == str(len(world.titles) + 1)
+
+
+# --------------------------------------------------------------------------------- playlists for /library
+def fields_of(message: MessageRecord) -> dict[str, str]:
+    return {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
+
+
+async def test_library_add_of_a_playlist_checks_each_entry_and_continues_where_it_stopped(world: World):
+    guild = world.server.add_guild("Podcasts")  # joined now: its library starts empty
+    guild.add_role("Mods", MANAGE_GUILD)
+    episodes = [world.songs.add_file(f"pod/ep{i}.wav", wav_bytes(5, freq=180 + 90 * i, seed=60 + i),
+                                     "audio/wav") for i in range(4)]
+    private = "http://127.0.0.1:9/secret.wav"  # the guard allows the song server's port, not this one
+    feed = world.songs.add_feed("feeds/pod.xml", [("Ep one", episodes[0]), ("Ep secret", private),
+                                          ("Ep two", episodes[1]), ("Ep three", episodes[2]),
+                                          ("Ep four", episodes[3])])
+    ix, message = await world.run_to_embed(world.admin_of(guild), "library add", link=feed)
+    fields = fields_of(message)
+    assert message.ephemeral and not ix.refused
+    assert all(f"Ep {n}" in fields["Added (3)"] for n in ("one", "two", "three")), fields
+    assert "secret.wav" in fields["Failed (1)"] and "private or local network address" in fields["Failed (1)"]
+    assert f"At most {PLAYLIST_LIMIT} playlist entries" in fields["Left out (1)"]  # refused: not counted
+    requested = world.songs.paths_requested()
+    assert "/pod/ep3.wav" not in requested  # left out: never fetched
+    assert sorted(world.rows("SELECT title FROM tracks WHERE guild_id = ?", guild.id)) == [
+        ("Ep one",), ("Ep three",), ("Ep two",)]  # the feed's titles
+    ix, message = await world.run_to_embed(world.admin_of(guild), "library add", link=feed)
+    fields = fields_of(message)
+    assert "Ep four" in fields["Added (1)"] and fields["Already there"] == "3" and "Failed (1)" in fields
+    assert not any(name.startswith("Left out") for name in fields)
+    assert requested.count("/pod/ep0.wav") == world.songs.paths_requested().count("/pod/ep0.wav")  # skipped
+    ix, message = await world.run(world.member(), "similar", link=feed)
+    assert message.ephemeral and "playlist" in message.content  # /similar still wants one track
 
 
 async def test_guild_isolation(world: World):

@@ -28,8 +28,9 @@ class Library(commands.GroupCog, group_name="library",
         require_library_admin(interaction, self.bot.settings.admin_role)
         return True
 
-    @app_commands.command(name="add", description="Add a track from a link or a file")
-    @app_commands.describe(link="A link to a song", file="…or an audio file")
+    @app_commands.command(name="add", description="Add a track, or a playlist's tracks, from a link or file")
+    @app_commands.describe(link="A link to a song, or to a playlist (an RSS feed, a page of several songs…)",
+                           file="…or an audio file")
     async def add(self, interaction: discord.Interaction, link: str | None = None,
                   file: discord.Attachment | None = None) -> None:
         service = self.bot.service
@@ -40,7 +41,8 @@ class Library(commands.GroupCog, group_name="library",
         source = link.strip() if link is not None else await download(self.bot.downloads, file, cap)  # type: ignore[arg-type]
         report = await service.add_to_library(interaction.guild_id, [source],  # type: ignore[arg-type]
                                               added_by=interaction.user.id)
-        await answer(interaction, embed=add_embed(report), ephemeral=True)
+        await answer(interaction, embed=add_embed(report, self.bot.settings.max_playlist_entries),
+                     ephemeral=True)
 
     @app_commands.command(name="reindex",
                           description="Analyse new and changed tracks and rebuild the search index")
