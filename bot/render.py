@@ -41,9 +41,9 @@ def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
 
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
-    embed = discord.Embed(
-        title=f"🎧 {report.genre.title()}", colour=ACCENT,
-        description=f"**{percent(report.confidence)}** confident · file `{safe(report.file, 80)}`")
+    what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
+    embed = discord.Embed(title=f"🎧 {report.genre.title()}", colour=ACCENT,
+                          description=f"**{percent(report.confidence)}** confident · {what}")
     embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
     embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
                                            f"({report.clip_seconds:.0f} s of audio)")

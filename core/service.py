@@ -62,6 +62,8 @@ class GenreReport:
     clip_seconds: float
     model: str | None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None
+    """What the site calls the track, for a link (`file` is then the link as sent)."""
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -236,13 +238,21 @@ class Service:
         return await self._run(analyse, path, self.limits)
 
     # -- use cases ----------------------------------------------------------------------------------------
-    async def classify(self, item: Item, *, guild_id: int | None = None,
+    async def classify(self, item: Item | str, *, guild_id: int | None = None,
                        user_id: int | None = None) -> GenreReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=True, mood=False, embedding=False))
-        report = GenreReport(file=result.name, genre=result.genre, confidence=result.genre_confidence,
+        """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
+        and fetched like `/similar`'s links; any other `str` is a path)."""
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        title: str | None = None
+        if isinstance(item, str) and _is_link(item):
+            title, result = await self._with_link(item, analyse)
+            file = item.strip()
+        else:
+            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+            file = result.name
+        report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
-                             model=result.genre_model, sections=result.sections)
+                             model=result.genre_model, sections=result.sections, title=title)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
@@ -413,6 +423,13 @@ class Service:
         finally:
             await asyncio.to_thread(manager.__exit__, None, None, None)
 
+    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any]:
+        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result)."""
+        self.check_link(url)
+        async with self._fetched(url) as fetched:
+            title = fetched.title or url
+            return title, await fn(fetched.path, title)
+
     async def _index(self, guild_id: int) -> Any:
         """The served index of a guild (loaded once, replaced after an add or reindex), or None if empty."""
         if guild_id in self._indexes:
@@ -436,9 +453,7 @@ class Service:
     async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
         """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
         if isinstance(query, str) and _is_link(query):
-            self.check_link(query)
-            async with self._fetched(query) as fetched:
-                result = await self._analyse(fetched.path, fetched.title or query, genre=False, mood=False)
+            _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
             return query, result.embedding, {same.id} if same else set()
         item: Item = Path(query) if isinstance(query, str) else query

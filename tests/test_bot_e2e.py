@@ -364,6 +364,31 @@ async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World)
     assert fields["analysed"] == str(len(world.titles) + 1)
 
 
+# ------------------------------------------------------------------------------------ links for /genre
+async def test_genre_of_a_link_with_the_rules_of_similar(world: World):
+    link = world.songs.add_file("tunes/for-genre.wav", wav_bytes(8, freq=330, seed=31), "audio/wav")
+    member = world.member()
+    if genre_model_installed(world.settings):
+        ix, message = await world.run(member, "genre", link=link, timeout=120)
+        assert [cb.type for cb in ix.callbacks] == [5] and not message.ephemeral
+        assert "link `for-genre`" in message.embeds[0]["description"] and "segments" in message.text()
+        assert png_of(message) and message.custom_ids()[0].startswith("cd:genre:up:")
+        ix, message = await world.run(member, "similar", link=link)  # the same heavy-work cooldown
+        assert message.ephemeral and "try again in" in message.content
+    for bad in ("http://10.0.0.1/song.mp3", "http://localhost:8000/x.wav", "http://2130706433/x.mp3",
+                "file:///etc/passwd", "https://user:pw@example.com/a.mp3"):
+        ix, message = await world.run(world.member(), "genre", link=bad)
+        assert [cb.type for cb in ix.callbacks] == [4], bad  # refused at once, nothing fetched or queued
+        assert message.ephemeral and "error id" not in message.content, (bad, message.content)
+    for options in ({}, {"link": link, "file": world.server.attachment("a.wav", b"RIFF....")}):
+        ix, message = await world.run(world.member(), "genre", **options)
+        assert message.ephemeral and "either a link or a file" in message.content
+    feed = world.songs.add_feed("feeds/genre.xml", [("One", link), ("Two", link)])
+    ix, message = await world.run(world.member(), "genre", link=feed, timeout=120)
+    assert message.ephemeral and "playlist" in message.content and "error id" not in message.content
+    assert not world.server.unhandled
+
+
 # --------------------------------------------------------------------------------- playlists for /library
 def fields_of(message: MessageRecord) -> dict[str, str]:
     return {f["name"]: f["value"] for f in message.embeds[0]["fields"]}

@@ -56,7 +56,7 @@ SETTLE_SECONDS = 0.15
 """How long a click that nothing claims is watched for a late error before the next example."""
 
 OPTIONS: dict[str, dict[str, tuple[int, bool]]] = {
-    "genre": {"file": (ATTACHMENT, True)},
+    "genre": {"file": (ATTACHMENT, False), "link": (STRING, False)},
     "similar": {"link": (STRING, False), "file": (ATTACHMENT, False)},
     "recommend": {"mood": (STRING, True), "count": (INTEGER, False)},
     "tag": {"track": (STRING, True), "mood": (STRING, True)},
@@ -421,6 +421,9 @@ OFFERED = (("👍 x", "up:1"),)
 @example(Command("similar", {"link": False}, admin=False))
 @example(Command("library add", {"link": 7}, admin=True))
 @example(Command("library add", {"link": SONGS + "feed.xml"}, admin=True))  # one entry added, one refused
+@example(Command("genre", {"link": SONGS + "feed.xml"}, admin=False))  # a playlist, where one track is due
+@example(Command("genre", {"link": SONGS + "missing.mp3",
+                           "file": Upload("a.wav", VALID_WAV, "audio/wav", None)}, admin=False))
 @example(Autocomplete(typed=None, mood="calm"))
 @example(Click("cd:rate", STRING_SELECT, values=None, crafted=False, offered=OFFERED))
 @example(Click("cd:rate", STRING_SELECT, values=("up:99999999999999999999",), crafted=True,

@@ -6,12 +6,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import CratediggerBot
-from bot.checks import enforce_cooldown, require_library_admin
+from bot.checks import require_library_admin
 from bot.errors import Refusal
 from bot.progress import ProgressMessage
 from bot.render import add_embed, reindex_embed, stats_embed
 from bot.replies import answer, defer
-from bot.uploads import check_source, download, upload_cap
+from bot.uploads import receive
 
 
 @app_commands.guild_only()
@@ -33,14 +33,9 @@ class Library(commands.GroupCog, group_name="library",
                            file="…or an audio file")
     async def add(self, interaction: discord.Interaction, link: str | None = None,
                   file: discord.Attachment | None = None) -> None:
-        service = self.bot.service
-        cap = upload_cap(interaction, self.bot.settings)
-        check_source(service, link, file, cap)
-        enforce_cooldown(interaction)
-        await defer(interaction, ephemeral=True)
-        source = link.strip() if link is not None else await download(self.bot.downloads, file, cap)  # type: ignore[arg-type]
-        report = await service.add_to_library(interaction.guild_id, [source],  # type: ignore[arg-type]
-                                              added_by=interaction.user.id)
+        source = await receive(self.bot, interaction, link, file, ephemeral=True)
+        report = await self.bot.service.add_to_library(interaction.guild_id, [source],  # type: ignore[arg-type]
+                                                       added_by=interaction.user.id)
         await answer(interaction, embed=add_embed(report, self.bot.settings.max_playlist_entries),
                      ephemeral=True)
 
