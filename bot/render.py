@@ -121,12 +121,16 @@ def bounded_lines(lines: Sequence[str], *, total: int | None = None, budget: int
     return "\n".join(shown)
 
 
-def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5) -> str:
+def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5, *, details: bool = True) -> str:
+    """Each failure's source and reason; without `details` (a message in a public channel), only a note:
+    sources are library file paths and links an admin added, for admins' eyes."""
+    if not details:
+        return "The reasons are not listed in a public channel."
     return bounded_lines([f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]],
                          total=len(failed))
 
 
-def add_embed(report: Any, playlist_limit: int) -> discord.Embed:
+def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> discord.Embed:
     """What was added, what was there already, what failed and why, and what a playlist's limit left out."""
     embed = discord.Embed(title="Library add", colour=WARN if report.failed and not report.added else ACCENT)
     added = bounded_lines([f"• #{a.track_id} {safe(a.title, 80)}" for a in report.added[:10]],
@@ -135,8 +139,8 @@ def add_embed(report: Any, playlist_limit: int) -> discord.Embed:
     if report.duplicates:
         embed.add_field(name="Already there", value=str(len(report.duplicates)))
     if report.failed:
-        embed.add_field(name=f"Failed ({len(report.failed)})", value=failures_text(report.failed),
-                        inline=False)
+        embed.add_field(name=f"Failed ({len(report.failed)})",
+                        value=failures_text(report.failed, details=details), inline=False)
     if report.left_out:
         count = f"{'at least ' if report.left_out_is_minimum else ''}{report.left_out}"
         embed.add_field(name=f"Left out ({count})", inline=False,
@@ -145,15 +149,15 @@ def add_embed(report: Any, playlist_limit: int) -> discord.Embed:
     return embed
 
 
-def reindex_embed(report: Any) -> discord.Embed:
+def reindex_embed(report: Any, *, details: bool = True) -> discord.Embed:
     embed = discord.Embed(title="Reindex finished", colour=ACCENT)
     embed.add_field(name="analysed", value=str(report.analysed))
     embed.add_field(name="unchanged", value=str(report.skipped))
     embed.add_field(name="in the index", value=str(report.index_size))
     embed.add_field(name="time", value=f"{report.seconds:.1f} s")
     if report.failed:
-        embed.add_field(name=f"failed ({len(report.failed)})", value=failures_text(report.failed),
-                        inline=False)
+        embed.add_field(name=f"failed ({len(report.failed)})",
+                        value=failures_text(report.failed, details=details), inline=False)
     return embed
 
 

@@ -13,6 +13,10 @@ from bot.render import add_embed, reindex_embed, stats_embed
 from bot.replies import answer, defer
 from bot.uploads import receive
 
+LOOK_LATER = "`/library stats` shows the library once it is done"
+ADD_QUIET_SECONDS = 3.0
+"""A single track is usually added within a few seconds: no progress bar flashes before its answer."""
+
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
@@ -34,10 +38,15 @@ class Library(commands.GroupCog, group_name="library",
     async def add(self, interaction: discord.Interaction, link: str | None = None,
                   file: discord.Attachment | None = None) -> None:
         source = await receive(self.bot, interaction, link, file, ephemeral=True)
-        report = await self.bot.service.add_to_library(interaction.guild_id, [source],  # type: ignore[arg-type]
-                                                       added_by=interaction.user.id)
-        await answer(interaction, embed=add_embed(report, self.bot.settings.max_playlist_entries),
-                     ephemeral=True)
+        async with ProgressMessage(interaction, "Library add", look_later=LOOK_LATER,
+                                   quiet_for=ADD_QUIET_SECONDS) as progress:
+            report = await self.bot.service.add_to_library(
+                interaction.guild_id, [source], added_by=interaction.user.id,  # type: ignore[arg-type]
+                progress=progress.stage("Analysing"),
+                fetch_progress=progress.stage("Downloading the playlist's tracks"))
+            limit = self.bot.settings.max_playlist_entries
+            await progress.finish(embed=add_embed(report, limit),
+                                  public_embed=add_embed(report, limit, details=False))
 
     @app_commands.command(name="reindex",
                           description="Analyse new and changed tracks and rebuild the search index")
@@ -49,12 +58,11 @@ class Library(commands.GroupCog, group_name="library",
         self.reindexing.add(guild_id)
         try:
             await defer(interaction, ephemeral=True)
-            progress = ProgressMessage(interaction, "Reindexing")
-            try:
-                report = await self.bot.service.reindex(guild_id, full=full, progress=progress.update)
-            finally:
-                await progress.close()
-            await interaction.edit_original_response(content=None, embed=reindex_embed(report))
+            async with ProgressMessage(interaction, "Library reindex", look_later=LOOK_LATER) as progress:
+                report = await self.bot.service.reindex(guild_id, full=full,
+                                                        progress=progress.stage("Reindexing"))
+                await progress.finish(embed=reindex_embed(report),
+                                      public_embed=reindex_embed(report, details=False))
         finally:
             self.reindexing.discard(guild_id)
 
