@@ -56,7 +56,6 @@ class ProgressMessage:
         self.interval = interval
         self.label = what
         self.state = (0, 0)
-        self.edits = 0
         self.moved = False
         """True once progress has left the reply (the token is about to expire, or the reply failed)."""
         self.message: discord.Message | None = None
@@ -165,7 +164,6 @@ class ProgressMessage:
         if not self.moved:
             try:
                 await self.interaction.edit_original_response(content=text)
-                self.edits += 1
                 return
             except discord.HTTPException as exc:  # the token died early (a clock off), or Discord is unwell
                 log.info("the reply to %s took no progress (%s); moving it", self.interaction.id, exc)
@@ -174,7 +172,6 @@ class ProgressMessage:
         if self.message is not None:
             try:
                 await self.message.edit(content=f"{self._heading()}: {text}")
-                self.edits += 1
             except discord.HTTPException as exc:
                 log.warning("progress message of %s could not be edited: %s", self.interaction.id, exc)
 
