@@ -44,6 +44,7 @@ class Settings:
     max_download_seconds: float = 60.0
     link_analyse_seconds: float = 60.0
     fetch_allow_hosts: tuple[str, ...] = ()
+    max_playlist_entries: int = 25
     # Work scheduling.
     workers: int = 2
     queue_size: int = 32

@@ -44,12 +44,18 @@ class AddReport:
     added: list[AddedTrack] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    left_out: int = 0
+    """Playlist entries not tried because of the per-call limit (`Settings.max_playlist_entries`)."""
+    left_out_is_minimum: bool = False
+    """True when a playlist had more entries than could be listed: `left_out` is then a lower bound."""
 
     def to_dict(self) -> dict:
         return {
             "added": [vars(a) for a in self.added],
             "duplicates": self.duplicates,
             "failed": [{"source": s, "reason": r} for s, r in self.failed],
+            "left_out": self.left_out,
+            "left_out_is_minimum": self.left_out_is_minimum,
         }
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import EmptyLibrary, LibraryBusy, TooLarge, UnknownTrack, UserError
+from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.jobs import Scheduler, models_version, open_scheduler
 from core.library import AddReport, Library, Progress, ReindexReport
 from core.shelf import shelf_for
@@ -51,6 +51,8 @@ class GenreReport:
     clip_seconds: float
     model: str | None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None
+    """What the site calls the track, for a link (`file` is then the link as sent)."""
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -192,13 +194,21 @@ class Service:
         return await self._run(analyse, path, self.limits)
 
     # -- use cases ----------------------------------------------------------------------------------------
-    async def classify(self, item: Item, *, guild_id: int | None = None,
+    async def classify(self, item: Item | str, *, guild_id: int | None = None,
                        user_id: int | None = None) -> GenreReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=True, mood=False, embedding=False))
-        report = GenreReport(file=result.name, genre=result.genre, confidence=result.genre_confidence,
+        """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
+        and fetched like `/similar`'s links; any other `str` is a path)."""
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        title: str | None = None
+        if isinstance(item, str) and _is_link(item):
+            title, result = await self._with_link(item, analyse)
+            file = item.strip()
+        else:
+            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+            file = result.name
+        report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
-                             model=result.genre_model, sections=result.sections)
+                             model=result.genre_model, sections=result.sections, title=title)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
@@ -257,14 +267,24 @@ class Service:
         }
 
     async def add_to_library(self, guild_id: int, sources: Sequence[str | Upload | Path], *,
-                             added_by: int | None = None, progress: Progress | None = None) -> AddReport:
-        """Register every source (files, folders, uploads, links), then analyse the new tracks and update
-        the index. Bad sources are reported one by one; they do not stop the others."""
+                             added_by: int | None = None, progress: Progress | None = None,
+                             fetch_progress: Progress | None = None) -> AddReport:
+        """Register every source (files, folders, uploads, links, playlist links), then analyse the new
+        tracks and update the index. Bad sources, and bad entries of a playlist, are reported one by one;
+        they do not stop the others.
+
+        A playlist link has its entries listed without downloading them. Entries already in the library are
+        skipped and entries the link pre-check refuses are reported, neither counting against the limit; of
+        the others, at most `max_playlist_entries` (over the whole call) are fetched, each as a link of its
+        own, so adding the same link again continues with the next ones. `fetch_progress(done, total)`
+        follows those downloads; `progress`, the analysis."""
         report = AddReport()
+        room = self.settings.max_playlist_entries
         async with self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
-                    await self._register(guild_id, source, added_by=added_by, report=report)
+                    room -= await self._register(guild_id, source, added_by=added_by, report=report,
+                                                 room=room, progress=fetch_progress)
                 except UserError as exc:
                     report.failed.append((_describe(source), str(exc)))
             new_ids = [a.track_id for a in report.added]
@@ -276,22 +296,63 @@ class Service:
         return report
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
-                        report: AddReport) -> None:
+                        report: AddReport, room: int, progress: Progress | None) -> int:
+        """Register one source; returns how many playlist entries it downloaded (0 unless a playlist)."""
         if isinstance(source, Upload):
             await self._with_file(source, lambda p, n: self.library.register_file(
                 guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
                 report=report))
         elif isinstance(source, str) and _is_link(source):
-            await self._register_link(guild_id, source, added_by=added_by, report=report)
+            try:
+                await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report)
+            except PlaylistLink:
+                return await self._register_playlist(guild_id, source.strip(), added_by=added_by,
+                                                     report=report, room=room, progress=progress)
         else:
             await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report)
+        return 0
 
-    async def _register_link(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport) -> None:
+    async def _register_link(self, guild_id: int, url: str, title: str | None, *, added_by: int | None,
+                             report: AddReport) -> None:
+        """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
         async with self._fetched(url) as fetched:
-            await self.library.register_file(guild_id, fetched.path, source=url, title=fetched.title,
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or fetched.title,
                                              artist=fetched.artist, added_by=added_by, copy=True,
                                              report=report)
+
+    async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
+                                 room: int, progress: Progress | None) -> int:
+        from core.playlist import list_playlist
+
+        playlist = await asyncio.to_thread(list_playlist, url, self.settings)
+        if not playlist.entries:
+            report.failed.append((url, "that playlist has no entries."))
+            return 0
+        new = []
+        for entry in playlist.entries:
+            if await self.store.find_duplicate(guild_id, source=entry.url, content_hash=None):
+                report.duplicates.append(entry.url)
+                continue
+            try:
+                self.check_link(entry.url)  # a private address is refused here, at no cost to the limit
+            except UserError as exc:
+                report.failed.append((entry.url, str(exc)))
+                continue
+            new.append(entry)
+        taken = new[:max(0, room)]
+        unlisted = playlist.total - len(playlist.entries) if playlist.total is not None else 1
+        report.left_out += len(new) - len(taken) + unlisted
+        report.left_out_is_minimum |= playlist.total is None
+        for done, entry in enumerate(taken):
+            await _call(progress, done, len(taken))
+            try:
+                await self._register_link(guild_id, entry.url, entry.title, added_by=added_by,
+                                          report=report)
+            except UserError as exc:  # a private address, a dead link, a playlist inside the playlist…
+                report.failed.append((entry.url, str(exc)))
+        await _call(progress, len(taken), len(taken))
+        return len(taken)
 
     async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
         async with self._library_exclusive(guild_id, wait=False):
@@ -314,6 +375,13 @@ class Service:
             yield fetched
         finally:
             await asyncio.to_thread(manager.__exit__, None, None, None)
+
+    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any]:
+        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result)."""
+        self.check_link(url)
+        async with self._fetched(url) as fetched:
+            title = fetched.title or url
+            return title, await fn(fetched.path, title)
 
     async def _index(self, guild_id: int) -> Any:
         """The served index of a guild, or None if none was published yet. Reloaded whenever a newer version
@@ -338,9 +406,7 @@ class Service:
     async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
         """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
         if isinstance(query, str) and _is_link(query):
-            self.check_link(query)
-            async with self._fetched(query) as fetched:
-                result = await self._analyse(fetched.path, fetched.title or query, genre=False, mood=False)
+            _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
             return query, result.embedding, {same.id} if same else set()
         item: Item = Path(query) if isinstance(query, str) else query
@@ -407,6 +473,13 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
+
+
+async def _call(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        outcome = progress(done, total)
+        if asyncio.iscoroutine(outcome):
+            await outcome
 
 
 def _is_link(text: str) -> bool:
