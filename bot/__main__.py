@@ -1,5 +1,5 @@
 import sys
 
-from bot.launcher import main
+from bot.launcher import run_bot
 
-sys.exit(main())
+sys.exit(run_bot())

@@ -1,5 +1,10 @@
 """The bot: a `commands.Bot` that opens core's service once, loads one cog per area and syncs commands
-only when asked (or to the development guild at start), as discord.py's maintainers recommend."""
+only when asked (or to the development guild at start), as discord.py's maintainers recommend.
+
+Sharded (CRATEDIGGER_SHARD_COUNT set) it is an `AutoShardedBot` running the shards in CRATEDIGGER_SHARD_IDS
+(or all of them): Discord then sends this process the events of those shards' guilds only, so several
+processes, on one machine or many, share the guilds. They share the database and the job queue, not memory.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -120,8 +125,11 @@ class CratediggerBot(commands.Bot):
         return [command.name for command in synced]
 
     async def on_ready(self) -> None:
-        log.info("ready as %s in %d servers; invite: %s", self.user, len(self.guilds),
+        log.info("ready as %s in %d servers%s; invite: %s", self.user, len(self.guilds), self._shards_text(),
                  invite_url(self.application_id or 0))
+
+    def _shards_text(self) -> str:
+        return ""
 
     async def close(self) -> None:
         """Idempotent: discord.py calls it again from `connect()` when the gateway closes, possibly while
@@ -136,3 +144,20 @@ class CratediggerBot(commands.Bot):
             await asyncio.to_thread(renderer.shutdown, wait=True, cancel_futures=True)
         if service is not None:
             await service.close()
+
+
+class ShardedCratediggerBot(CratediggerBot, commands.AutoShardedBot):
+    """The same bot over several gateway shards in one process (`shard_ids`, or all `shard_count` of them;
+    with `shard_count=None` discord.py asks Discord for the recommended count)."""
+
+    def _shards_text(self) -> str:
+        return f" on shards {sorted(self.shards)} of {self.shard_count}"
+
+
+def make_bot(settings: Settings, **options: Any) -> CratediggerBot:
+    """The bot the settings ask for: unsharded, or sharded as CRATEDIGGER_SHARD_COUNT/_IDS say."""
+    if not settings.sharded:
+        return CratediggerBot(settings, **options)
+    count = None if settings.shard_count == "auto" else settings.shard_count
+    return ShardedCratediggerBot(settings, shard_count=count, shard_ids=list(settings.shard_ids) or None,
+                                 **options)

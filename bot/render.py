@@ -41,11 +41,12 @@ def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
 
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
+    what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
     embed = discord.Embed(
         title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
         description=(f"too close to call: **{percent(report.top[0][1])}** {report.top[0][0]}, "
                      f"**{percent(report.top[1][1])}** {report.top[1][0]}" if report.close_call
-                     else f"**{percent(report.confidence)}** confident") + f" · file `{safe(report.file, 80)}`")
+                     else f"**{percent(report.confidence)}** confident") + f" · {what}")
     embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
     embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
                                            f"({report.clip_seconds:.0f} s of audio)")
@@ -103,34 +104,63 @@ def stats_embed(stats: Mapping[str, Any]) -> discord.Embed:
     return embed
 
 
-def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5) -> str:
-    lines = [f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]]
-    if len(failed) > limit:
-        lines.append(f"… and {len(failed) - limit} more")
-    return "\n".join(lines)
+FIELD_LIMIT = 1024
+"""Discord refuses an embed field value longer than this (the whole message, not just the field)."""
 
 
-def add_embed(report: Any) -> discord.Embed:
+def bounded_lines(lines: Sequence[str], *, total: int | None = None, budget: int = FIELD_LIMIT) -> str:
+    """As many of `lines` as fit in `budget` characters, then "… and N more" for the rest of `total` items
+    (default: one item a line)."""
+    total = len(lines) if total is None else total
+    shown: list[str] = []
+    for line in lines:
+        left = total - len(shown) - 1
+        tail = len(f"\n… and {left} more") if left else 0
+        if len("\n".join([*shown, line])) + tail > budget:
+            break
+        shown.append(line)
+    if total > len(shown):
+        shown.append(f"… and {total - len(shown)} more")
+    return "\n".join(shown)
+
+
+def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5, *, details: bool = True) -> str:
+    """Each failure's source and reason; without `details` (a message in a public channel), only a note:
+    sources are library file paths and links an admin added, for admins' eyes."""
+    if not details:
+        return "The reasons are not listed in a public channel."
+    return bounded_lines([f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]],
+                         total=len(failed))
+
+
+def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> discord.Embed:
+    """What was added, what was there already, what failed and why, and what a playlist's limit left out."""
     embed = discord.Embed(title="Library add", colour=WARN if report.failed and not report.added else ACCENT)
-    added = "\n".join(f"• #{a.track_id} {safe(a.title, 80)}" for a in report.added[:10]) or "none"
+    added = bounded_lines([f"• #{a.track_id} {safe(a.title, 80)}" for a in report.added[:10]],
+                          total=len(report.added)) or "none"
     embed.add_field(name=f"Added ({len(report.added)})", value=added, inline=False)
     if report.duplicates:
         embed.add_field(name="Already there", value=str(len(report.duplicates)))
     if report.failed:
-        embed.add_field(name=f"Failed ({len(report.failed)})", value=failures_text(report.failed),
-                        inline=False)
+        embed.add_field(name=f"Failed ({len(report.failed)})",
+                        value=failures_text(report.failed, details=details), inline=False)
+    if report.left_out:
+        count = f"{'at least ' if report.left_out_is_minimum else ''}{report.left_out}"
+        embed.add_field(name=f"Left out ({count})", inline=False,
+                        value=f"At most {playlist_limit} playlist entries are downloaded per add; add the "
+                              "same link again to continue with the ones not in the library yet.")
     return embed
 
 
-def reindex_embed(report: Any) -> discord.Embed:
+def reindex_embed(report: Any, *, details: bool = True) -> discord.Embed:
     embed = discord.Embed(title="Reindex finished", colour=ACCENT)
     embed.add_field(name="analysed", value=str(report.analysed))
     embed.add_field(name="unchanged", value=str(report.skipped))
     embed.add_field(name="in the index", value=str(report.index_size))
     embed.add_field(name="time", value=f"{report.seconds:.1f} s")
     if report.failed:
-        embed.add_field(name=f"failed ({len(report.failed)})", value=failures_text(report.failed),
-                        inline=False)
+        embed.add_field(name=f"failed ({len(report.failed)})",
+                        value=failures_text(report.failed, details=details), inline=False)
     return embed
 
 

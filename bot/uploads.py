@@ -9,14 +9,21 @@ us hold more than the cap in memory.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 import discord
 
+from bot.checks import enforce_cooldown
 from bot.errors import Refusal
+from bot.replies import defer
 from core.audio import check_extension
 from core.config import Settings
 from core.errors import FetchFailed, TooLarge
 from core.service import Service, Upload
+
+if TYPE_CHECKING:
+    from bot.app import CratediggerBot
 
 MAX_LINK = 500
 CHUNK = 64 * 1024
@@ -71,3 +78,18 @@ def check_source(service: Service, link: str | None, file: discord.Attachment | 
         service.check_link(link.strip())
     else:
         check_attachment(file, cap)  # type: ignore[arg-type]
+
+
+async def receive(bot: CratediggerBot, interaction: discord.Interaction, link: str | None,
+                  file: discord.Attachment | None, *, ephemeral: bool = False) -> str | Upload:
+    """What a heavy command (/genre, /similar, /library add) was given, in the order that wastes nothing:
+    exactly one of a link or a file, refused now if it can be judged without downloading; then the
+    member's cooldown (a refused input does not cost their turn); then the acknowledgement; then the
+    attachment's bytes. Returns the link or the upload."""
+    cap = upload_cap(interaction, bot.settings)
+    check_source(bot.service, link, file, cap)
+    enforce_cooldown(interaction)
+    await defer(interaction, ephemeral=ephemeral)
+    if link is not None:
+        return link.strip()
+    return await download(bot.downloads, file, cap)  # type: ignore[arg-type]

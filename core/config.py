@@ -5,6 +5,7 @@ Every setting has a default and is listed in `.env.example`; nothing else in the
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ class Settings:
     dev_guild_id: int | None = None
     admin_role: str = ""
     data_dir: Path = field(default_factory=_default_data_dir)
+    # Scale-out (empty: the single-machine default of SQLite, an in-process pool and one gateway session).
+    database_url: str = field(default="", repr=False)
+    broker_url: str = field(default="", repr=False)
+    queue_wait_seconds: float = 600.0
+    shard_count: int | str | None = None
+    shard_ids: tuple[int, ...] = ()
     models_dir: Path = DEFAULT_MODELS_DIR
     log_level: str = "INFO"
     # Limits on what a user may send.
@@ -37,6 +44,7 @@ class Settings:
     max_download_seconds: float = 60.0
     link_analyse_seconds: float = 60.0
     fetch_allow_hosts: tuple[str, ...] = ()
+    max_playlist_entries: int = 25
     # Work scheduling.
     workers: int = 2
     queue_size: int = 32
@@ -63,6 +71,10 @@ class Settings:
     def max_download_bytes(self) -> int:
         return int(self.max_download_mb * 1024 * 1024)
 
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
@@ -74,7 +86,33 @@ def env_name(field_name: str) -> str:
     return _ENV_NAMES.get(field_name, f"CRATEDIGGER_{field_name.upper()}")
 
 
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by ***, for logs and messages: database and broker URLs
+    carry credentials that must never be written anywhere."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = urllib.parse.quote(parts.username or "", safe="")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _shard_count(raw: str) -> int | str:
+    """A number of gateway shards (>= 1), or "auto" for the count Discord recommends."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return value
+    count = int(value)
+    if count < 1:
+        raise ValueError("a shard count is at least 1 (or 'auto')")
+    return count
+
+
 def _parse(raw: str, default: Any, name: str) -> Any:
+    if name == "shard_count":
+        return _shard_count(raw)
+    if name == "shard_ids":
+        return tuple(int(part) for part in raw.split(",") if part.strip())
     if isinstance(default, Path) or name.endswith("_dir"):
         return Path(raw).expanduser()
     if isinstance(default, bool):
@@ -109,4 +147,17 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
         except ValueError as exc:
             raise ValueError(f"setting {name}={raw!r} is not valid: {exc}") from None
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_shards(settings)
+    return settings
+
+
+def _check_shards(settings: Settings) -> None:
+    if not settings.shard_ids:
+        return
+    if not isinstance(settings.shard_count, int):
+        raise ValueError("setting CRATEDIGGER_SHARD_IDS needs CRATEDIGGER_SHARD_COUNT set to a number")
+    wrong = [i for i in settings.shard_ids if not 0 <= i < settings.shard_count]
+    if wrong or len(set(settings.shard_ids)) != len(settings.shard_ids):
+        raise ValueError(f"setting CRATEDIGGER_SHARD_IDS must name distinct shards 0 to "
+                         f"{settings.shard_count - 1}, not {list(settings.shard_ids)}")

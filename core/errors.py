@@ -34,6 +34,11 @@ class FetchRefused(UserError):
     """A link we will not follow: bad scheme, private address, playlist, live stream, unsupported site."""
 
 
+class PlaylistLink(FetchRefused):
+    """A link to several tracks where one was expected. `/similar` and `/genre` refuse it with this message;
+    adding to the library lists the playlist's entries instead (`core.playlist`)."""
+
+
 class FetchFailed(UserError):
     """A link we tried to follow but could not get audio from (404, timeout, ...)."""
 
@@ -64,3 +69,7 @@ class Busy(UserError):
 
 class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
+
+
+class LibraryBusy(UserError):
+    """Another process is reindexing this library; one reindex per library at a time, deployment-wide."""

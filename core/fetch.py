@@ -44,7 +44,7 @@ from typing import Any
 from core.audio import ffmpeg_exe
 from core.config import Settings
 from core.constants import SAMPLE_RATE
-from core.errors import FetchFailed, FetchRefused, TooLarge, TooLong, UserError
+from core.errors import FetchFailed, FetchRefused, PlaylistLink, TooLarge, TooLong, UserError
 from core.netguard import (
     Connector,
     GuardProxy,
@@ -62,6 +62,9 @@ EXTRACTION_ALLOWANCE_BYTES = 16 * 1024 * 1024
 
 SAFE_PROTOCOLS = frozenset({"http", "https", "m3u8", "m3u8_native", "http_dash_segments"})
 """Download protocols whose connections all go through the guard (rtmp, rtsp, mms... would not)."""
+
+PLAYLIST_TYPES = ("playlist", "multi_video")
+"""yt-dlp's kinds of result that hold several entries."""
 
 FFMPEG_INPUT_PROTOCOLS = "http,https,tls,tcp,httpproxy,crypto"
 """What ffmpeg may open when it downloads a section: no file://, no raw protocols beside the proxy's."""
@@ -113,33 +116,26 @@ def fetch_audio(url: str, settings: Settings, workdir: Path, *, resolver: Resolv
 
 def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
            connector: Connector) -> FetchedAudio:
-    import yt_dlp
     from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
     job = _Job(settings)
-    deadline = time.monotonic() + settings.max_download_seconds
-    budget = settings.max_download_bytes + EXTRACTION_ALLOWANCE_BYTES
-    with GuardProxy(settings.fetch_allow_hosts, deadline=deadline, byte_budget=budget,
-                    resolver=resolver, connector=connector) as guard:
-        ffmpeg = _ffmpeg_for_downloads(job_dir)
-        options = _ydl_options(settings, job_dir, guard.url, job, ffmpeg)
-        # yt-dlp decides whether it can cut sections by looking for ffmpeg through this context
-        # variable (its CLI sets it; the `ffmpeg_location` option alone is not consulted there).
-        token = FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
-        try:
-            with yt_dlp.YoutubeDL(options) as ydl:
-                info = ydl.extract_info(url, download=True)
-        except yt_dlp.utils.YoutubeDLError as exc:
-            raise _map_error(exc, guard.stats, settings) from None
-        finally:
-            FFmpegPostProcessor._ffmpeg_location.reset(token)
-        stats = guard.stats
+    ffmpeg = _ffmpeg_for_downloads(job_dir)
+    # yt-dlp decides whether it can cut sections by looking for ffmpeg through this context
+    # variable (its CLI sets it; the `ffmpeg_location` option alone is not consulted there).
+    token = FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
+    try:
+        info, stats = guarded_extract(url, settings, _download_options(settings, job_dir, job, ffmpeg),
+                                      download=True, byte_budget=settings.max_download_bytes
+                                      + EXTRACTION_ALLOWANCE_BYTES, resolver=resolver, connector=connector,
+                                      logger=_YtDlpLog(job))
+    finally:
+        FFmpegPostProcessor._ffmpeg_location.reset(token)
     if stats.refusals:
         log.info("the guard refused %d connection(s) during a successful fetch of %s",
                  len(stats.refusals), url)
     if not isinstance(info, dict):
         raise FetchFailed("Could not get audio from that link.")
-    if info.get("_type") in ("playlist", "multi_video"):
+    if info.get("_type") in PLAYLIST_TYPES:
         raise _playlist()
     downloaded = _downloaded_file(info, job_dir, job, settings)
     wav = job_dir / "audio.wav"
@@ -155,8 +151,8 @@ def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
         seconds=seconds,
         duration=duration if duration is not None else _number(info.get("duration")),
         sectioned=sectioned,
-        title=_clean(info.get("track") or info.get("title") or info.get("id")) or "untitled",
-        artist=_clean(_artist(info)),
+        title=clean_text(info.get("track") or info.get("title") or info.get("id")) or "untitled",
+        artist=clean_text(_artist(info)),
         source_url=url,
         webpage_url=str(info.get("webpage_url") or url),
         extractor=str(info.get("extractor") or info.get("extractor_key") or "unknown"),
@@ -175,9 +171,12 @@ class _Job:
         """Called by yt-dlp for each entry before it is extracted and again before it is downloaded.
 
         Raising stops yt-dlp at once (it re-raises anything that is not its own error), so a playlist
-        is refused at its first entry instead of being walked.
+        is refused before its entries are walked: yt-dlp first asks about the playlist itself (a dict of
+        `playlist_*` fields without an `id`), then about each entry (one with a `playlist_index`); an
+        RSS feed's entries are links it would otherwise extract before asking.
         """
-        if info.get("playlist_index") is not None or info.get("_type") in ("playlist", "multi_video"):
+        itself = "playlist_id" in info and "id" not in info
+        if itself or info.get("playlist_index") is not None or info.get("_type") in PLAYLIST_TYPES:
             raise _playlist()
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
             raise FetchRefused("That link is a live stream; send a link to a recorded track.")
@@ -224,11 +223,47 @@ class _YtDlpLog:
         log.info("yt-dlp: %s", self._note(message))
 
 
-def _ydl_options(settings: Settings, job_dir: Path, proxy: str, job: _Job, ffmpeg: str) -> dict[str, Any]:
+def guarded_extract(url: str, settings: Settings, options: dict[str, Any], *, download: bool,
+                    byte_budget: int, resolver: Resolver = system_resolver,
+                    connector: Connector = direct_connector, logger: Any = None) -> tuple[Any, GuardStats]:
+    """One yt-dlp `extract_info` with every connection through a fresh `GuardProxy` (the job's deadline
+    and `byte_budget`), yt-dlp's failures mapped to one-line user errors. `options` are added to the
+    network and quiet options every job shares. Returns yt-dlp's info and what the guard saw."""
+    import yt_dlp
+
+    deadline = time.monotonic() + settings.max_download_seconds
+    with GuardProxy(settings.fetch_allow_hosts, deadline=deadline, byte_budget=byte_budget,
+                    resolver=resolver, connector=connector) as guard:
+        every_job = _network_options(settings, guard.url, logger or _YtDlpLog(_Job(settings)))
+        try:
+            with yt_dlp.YoutubeDL({**every_job, **options}) as ydl:
+                info = ydl.extract_info(url, download=download)
+        except yt_dlp.utils.YoutubeDLError as exc:
+            raise _map_error(exc, guard.stats, settings) from None
+        return info, guard.stats
+
+
+def _network_options(settings: Settings, proxy: str, logger: Any) -> dict[str, Any]:
+    """Through the guard, no retries beyond one, no cookies or cache, nothing on the console."""
     timeout = max(1.0, min(20.0, settings.max_download_seconds))
     return {
-        "format": "bestaudio/best",
         "proxy": proxy,
+        "socket_timeout": timeout,
+        "retries": 1,
+        "extractor_retries": 0,
+        "cachedir": False,
+        "cookiefile": None,
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "color": {"stdout": "never", "stderr": "never"},
+        "logger": logger,
+    }
+
+
+def _download_options(settings: Settings, job_dir: Path, job: _Job, ffmpeg: str) -> dict[str, Any]:
+    return {
+        "format": "bestaudio/best",
         "paths": {"home": str(job_dir), "temp": str(job_dir)},
         "outtmpl": {"default": "download.%(ext)s"},
         "restrictfilenames": True,
@@ -239,23 +274,13 @@ def _ydl_options(settings: Settings, job_dir: Path, proxy: str, job: _Job, ffmpe
         "download_ranges": job.download_ranges,
         "force_keyframes_at_cuts": True,
         "max_filesize": settings.max_download_bytes,
-        "socket_timeout": timeout,
-        "retries": 1,
         "fragment_retries": 1,
-        "extractor_retries": 0,
         "file_access_retries": 0,
         "hls_prefer_native": True,
         "ffmpeg_location": ffmpeg,
         "external_downloader_args": {"ffmpeg_i": ["-protocol_whitelist", FFMPEG_INPUT_PROTOCOLS]},
         "fixup": "never",
         "updatetime": False,
-        "cachedir": False,
-        "cookiefile": None,
-        "quiet": True,
-        "no_warnings": False,
-        "noprogress": True,
-        "color": {"stdout": "never", "stderr": "never"},
-        "logger": _YtDlpLog(job),
     }
 
 
@@ -377,7 +402,7 @@ def _artist(info: dict[str, Any]) -> str | None:
     return None
 
 
-def _clean(value: object) -> str | None:
+def clean_text(value: object) -> str | None:
     """Metadata from the site, made safe to store: one line, no control characters, bounded length."""
     if value is None:
         return None
@@ -393,8 +418,8 @@ def _number(value: object) -> float | None:
     return number if number > 0 and number != float("inf") else None
 
 
-def _playlist() -> FetchRefused:
-    return FetchRefused("That link is a playlist; send a link to a single track.")
+def _playlist() -> PlaylistLink:
+    return PlaylistLink("That link is a playlist; send a link to a single track.")
 
 
 def _too_long(settings: Settings) -> TooLong:

@@ -490,6 +490,12 @@ def create_index(backend: str, dim: int, params: IndexParams | None = None, *, k
     return _CLASSES[backend](dim, params or IndexParams(), kind)
 
 
+def current_version(path: str | os.PathLike[str]) -> str | None:
+    """The version the folder's pointer names (a cheap read, to see whether a served index is stale), or
+    None if nothing was ever saved there."""
+    return _read_pointer(Path(path)).get("current")
+
+
 def load_index(path: str | os.PathLike[str], *, expected_kind: str | None,
                expected_dim: int | None = None) -> VectorIndex:
     """The current version saved in folder `path`.

@@ -23,6 +23,7 @@ from core.analysis import ClipAnalysis
 from core.audio import AUDIO_EXTENSIONS, check_extension
 from core.config import Settings
 from core.errors import FileMissing, UserError
+from core.shelf import FolderShelf, IndexShelf
 from core.store import Analysis, Store, TrackRow
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,18 @@ class AddReport:
     added: list[AddedTrack] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    left_out: int = 0
+    """Playlist entries not tried because of the per-call limit (`Settings.max_playlist_entries`)."""
+    left_out_is_minimum: bool = False
+    """True when a playlist had more entries than could be listed: `left_out` is then a lower bound."""
 
     def to_dict(self) -> dict:
         return {
             "added": [vars(a) for a in self.added],
             "duplicates": self.duplicates,
             "failed": [{"source": s, "reason": r} for s, r in self.failed],
+            "left_out": self.left_out,
+            "left_out_is_minimum": self.left_out_is_minimum,
         }
 
 
@@ -110,10 +117,6 @@ def needs_analysis(row: TrackRow, version: str, *, full: bool) -> bool:
     return changed
 
 
-def index_dir(settings: Settings, guild_id: int) -> Path:
-    return settings.data_dir / "index" / f"guild-{guild_id}"
-
-
 def stored_audio_dir(settings: Settings) -> Path:
     return settings.data_dir / "audio"
 
@@ -129,13 +132,16 @@ def to_analysis(result: ClipAnalysis, version: str) -> Analysis:
 
 
 class Library:
-    """Library operations for one data folder; analysis is injected so it runs in the service's pool."""
+    """Library operations for one data folder; analysis is injected so it runs on the service's scheduler,
+    and the index is published on a shelf (`core.shelf`) where every process serving the guild finds it."""
 
-    def __init__(self, settings: Settings, store: Store, analyser: Analyser, version: str) -> None:
+    def __init__(self, settings: Settings, store: Store, analyser: Analyser, version: str,
+                 shelf: IndexShelf | None = None) -> None:
         self.settings = settings
         self.store = store
         self.analyser = analyser
         self.version = version
+        self.shelf = shelf or FolderShelf(settings)
         self._locks: dict[int, asyncio.Lock] = {}
 
     def lock(self, guild_id: int) -> asyncio.Lock:
@@ -263,21 +269,21 @@ class Library:
         return ids, vectors, rows[0].embedding_kind
 
     async def rebuild_index(self, guild_id: int) -> int:
-        """Build a fresh index from every analysed track and atomically replace the served one."""
-        from core.index import IndexParams, create_index
+        """Build a fresh index from every analysed track and publish it as the guild's newest version."""
+        from core.index import IndexParams, VectorIndex, create_index
 
         from core.embedding import EMBEDDING_DIM, EMBEDDING_KIND
 
         ids, vectors, kind = await self.ready_vectors(guild_id)
         params = IndexParams.from_settings(self.settings)
 
-        def build() -> None:
+        def build() -> VectorIndex:
             # An empty library still gets an (empty) index, so removed tracks stop being served.
             dim = vectors.shape[1] if ids.size else EMBEDDING_DIM
             index = create_index(self.settings.index_backend, dim, params, kind=kind or EMBEDDING_KIND)
             if ids.size:
                 index.add(ids, vectors)
-            index.save(index_dir(self.settings, guild_id))
+            return index
 
-        await asyncio.to_thread(build)
+        await self.shelf.publish(guild_id, await asyncio.to_thread(build))
         return int(ids.size)

@@ -1,31 +1,30 @@
 """The use cases, shared by the bot and the command line: classify, mood, similar, recommend, tag,
 feedback, history, forget, add to library, reindex, stats.
 
-CPU-heavy work (decoding, features, inference) runs in a process pool owned by the service, behind a
-bounded queue: when it is full, callers get `Busy` with an estimate of when to retry instead of piling up.
+CPU-heavy work (decoding, features, inference) runs wherever the service's scheduler puts it (`core.jobs`:
+this process's worker pool, or the job queue's workers), behind a bounded backlog: when it is full, callers
+get `Busy` with an estimate of when to retry instead of piling up.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from core.analysis import ClipAnalysis, Limits, analyse, analysis_version, init_worker
+from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import Busy, EmptyLibrary, TooLarge, TooSlow, UnknownTrack, UnsupportedAudio, UserError
-from core.library import AddReport, Library, Progress, ReindexReport, index_dir
+from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
+from core.jobs import Scheduler, models_version, open_scheduler
+from core.library import AddReport, Library, Progress, ReindexReport
+from core.shelf import shelf_for
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,8 @@ class GenreReport:
     clip_seconds: float
     model: str | None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None
+    """What the site calls the track, for a link (`file` is then the link as sent)."""
 
     @property
     def verdict(self) -> str:
@@ -119,89 +120,56 @@ class HistoryItem:
 
 
 class Service:
-    """Owns the store, the worker pool and the per-guild indexes. Create with `await Service.open(...)`."""
+    """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
-    def __init__(self, settings: Settings, store: Store, pool: ProcessPoolExecutor, version: str) -> None:
+    def __init__(self, settings: Settings, store: Store, jobs: Scheduler, version: str) -> None:
         self.settings = settings
         self.store = store
-        self._pool = pool
-        self._pending = 0
-        self._task_seconds = 2.0  # running estimate of one task's duration, for Busy's retry_after
-        self._indexes: dict[int, Any] = {}
+        self.jobs = jobs
+        self._indexes: dict[int, tuple[str, Any]] = {}
+        """Served index per guild, with the version it was loaded from."""
         self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
-        self.library = Library(settings, store, self._analyse_for_library, version)
+        self.shelf = shelf_for(store, settings)
+        self.library = Library(settings, store, self._analyse_for_library, version, self.shelf)
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
-        """Open the store (applying migrations) and start the workers. The models are loaded inside the
-        workers, never in this process, so the bot's event loop never waits on TensorFlow."""
+        """Open the store (applying migrations) and the scheduler. The models are loaded by the workers,
+        never in this process, so the bot's event loop never waits on TensorFlow."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(settings.db_path)
-        pool = _new_pool(settings)
+        store = await Store.connect(settings)
         try:
-            version = await asyncio.get_running_loop().run_in_executor(pool, analysis_version,
-                                                                       settings.models_dir)
+            jobs = await open_scheduler(settings)
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
             await store.close()
             raise
-        return cls(settings, store, pool, version)
+        try:
+            limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+            version = await jobs.run(models_version, limits)
+        except BaseException:
+            await jobs.close()
+            await store.close()
+            raise
+        return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        await self.jobs.close()
         await self.store.close()
 
-    # -- the bounded worker queue -----------------------------------------------------------------------
-    @property
-    def pending(self) -> int:
-        return self._pending
-
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn` in a worker process, behind the bounded queue and under the task time bound."""
-        if self._pending >= self.settings.queue_size:
-            wait = self._task_seconds * self._pending / max(1, self.settings.workers)
-            raise Busy(f"I'm busy with {self._pending} other requests; try again in about {wait:.0f} s.",
-                       retry_after=wait)
-        self._pending += 1
-        started = time.perf_counter()
-        try:
-            return await self._in_pool(partial(fn, *args, **kwargs))
-        finally:
-            self._pending -= 1
-            self._task_seconds = 0.8 * self._task_seconds + 0.2 * (time.perf_counter() - started)
+        """Run `fn` on a worker, behind the bounded backlog and under the task time bound."""
+        return await self.jobs.run(fn, *args, **kwargs)
 
-    async def _in_pool(self, call: Callable[[], T]) -> T:
-        """A task that overruns the time bound gets its worker killed (the only way to stop it) and the
-        pool replaced. Tasks that were running beside it lose their worker too and are retried once; a
-        task whose worker dies twice is taken to be what killed it."""
-        for attempt in range(2):
-            pool = self._pool
-            future = asyncio.get_running_loop().run_in_executor(pool, call)
-            try:
-                return await asyncio.wait_for(future, self.settings.task_timeout_seconds)
-            except asyncio.TimeoutError:
-                self._replace_pool(pool)
-                raise TooSlow(f"that took longer than {self.settings.task_timeout_seconds:g} s to analyse, "
-                              "so I stopped; try a shorter or simpler file.") from None
-            except MemoryError:
-                raise TooLarge(f"that needs more than the {self.settings.worker_memory_mb} MB of memory an "
-                               "analysis may use; try a shorter or smaller file.") from None
-            except BrokenProcessPool:
-                self._replace_pool(pool)
-                if attempt == 1:
-                    raise UnsupportedAudio("that file made the analyser crash; it cannot be analysed.") from None
-                log.warning("a worker process died; retrying the task on a fresh pool")
-        raise AssertionError("unreachable")
-
-    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
-        """Kill the workers of `broken` and start a new pool, once per broken pool."""
-        if self._pool is not broken:
-            return
-        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._pool = _new_pool(self.settings)
+    @contextlib.asynccontextmanager
+    async def _library_exclusive(self, guild_id: int, *, wait: bool) -> AsyncIterator[None]:
+        """One add or reindex per guild at a time: in this process (they queue), and across every process
+        on the database (a reindex elsewhere refuses this one at once; an add waits for it)."""
+        async with self.library.lock(guild_id):
+            async with self.store.exclusive(f"library-{guild_id}", wait=wait) as held:
+                if not held:
+                    raise LibraryBusy("this server's library is being reindexed (started elsewhere); "
+                                      "try again when that has finished.")
+                yield
 
     def _staging_dir(self) -> Path:
         path = self.settings.data_dir / "tmp"
@@ -240,13 +208,21 @@ class Service:
         return await self._run(analyse, path, self.limits)
 
     # -- use cases ----------------------------------------------------------------------------------------
-    async def classify(self, item: Item, *, guild_id: int | None = None,
+    async def classify(self, item: Item | str, *, guild_id: int | None = None,
                        user_id: int | None = None) -> GenreReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=True, mood=False, embedding=False))
-        report = GenreReport(file=result.name, genre=result.genre, confidence=result.genre_confidence,
+        """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
+        and fetched like `/similar`'s links; any other `str` is a path)."""
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        title: str | None = None
+        if isinstance(item, str) and _is_link(item):
+            title, result = await self._with_link(item, analyse)
+            file = item.strip()
+        else:
+            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+            file = result.name
+        report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
-                             model=result.genre_model, sections=result.sections)
+                             model=result.genre_model, sections=result.sections, title=title)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
@@ -305,14 +281,24 @@ class Service:
         }
 
     async def add_to_library(self, guild_id: int, sources: Sequence[str | Upload | Path], *,
-                             added_by: int | None = None, progress: Progress | None = None) -> AddReport:
-        """Register every source (files, folders, uploads, links), then analyse the new tracks and update
-        the index. Bad sources are reported one by one; they do not stop the others."""
+                             added_by: int | None = None, progress: Progress | None = None,
+                             fetch_progress: Progress | None = None) -> AddReport:
+        """Register every source (files, folders, uploads, links, playlist links), then analyse the new
+        tracks and update the index. Bad sources, and bad entries of a playlist, are reported one by one;
+        they do not stop the others.
+
+        A playlist link has its entries listed without downloading them. Entries already in the library are
+        skipped and entries the link pre-check refuses are reported, neither counting against the limit; of
+        the others, at most `max_playlist_entries` (over the whole call) are fetched, each as a link of its
+        own, so adding the same link again continues with the next ones. `fetch_progress(done, total)`
+        follows those downloads; `progress`, the analysis."""
         report = AddReport()
-        async with self.library.lock(guild_id):
+        room = self.settings.max_playlist_entries
+        async with self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
-                    await self._register(guild_id, source, added_by=added_by, report=report)
+                    room -= await self._register(guild_id, source, added_by=added_by, report=report,
+                                                 room=room, progress=fetch_progress)
                 except UserError as exc:
                     report.failed.append((_describe(source), str(exc)))
             new_ids = [a.track_id for a in report.added]
@@ -321,32 +307,70 @@ class Service:
                 await self.library.discard(guild_id, reindexed.failed_ids)
                 report.added = [a for a in report.added if a.track_id not in set(reindexed.failed_ids)]
                 report.failed.extend(reindexed.failed)
-                self._indexes.pop(guild_id, None)
         return report
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
-                        report: AddReport) -> None:
+                        report: AddReport, room: int, progress: Progress | None) -> int:
+        """Register one source; returns how many playlist entries it downloaded (0 unless a playlist)."""
         if isinstance(source, Upload):
             await self._with_file(source, lambda p, n: self.library.register_file(
                 guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
                 report=report))
         elif isinstance(source, str) and _is_link(source):
-            await self._register_link(guild_id, source, added_by=added_by, report=report)
+            try:
+                await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report)
+            except PlaylistLink:
+                return await self._register_playlist(guild_id, source.strip(), added_by=added_by,
+                                                     report=report, room=room, progress=progress)
         else:
             await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report)
+        return 0
 
-    async def _register_link(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport) -> None:
+    async def _register_link(self, guild_id: int, url: str, title: str | None, *, added_by: int | None,
+                             report: AddReport) -> None:
+        """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
         async with self._fetched(url) as fetched:
-            await self.library.register_file(guild_id, fetched.path, source=url, title=fetched.title,
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or fetched.title,
                                              artist=fetched.artist, added_by=added_by, copy=True,
                                              report=report)
 
+    async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
+                                 room: int, progress: Progress | None) -> int:
+        from core.playlist import list_playlist
+
+        playlist = await asyncio.to_thread(list_playlist, url, self.settings)
+        if not playlist.entries:
+            report.failed.append((url, "that playlist has no entries."))
+            return 0
+        new = []
+        for entry in playlist.entries:
+            if await self.store.find_duplicate(guild_id, source=entry.url, content_hash=None):
+                report.duplicates.append(entry.url)
+                continue
+            try:
+                self.check_link(entry.url)  # a private address is refused here, at no cost to the limit
+            except UserError as exc:
+                report.failed.append((entry.url, str(exc)))
+                continue
+            new.append(entry)
+        taken = new[:max(0, room)]
+        unlisted = playlist.total - len(playlist.entries) if playlist.total is not None else 1
+        report.left_out += len(new) - len(taken) + unlisted
+        report.left_out_is_minimum |= playlist.total is None
+        for done, entry in enumerate(taken):
+            await _call(progress, done, len(taken))
+            try:
+                await self._register_link(guild_id, entry.url, entry.title, added_by=added_by,
+                                          report=report)
+            except UserError as exc:  # a private address, a dead link, a playlist inside the playlist…
+                report.failed.append((entry.url, str(exc)))
+        await _call(progress, len(taken), len(taken))
+        return len(taken)
+
     async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
-        async with self.library.lock(guild_id):
-            report = await self.library.reindex(guild_id, full=full, progress=progress)
-            self._indexes.pop(guild_id, None)
-            return report
+        async with self._library_exclusive(guild_id, wait=False):
+            return await self.library.reindex(guild_id, full=full, progress=progress)
 
     def check_link(self, url: str) -> None:
         """Fast pre-check before queueing work; the authoritative check is made at every connection."""
@@ -366,32 +390,37 @@ class Service:
         finally:
             await asyncio.to_thread(manager.__exit__, None, None, None)
 
-    async def _index(self, guild_id: int) -> Any:
-        """The served index of a guild (loaded once, replaced after an add or reindex), or None if empty."""
-        if guild_id in self._indexes:
-            return self._indexes[guild_id]
-        from core.embedding import EMBEDDING_KIND
-        from core.index import IndexMismatch, load_index
+    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any]:
+        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result)."""
+        self.check_link(url)
+        async with self._fetched(url) as fetched:
+            title = fetched.title or url
+            return title, await fn(fetched.path, title)
 
-        path = index_dir(self.settings, guild_id)
-        index = None
+    async def _index(self, guild_id: int) -> Any:
+        """The served index of a guild, or None if none was published yet. Reloaded whenever a newer version
+        is on the shelf (published by this process or any other)."""
+        from core.index import IndexMismatch
+
+        version = await self.shelf.current(guild_id)
+        cached = self._indexes.get(guild_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        if version is None:
+            return None
         try:
-            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
-        except FileNotFoundError:
-            index = None
+            version, index = await self.shelf.load(guild_id)
         except IndexMismatch as exc:
             log.warning("index of guild %s is stale (%s); rebuilding it", guild_id, exc)
             await self.library.rebuild_index(guild_id)
-            index = await asyncio.to_thread(load_index, path, expected_kind=EMBEDDING_KIND)
-        self._indexes[guild_id] = index
+            version, index = await self.shelf.load(guild_id)
+        self._indexes[guild_id] = (version, index)
         return index
 
     async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
         """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
         if isinstance(query, str) and _is_link(query):
-            self.check_link(query)
-            async with self._fetched(query) as fetched:
-                result = await self._analyse(fetched.path, fetched.title or query, genre=False, mood=False)
+            _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
             return query, result.embedding, {same.id} if same else set()
         item: Item = Path(query) if isinstance(query, str) else query
@@ -460,11 +489,11 @@ class Service:
         return out
 
 
-def _new_pool(settings: Settings) -> ProcessPoolExecutor:
-    """Spawned (not forked) workers: the parent runs threads (aiosqlite, asyncio) that fork would copy."""
-    return ProcessPoolExecutor(max_workers=max(1, settings.workers),
-                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
-                               initargs=(settings.worker_memory_mb,))
+async def _call(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        outcome = progress(done, total)
+        if asyncio.iscoroutine(outcome):
+            await outcome
 
 
 def _is_link(text: str) -> bool:

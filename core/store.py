@@ -1,49 +1,64 @@
-"""SQLite persistence through aiosqlite: the only module that speaks SQL.
+"""Persistence: the repository functions, the only place (with the engines in `core.engines`) that speaks SQL.
 
-WAL mode (readers never block the writer), foreign keys on, every write in a transaction, and a tiny
-migration runner over `migrations/NNNN_*.sql` that records what it applied in `schema_migrations`.
+One SQL text for both engines, SQLite (the default, a file in the data folder) and PostgreSQL
+(`CRATEDIGGER_DATABASE_URL`): `?` placeholders, `ON CONFLICT`, `RETURNING`, timestamps written by us. Foreign
+keys are on, every write is one transaction, and numbered migrations (`migrations/NNNN_*.sql` for SQLite,
+`migrations/postgresql/NNNN_*.sql` under the same numbers) are applied at open and recorded in
+`schema_migrations`.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import numpy as np
 
-from core.config import PACKAGE_ROOT
+from core.config import PACKAGE_ROOT, Settings
+from core.engines import ConstraintViolation, Engine, Result, Statement
+from core.engines import migration_files as _migration_files
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Analysis", "ConstraintViolation", "MAX_ID", "Store", "TrackRow", "migration_files", "parse_id"]
+
 MIGRATIONS_DIR = PACKAGE_ROOT / "migrations"
 MAX_ID = 2**63 - 1
-"""SQLite's largest integer: Discord snowflakes and track ids beyond it cannot be stored or matched."""
+"""SQLite's and PostgreSQL's (BIGINT) largest integer: Discord snowflakes and track ids beyond it cannot be
+stored or matched."""
+LOCK_POLL_SECONDS = 0.5
 
 
 def parse_id(text: object) -> int | None:
-    """An id written as decimal digits (any script's, as `int` reads them) that SQLite can hold; None for
+    """An id written as decimal digits (any script's, as `int` reads them) that the store can hold; None for
     anything else, so "²", "-1", "1e3" or forty nines are not taken for ids."""
     digits = str(text).strip()
     if not digits.isdecimal():
         return None
     value = int(digits)
     return value if value <= MAX_ID else None
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
-    found = []
-    for path in directory.glob("*.sql"):
-        match = _MIGRATION_NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    """The SQLite migrations (PostgreSQL's are in `directory / "postgresql"` under the same numbers)."""
+    return _migration_files(directory)
+
+
+def now_text() -> str:
+    """UTC now as the schema's timestamp columns hold it (ISO 8601, milliseconds, Z)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def _text_safe(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL; both engines store it as U+FFFD so they keep the same data."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -107,100 +122,104 @@ class Analysis:
 
 
 class Store:
-    """One connection per process; aiosqlite serialises its use on a background thread."""
+    """The repository over one engine; open with `Store.connect(settings)` (or `Store.open(path)` for a
+    SQLite file). Safe to share between the tasks of one event loop."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
-        self._write_lock = asyncio.Lock()  # one connection: transactions of concurrent tasks must not interleave
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.applied: list[str] = []
         """Migrations applied when this store was opened."""
 
     @classmethod
     async def open(cls, path: Path, *, migrations_dir: Path = MIGRATIONS_DIR) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
-        store = cls(db, path)
+        """A SQLite file."""
+        from core.engines.sqlite import SQLiteEngine
+
+        return await cls._migrated(await SQLiteEngine.open(path), migrations_dir)
+
+    @classmethod
+    async def open_url(cls, url: str, *, migrations_dir: Path = MIGRATIONS_DIR) -> Store:
+        """A PostgreSQL database (`postgresql://user:password@host:port/name`)."""
+        from core.engines.postgres import PostgresEngine
+
+        return await cls._migrated(await PostgresEngine.open(url), migrations_dir)
+
+    @classmethod
+    async def connect(cls, settings: Settings, *, migrations_dir: Path = MIGRATIONS_DIR) -> Store:
+        """The database the settings name: PostgreSQL when CRATEDIGGER_DATABASE_URL is set, else the SQLite
+        file in the data folder."""
+        url = settings.database_url.strip()
+        if not url:
+            return await cls.open(settings.db_path, migrations_dir=migrations_dir)
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("CRATEDIGGER_DATABASE_URL must be a postgresql:// URL (empty: SQLite in the data "
+                             "folder)")
+        return await cls.open_url(url, migrations_dir=migrations_dir)
+
+    @classmethod
+    async def _migrated(cls, engine: Engine, migrations_dir: Path) -> Store:
+        store = cls(engine)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=10000")
-            await db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
-            store.applied = await store.migrate(migrations_dir)
+            store.applied = await engine.migrate(migrations_dir)
         except BaseException:
-            await db.close()  # aiosqlite's thread would otherwise keep the process alive
+            await engine.close()
             raise
         return store
 
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
     async def close(self) -> None:
-        await self._db.close()
+        await self.engine.close()
 
     # -- migrations -------------------------------------------------------------------------------------
     async def schema_version(self) -> int:
-        await self._db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
-        )
-        async with self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
-            (version,) = await cur.fetchone()  # type: ignore[misc]
-        return int(version)
+        return await self.engine.schema_version()
 
     async def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
         """Apply every migration newer than the recorded version, each in its own transaction."""
-        current = await self.schema_version()
-        applied = []
-        for version, path in migration_files(migrations_dir):
-            if version <= current:
-                continue
-            script = path.read_text(encoding="utf-8")
-            # executescript commits on its own; wrap it so a failing migration leaves nothing behind.
-            await self._db.executescript(
-                f"BEGIN;\n{script}\nINSERT INTO schema_migrations (version, name) "
-                f"VALUES ({version}, '{path.name}');\nCOMMIT;"
-            )
-            log.info("applied migration %s", path.name)
-            applied.append(path.name)
-        return applied
+        return await self.engine.migrate(migrations_dir)
 
     # -- helpers ----------------------------------------------------------------------------------------
-    async def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> tuple[int, int]:
-        """Run statements in one transaction; returns (the last inserted row id, rows changed)."""
-        last = changed = 0
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    cur = await self._db.execute(sql, params)
-                    last = cur.lastrowid or last
-                    changed += max(cur.rowcount, 0)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-        return last, changed
+    async def _write(self, statements: Iterable[Statement]) -> list[Result]:
+        """Run statements in one transaction; per statement, the rows it returned and the rows it changed."""
+        return await self.engine.transaction(
+            [(sql, tuple(_text_safe(v) for v in params)) for sql, params in statements])
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.engine.fetch(sql, tuple(_text_safe(v) for v in params))
 
     @staticmethod
-    def _ensure_people(guild_id: int, user_id: int | None) -> list[tuple[str, Sequence[Any]]]:
-        out: list[tuple[str, Sequence[Any]]] = [("INSERT OR IGNORE INTO guilds (id) VALUES (?)", (guild_id,))]
+    def _ensure_people(guild_id: int, user_id: int | None) -> list[Statement]:
+        out: list[Statement] = [("INSERT INTO guilds (id) VALUES (?) ON CONFLICT DO NOTHING", (guild_id,))]
         if user_id is not None:
-            out.append(("INSERT OR IGNORE INTO users (id) VALUES (?)", (user_id,)))
+            out.append(("INSERT INTO users (id) VALUES (?) ON CONFLICT DO NOTHING", (user_id,)))
         return out
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str, *, wait: bool) -> AsyncIterator[bool]:
+        """Hold the lock `name` across every process on this database for the block. `wait=False` yields
+        False at once when another process holds it; `wait=True` polls until it is free. A dead holder's
+        lock is released by its engine (an ended PostgreSQL session, a closed file descriptor)."""
+        while True:
+            async with self.engine.try_lock(name) as held:
+                if held or not wait:
+                    yield held
+                    return
+            await asyncio.sleep(LOCK_POLL_SECONDS)
 
     # -- tracks -----------------------------------------------------------------------------------------
     async def add_track(self, *, guild_id: int, source: str, audio_path: str, content_hash: str,
                         file_size: int | None, file_mtime: float | None, title: str, artist: str | None,
                         added_by: int | None) -> int:
-        track_id, _ = await self._write([
+        *_, (rows, _) = await self._write([
             *self._ensure_people(guild_id, added_by),
             ("INSERT INTO tracks (guild_id, source, audio_path, content_hash, file_size, file_mtime, title, "
-             "artist, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "artist, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
              (guild_id, source, audio_path, content_hash, file_size, file_mtime, title, artist, added_by)),
         ])
-        return track_id
+        return int(rows[0][0])
 
     async def find_duplicate(self, guild_id: int, *, source: str, content_hash: str | None) -> TrackRow | None:
         rows = await self._all(
@@ -227,7 +246,8 @@ class Store:
     async def search_titles(self, guild_id: int, text: str, *, limit: int) -> list[tuple[int, str]]:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = await self._all(
-            "SELECT id, title FROM tracks WHERE guild_id = ? AND status = 'ready' AND title LIKE ? ESCAPE '\\' "
+            "SELECT id, title FROM tracks WHERE guild_id = ? AND status = 'ready' "
+            "AND LOWER(title) LIKE LOWER(?) ESCAPE '\\' "
             "ORDER BY title LIMIT ?", (guild_id, pattern, limit))
         return [(int(r[0]), str(r[1])) for r in rows]
 
@@ -237,11 +257,10 @@ class Store:
             return json.dumps(value) if value is not None else None
 
         await self._write([(
-            "UPDATE tracks SET status = 'ready', error = NULL, analysed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-            " duration = ?, analysis_version = ?, genre = ?, genre_confidence = ?, genre_probs = ?, mood = ?, "
+            "UPDATE tracks SET status = 'ready', error = NULL, analysed_at = ?, duration = ?, analysis_version = ?, genre = ?, genre_confidence = ?, genre_probs = ?, mood = ?, "
             "mood_confidence = ?, mood_scores = ?, gems = ?, embedding = ?, embedding_kind = ?, file_size = ?, "
             "file_mtime = ? WHERE id = ?",
-            (analysis.duration, analysis.analysis_version, analysis.genre, analysis.genre_confidence,
+            (now_text(), analysis.duration, analysis.analysis_version, analysis.genre, analysis.genre_confidence,
              js(analysis.genre_probs), analysis.mood, analysis.mood_confidence, js(analysis.mood_scores),
              js(analysis.gems), np.asarray(analysis.embedding, dtype="<f4").tobytes(), analysis.embedding_kind,
              file_size, file_mtime, track_id),
@@ -251,7 +270,8 @@ class Store:
         await self._write([("UPDATE tracks SET status = 'failed', error = ? WHERE id = ?", (error, track_id))])
 
     async def remove_track(self, guild_id: int, track_id: int) -> bool:
-        _, changed = await self._write([("DELETE FROM tracks WHERE guild_id = ? AND id = ?", (guild_id, track_id))])
+        [(_, changed)] = await self._write([("DELETE FROM tracks WHERE guild_id = ? AND id = ?",
+                                              (guild_id, track_id))])
         return changed > 0
 
     async def track_counts(self, guild_id: int) -> dict[str, int]:
@@ -259,11 +279,35 @@ class Store:
                                (guild_id,))
         return {str(status): int(n) for status, n in rows}
 
+    # -- published indexes ------------------------------------------------------------------------------
+    async def publish_index(self, guild_id: int, *, backend: str, kind: str, count: int, data: bytes) -> int:
+        """Store a new version of the guild's index and drop all but the newest two; returns its version."""
+        *_, (rows, _), _ = await self._write([
+            *self._ensure_people(guild_id, None),
+            ("INSERT INTO index_versions (guild_id, backend, kind, count, data) VALUES (?, ?, ?, ?, ?) "
+             "RETURNING version", (guild_id, backend, kind, count, data)),
+            ("DELETE FROM index_versions WHERE guild_id = ? AND version NOT IN "
+             "(SELECT version FROM index_versions WHERE guild_id = ? ORDER BY version DESC LIMIT 2)",
+             (guild_id, guild_id)),
+        ])
+        return int(rows[0][0])
+
+    async def index_version(self, guild_id: int) -> int | None:
+        """The newest published version of the guild's index (a cheap read: no data)."""
+        (version,), = await self._all("SELECT MAX(version) FROM index_versions WHERE guild_id = ?", (guild_id,))
+        return None if version is None else int(version)
+
+    async def index_data(self, guild_id: int) -> tuple[int, bytes] | None:
+        """(version, data) of the newest published index of the guild."""
+        rows = await self._all("SELECT version, data FROM index_versions WHERE guild_id = ? "
+                               "ORDER BY version DESC LIMIT 1", (guild_id,))
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     # -- people's signals -------------------------------------------------------------------------------
     async def add_tag(self, guild_id: int, user_id: int, track_id: int, mood: str) -> None:
         await self._write([
             *self._ensure_people(guild_id, user_id),
-            ("INSERT OR IGNORE INTO mood_tags (guild_id, user_id, track_id, mood) VALUES (?, ?, ?, ?)",
+            ("INSERT INTO mood_tags (guild_id, user_id, track_id, mood) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
              (guild_id, user_id, track_id, mood)),
             ("INSERT INTO history (guild_id, user_id, kind, track_id, detail) VALUES (?, ?, 'tag', ?, ?)",
              (guild_id, user_id, track_id, mood)),
@@ -315,7 +359,7 @@ class Store:
     async def forget_user(self, guild_id: int, user_id: int) -> int:
         """Delete the user's tags, feedback and history in this guild, the mark of who added which track,
         and the user row itself once no guild holds anything of theirs; returns how many rows changed."""
-        _, changed = await self._write([
+        results = await self._write([
             ("DELETE FROM mood_tags WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM feedback WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
             ("DELETE FROM history WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)),
@@ -326,8 +370,7 @@ class Store:
              "AND NOT EXISTS (SELECT 1 FROM tracks WHERE added_by = ?)",
              (user_id, user_id, user_id, user_id, user_id)),
         ])
-        return changed
+        return sum(changed for _, changed in results)
 
     async def integrity_ok(self) -> bool:
-        rows = await self._all("PRAGMA integrity_check")
-        return len(rows) == 1 and rows[0][0] == "ok"
+        return await self.engine.integrity_ok()

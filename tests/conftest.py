@@ -11,7 +11,7 @@ import soundfile as sf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-pytest_plugins = ["tests.http_fixture"]
+pytest_plugins = ["tests.http_fixture", "tests.servers"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CRATEDIGGER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -6,8 +6,8 @@ Registered as a pytest plugin, it provides:
 * `http_server_factory` — a callable that starts more of them (e.g. a second server to redirect to).
 
 Routes are added in the test: files (with optional Range support, a missing Content-Length, or a slow
-drip), HTML pages, redirects and bare status codes. Every request is recorded in `requests` so a test can
-assert what was (or was not) fetched.
+drip), HTML pages, RSS feeds of audio, redirects and bare status codes. Every request is recorded in
+`requests` so a test can assert what was (or was not) fetched.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -79,6 +80,16 @@ class LocalHTTPServer:
 
     def add_page(self, path: str, html: str) -> str:
         return self.add_file(path, html.encode("utf-8"), "text/html; charset=utf-8")
+
+    def add_feed(self, path: str, items: list[tuple[str, str]], *, title: str = "Feed") -> str:
+        """A podcast-style RSS feed of (title, audio URL) items, each URL an enclosure and the item's guid
+        (yt-dlp reads such a feed as a playlist of links, the guid smuggled along with each)."""
+        body = "".join(f"<item><title>{escape(name)}</title><guid>{escape(url)}</guid>"
+                       f"<enclosure url=\"{escape(url)}\" type=\"audio/wav\" length=\"1\"/></item>"
+                       for name, url in items)
+        feed = f"<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>{escape(title)}</title>{body}" \
+               "</channel></rss>"
+        return self.add_file(path, feed.encode(), "application/rss+xml")
 
     def add_redirect(self, path: str, location: str, status: int = 302) -> str:
         self.routes["/" + path.lstrip("/")] = Route(status=status, headers={"Location": location},

@@ -4,8 +4,10 @@ member would see (recorded callbacks, embeds, files, flags) and on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from core.genre import read_manifest
 from tests.conftest import synth_tone, wav_bytes
 from tests.discord_server import (
     MANAGE_GUILD,
+    Channel,
     FakeDiscord,
     Guild,
     InteractionRecord,
@@ -32,10 +35,12 @@ from tests.discord_server import (
     connected,
     routed_to,
 )
+from tests.discord_server.entities import SEND_MESSAGES
 from tests.http_fixture import LocalHTTPServer
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
+PLAYLIST_LIMIT = 3
 EXPECTED_COMMANDS = {"genre", "similar", "recommend", "tag", "history", "forget-me", "library", "sync"}
 HOSTILE_TITLE = "@everyone <@&123456789012345678> Night Drive"
 
@@ -76,6 +81,18 @@ class World:
         ix = await self.server.slash(member, command, **options)
         return ix, await self.server.reply(ix, timeout=timeout)
 
+    async def run_to_embed(self, member: Member, command: str, *, timeout: float = 120.0,
+                           **options: object) -> tuple[InteractionRecord, MessageRecord]:
+        """`run` for a command that may show progress before its answer: its reply once it holds an embed."""
+        ix = await self.server.slash(member, command, **options)
+        await self.server.wait_for(lambda: bool(ix.refused) or bool(ix.messages) and bool(ix.last().embeds),
+                                   timeout=timeout)
+        return ix, ix.last()
+
+    def admin_of(self, guild: Guild) -> Member:
+        """A new member of `guild` with its Mods role (Manage Server)."""
+        return self.member(guild, role="Mods")
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory):
@@ -88,7 +105,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory):
         g.add_role("DJ")
     songs = LocalHTTPServer().start()  # a site serving audio, allowed by the link guard's test allowlist
     settings = Settings(data_dir=tmp / "data", discord_token=server.token, admin_role="DJ", workers=2,
-                        user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,))
+                        user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,),
+                        max_playlist_entries=PLAYLIST_LIMIT)
     bot = CratediggerBot(settings, guild_ready_timeout=0.05)
     with routed_to(server):
         async with connected(bot, server):
@@ -250,7 +268,7 @@ async def test_similar_and_library_add_from_a_link(world: World):
     assert "High Bell" in message.embeds[0]["description"].split("\n")[0]  # the closest pitch comes first
     fresh = world.server.add_guild("Guild C")  # joined now: its library starts empty
     admin = fresh.add_member(world.server.add_user("c-admin"), [fresh.add_role("Mods", MANAGE_GUILD)])
-    ix, message = await world.run(admin, "library add", link=link, timeout=120)
+    ix, message = await world.run_to_embed(admin, "library add", link=link)
     assert message.ephemeral and "Added (1)" in message.text(), message.text()
     assert world.songs.paths_requested().count("/tunes/bell-like.wav") >= 2
 
@@ -332,7 +350,7 @@ async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World)
     data = io.BytesIO()
     sf.write(data, synth_tone(5, freq=700, seed=77), 22_050, format="OGG", subtype="VORBIS")
     upload = world.server.attachment("New Tune.ogg", data.getvalue())
-    ix, message = await world.run(admin, "library add", file=upload)
+    ix, message = await world.run_to_embed(admin, "library add", file=upload)
     assert message.ephemeral and "Added (1)" in message.text() and "New Tune" in message.text()
     first = await world.server.slash(admin, "library reindex", full=True)
     second_ix, second = await world.run(world.member(role="Mods"), "library reindex")
@@ -348,6 +366,203 @@ async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World)
     assert first.last().embeds[0]["title"] == "Reindex finished" and done.ephemeral
     fields = {f["name"]: f["value"] for f in first.last().embeds[0]["fields"]}
     assert fields["analysed"] == str(len(world.titles) + 1)
+    assert world.server.posts.posted_in(world.guild.default_channel.id) == []  # within the token: private
+
+
+# ------------------------------------------------------------------------------------ links for /genre
+async def test_genre_of_a_link_with_the_rules_of_similar(world: World):
+    link = world.songs.add_file("tunes/for-genre.wav", wav_bytes(8, freq=330, seed=31), "audio/wav")
+    member = world.member()
+    if genre_model_installed(world.settings):
+        ix, message = await world.run(member, "genre", link=link, timeout=120)
+        assert [cb.type for cb in ix.callbacks] == [5] and not message.ephemeral
+        assert "link `for-genre`" in message.embeds[0]["description"] and "segments" in message.text()
+        assert png_of(message) and message.custom_ids()[0].startswith("cd:genre:up:")
+        ix, message = await world.run(member, "similar", link=link)  # the same heavy-work cooldown
+        assert message.ephemeral and "try again in" in message.content
+    for bad in ("http://10.0.0.1/song.mp3", "http://localhost:8000/x.wav", "http://2130706433/x.mp3",
+                "file:///etc/passwd", "https://user:pw@example.com/a.mp3"):
+        ix, message = await world.run(world.member(), "genre", link=bad)
+        assert [cb.type for cb in ix.callbacks] == [4], bad  # refused at once, nothing fetched or queued
+        assert message.ephemeral and "error id" not in message.content, (bad, message.content)
+    for options in ({}, {"link": link, "file": world.server.attachment("a.wav", b"RIFF....")}):
+        ix, message = await world.run(world.member(), "genre", **options)
+        assert message.ephemeral and "either a link or a file" in message.content
+    feed = world.songs.add_feed("feeds/genre.xml", [("One", link), ("Two", link)])
+    ix, message = await world.run(world.member(), "genre", link=feed, timeout=120)
+    assert message.ephemeral and "playlist" in message.content and "error id" not in message.content
+    assert not world.server.unhandled
+
+
+# --------------------------------------------------------------------------------- playlists for /library
+def fields_of(message: MessageRecord) -> dict[str, str]:
+    return {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
+
+
+async def test_library_add_of_a_playlist_checks_each_entry_and_continues_where_it_stopped(world: World):
+    guild = world.server.add_guild("Podcasts")  # joined now: its library starts empty
+    guild.add_role("Mods", MANAGE_GUILD)
+    episodes = [world.songs.add_file(f"pod/ep{i}.wav", wav_bytes(5, freq=180 + 90 * i, seed=60 + i),
+                                     "audio/wav") for i in range(4)]
+    private = "http://127.0.0.1:9/secret.wav"  # the guard allows the song server's port, not this one
+    feed = world.songs.add_feed("feeds/pod.xml", [("Ep one", episodes[0]), ("Ep secret", private),
+                                          ("Ep two", episodes[1]), ("Ep three", episodes[2]),
+                                          ("Ep four", episodes[3])])
+    ix, message = await world.run_to_embed(world.admin_of(guild), "library add", link=feed)
+    fields = fields_of(message)
+    assert message.ephemeral and not ix.refused
+    assert all(f"Ep {n}" in fields["Added (3)"] for n in ("one", "two", "three")), fields
+    assert "secret.wav" in fields["Failed (1)"] and "private or local network address" in fields["Failed (1)"]
+    assert f"At most {PLAYLIST_LIMIT} playlist entries" in fields["Left out (1)"]  # refused: not counted
+    requested = world.songs.paths_requested()
+    assert "/pod/ep3.wav" not in requested  # left out: never fetched
+    assert sorted(world.rows("SELECT title FROM tracks WHERE guild_id = ?", guild.id)) == [
+        ("Ep one",), ("Ep three",), ("Ep two",)]  # the feed's titles
+    ix, message = await world.run_to_embed(world.admin_of(guild), "library add", link=feed)
+    fields = fields_of(message)
+    assert "Ep four" in fields["Added (1)"] and fields["Already there"] == "3" and "Failed (1)" in fields
+    assert not any(name.startswith("Left out") for name in fields)
+    assert requested.count("/pod/ep0.wav") == world.songs.paths_requested().count("/pod/ep0.wav")  # skipped
+    ix, message = await world.run(world.member(), "similar", link=feed)
+    assert message.ephemeral and "playlist" in message.content  # /similar still wants one track
+
+
+# ------------------------------------------------------------------- reindex longer than the token lives
+LONG_TRACKS = 14
+TOKEN_SECONDS = 2.0
+"""The local Discord's token lifetime for these tests (Discord's is 15 minutes): a full reindex of
+LONG_TRACKS clips takes several times longer."""
+
+
+@contextlib.contextmanager
+def tokens_that_last(server: FakeDiscord, seconds: float, *,
+                     ids_show_lifetime: bool = True) -> Iterator[None]:
+    saved = server.token_lifetime, server.ids_show_lifetime
+    server.token_lifetime, server.ids_show_lifetime = seconds, ids_show_lifetime
+    try:
+        yield
+    finally:
+        server.token_lifetime, server.ids_show_lifetime = saved
+
+
+async def long_library(world: World) -> Guild:
+    """A guild whose library takes several seconds to reindex, made once for the tests below."""
+    guild = next((g for g in world.server.guilds.values() if g.name == "Long"), None)
+    if guild is None:
+        guild = world.server.add_guild("Long")
+        guild.add_role("Mods", MANAGE_GUILD)
+        folder = world.settings.data_dir.parent / "library-long"
+        for i in range(LONG_TRACKS):
+            write_clip(folder, f"Long {i:02d}", freq=100 + 37 * i, seed=100 + i, seconds=12)
+        gone = write_clip(folder, "Gone", freq=99, seed=99, seconds=4)
+        assert len((await world.bot.service.add_to_library(guild.id, [folder])).added) == LONG_TRACKS + 1
+        gone.unlink()  # each reindex reports it, naming its path: for the admin's eyes only
+    return guild
+
+
+def finished(messages: list[MessageRecord]) -> MessageRecord | None:
+    return next((m for m in messages if m.embeds and m.embeds[0].get("title") == "Reindex finished"), None)
+
+
+async def reindex_with_short_tokens(world: World, member: Member, *, channel: Channel | None = None,
+                                    ids_show_lifetime: bool = True) -> InteractionRecord:
+    with tokens_that_last(world.server, TOKEN_SECONDS, ids_show_lifetime=ids_show_lifetime):
+        return await world.server.slash(member, "library reindex", full=True, channel=channel)
+
+
+def took_longer_than_the_token(message: MessageRecord) -> None:
+    fields = fields_of(message)
+    assert fields["analysed"] == str(LONG_TRACKS)
+    assert float(fields["time"].split()[0]) > TOKEN_SECONDS, fields  # or the test would prove nothing
+
+
+async def test_a_reindex_outliving_its_token_moves_progress_to_the_channel_and_says_done(world: World):
+    guild = await long_library(world)
+    admin = world.admin_of(guild)
+    channel = guild.default_channel
+    ix = await reindex_with_short_tokens(world, admin)
+    await world.server.wait_for(lambda: finished(world.server.posts.posted_in(channel.id)) is not None,
+                                timeout=180)
+    assert ix.refused == []  # nothing was sent with a dead token
+    [posted] = world.server.posts.posted_in(channel.id)
+    took_longer_than_the_token(posted)
+    assert posted.content == f"✅ Library reindex asked by <@{admin.id}>: done."
+    first, *progress, _done = [h["content"] for h in posted.history]
+    assert first.startswith(f"Library reindex asked by <@{admin.id}>: Reindexing… `")
+    assert progress and all("Reindexing…" in text for text in progress)  # it kept reporting
+    reply = [h["content"] for h in ix.original.history]
+    assert any(text.startswith("Reindexing… `") for text in reply)  # private progress while it could
+    assert "longer than Discord lets me update a private reply" in reply[-1]
+    assert f"/channels/{guild.id}/{channel.id}/{posted.id}" in reply[-1]  # says where to look
+    assert posted.history[0]["at"] < ix.expires_at  # moved before the token died
+    assert posted.allowed_mentions == {"parse": []}  # the admin's name does not ping anyone
+    assert fields_of(posted)["failed (1)"] == "The reasons are not listed in a public channel."
+    assert "library-long" not in posted.text()  # no server path in a channel everyone reads
+
+
+async def test_where_the_bot_may_not_post_progress_goes_to_a_direct_message(world: World):
+    guild = await long_library(world)
+    admin = world.admin_of(guild)
+    locked = guild.add_channel("locked")
+    locked.deny(guild.members[world.server.bot_user.id], SEND_MESSAGES)
+    refused_before = len(world.server.posts.refused)
+    ix = await reindex_with_short_tokens(world, admin, channel=locked)
+    await world.server.wait_for(lambda: finished(direct_messages(world, admin)) is not None, timeout=180)
+    assert ix.refused == [] and world.server.posts.posted_in(locked.id) == []
+    assert len(world.server.posts.refused) == refused_before  # it knew from the interaction, and did not try
+    dm = finished(direct_messages(world, admin))
+    took_longer_than_the_token(dm)  # type: ignore[arg-type]
+    assert "audio file is gone" in fields_of(dm)["failed (1)"]  # type: ignore[arg-type]  # private: details
+    assert "come to you in a direct message" in ix.original.history[-1]["content"]
+
+
+def direct_messages(world: World, member: Member) -> list[MessageRecord]:
+    channel_id = world.server.posts.dm_channel_of(member.user)
+    return world.server.posts.posted_in(channel_id) if channel_id else []
+
+
+async def test_with_nowhere_to_post_the_reindex_still_ends_and_the_reply_said_where_to_look(
+        world: World, caplog: pytest.LogCaptureFixture):
+    guild = await long_library(world)
+    admin = world.admin_of(guild)
+    admin.user.accepts_dms = False
+    locked = guild.add_channel("sealed")
+    locked.deny(guild.members[world.server.bot_user.id], SEND_MESSAGES)
+    before = world.rows("SELECT MAX(analysed_at) FROM tracks WHERE guild_id = ?", guild.id)[0][0]
+    cog = world.bot.get_cog("Library")
+    with caplog.at_level("INFO", logger="bot.progress"):
+        ix = await reindex_with_short_tokens(world, admin, channel=locked)
+        await world.server.wait_for(lambda: bool(ix.messages), timeout=30)
+        for _ in range(1800):  # the reindex runs on with nothing to show; wait for it to end
+            if guild.id not in cog.reindexing:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
+    assert guild.id not in cog.reindexing  # type: ignore[union-attr]
+    notice = ix.original.history[-1]["content"]
+    assert "neither post in this channel nor send you a direct message" in notice
+    assert "/library stats" in notice
+    assert ix.refused == [] and direct_messages(world, admin) == []
+    analysed = world.rows("SELECT MIN(analysed_at) FROM tracks WHERE guild_id = ? AND status = 'ready'",
+                          guild.id)[0][0]
+    assert analysed > before  # every track was analysed again: the work ran to its end
+    ended = [r for r in caplog.records if "ended with nowhere to say so" in r.getMessage()]
+    assert len(ended) == 1 and "done" in ended[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_token_that_dies_early_still_gets_the_progress_moved(world: World):
+    """discord.py believes in 15 minutes, but this server ends the token after two seconds (a bot whose
+    clock runs behind Discord's): the first edit that fails moves the progress."""
+    guild = await long_library(world)
+    admin = world.admin_of(guild)
+    channel = guild.add_channel("skewed")
+    ix = await reindex_with_short_tokens(world, admin, channel=channel, ids_show_lifetime=False)
+    await world.server.wait_for(lambda: finished(world.server.posts.posted_in(channel.id)) is not None,
+                                timeout=180)
+    [posted] = world.server.posts.posted_in(channel.id)
+    took_longer_than_the_token(posted)
+    assert ix.refused and all("expired token" in why for why in ix.refused)  # what made it move
+    assert posted.content.endswith(": done.")
 
 
 async def test_guild_isolation(world: World):

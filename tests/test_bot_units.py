@@ -13,7 +13,7 @@ from bot.cooldown import UserCooldown
 from bot.errors import Refusal, describe
 from bot.render import genre_chart
 from bot.text import choice_name, one_line, safe
-from core.cli import main
+from bot.launcher import main
 from core.errors import Busy, UnsupportedAudio
 
 
@@ -61,10 +61,12 @@ def test_describe_maps_expected_errors_and_leaves_bugs_unmapped():
 def test_run_and_sync_without_a_token_exit_2_with_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.setenv("DISCORD_TOKEN", "")
-    for verb in (["run"], ["sync-commands", "--guild", "1"]):
+    monkeypatch.setenv("CRATEDIGGER_BROKER_URL", "")
+    for verb, reason in ((["run"], "DISCORD_TOKEN is not set"), (["sync-commands", "--guild", "1"],
+                         "DISCORD_TOKEN is not set"), (["worker"], "CRATEDIGGER_BROKER_URL is not set")):
         assert main([*verb, "--data-dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "DISCORD_TOKEN is not set" in err
+        assert err.count("\n") == 1 and reason in err
 
 
 def test_invite_asks_for_the_right_scopes_and_minimum_permissions():

@@ -2,6 +2,7 @@
 exit 2 for every kind of bad input, partial results over several files, and the no-model fallback."""
 from __future__ import annotations
 
+import io
 import json
 import struct
 import time
@@ -15,6 +16,7 @@ from core.cli import main
 from core.config import DEFAULT_MODELS_DIR
 from core.constants import GENRES
 from core.genre import read_manifest
+from tests.http_fixture import LocalHTTPServer
 
 
 @pytest.fixture(autouse=True)
@@ -129,3 +131,25 @@ def test_without_a_model_the_summary_is_labelled(capsys, tmp_path: Path, tone, m
     [doc] = json.loads(out)
     assert doc["genre"] is None and doc["model"] is None
     assert doc["note"] == "no genre model installed" and doc["features"]["frames"] > 0
+
+
+def test_links_get_a_verdict_or_one_line(capsys, monkeypatch: pytest.MonkeyPatch,
+                                         http_server: LocalHTTPServer, tone) -> None:
+    """Links follow the bot's rules: the guard (only the local server is allowed here), the caps, no
+    playlists."""
+    monkeypatch.setenv("CRATEDIGGER_FETCH_ALLOW_HOSTS", http_server.netloc)
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(4.0), 22_050, format="WAV")
+    song = http_server.add_file("song.wav", buffer.getvalue(), "audio/wav")
+    code, out, err = _run(capsys, "--json", song)
+    assert code == 0, err
+    [doc] = json.loads(out)
+    assert doc["file"] == song and doc["title"] == "song" and doc["segments"] == 1 and doc["genre"] in GENRES
+    feed = http_server.add_feed("feed.xml", [("One", song), ("Two", song)])
+    for link, reason in (("http://10.20.30.40/leak.wav", "private or local network address"),
+                         (http_server.url("song.wav", host="localhost"), "private or local network address"),
+                         (feed, "playlist"), (http_server.url("gone.wav"), "404")):
+        code, out, err = _run(capsys, "--json", link)
+        assert code == 2 and out == "", link
+        assert reason in _one_clean_line(err), link
+    assert not list((Path("data") / "tmp").iterdir())  # every fetch's job folder is gone

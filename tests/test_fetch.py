@@ -21,7 +21,7 @@ import soundfile as sf
 
 from core.audio import decode, ffmpeg_exe
 from core.config import Settings
-from core.errors import FetchFailed, FetchRefused, TooLarge, TooLong
+from core.errors import FetchFailed, FetchRefused, PlaylistLink, TooLarge, TooLong
 from core.fetch import FetchedAudio, fetch_audio
 from core.netguard import (
     GuardProxy,
@@ -325,6 +325,17 @@ def test_a_page_of_several_tracks_is_refused_as_a_playlist(http_server: LocalHTT
     with pytest.raises(FetchRefused, match="playlist"):
         fetch(page, settings, workdir)
     assert "/a.wav" not in http_server.paths_requested()
+
+
+def test_a_feed_is_refused_as_a_playlist_before_any_entry_is_fetched(http_server: LocalHTTPServer,
+                                                                     settings: Settings, workdir: Path,
+                                                                     tone_wav: bytes) -> None:
+    """yt-dlp reads an RSS feed's enclosures as a playlist of links, which it would extract one by one."""
+    feed = http_server.add_feed("feed.xml", [(name, http_server.add_file(name, tone_wav, "audio/wav"))
+                                             for name in ("a.wav", "b.wav")])
+    with pytest.raises(PlaylistLink, match="playlist"):
+        fetch(feed, settings, workdir)
+    assert http_server.paths_requested() == ["/feed.xml"]
 
 
 def test_a_stream_protocol_the_guard_cannot_see_is_refused(http_server: LocalHTTPServer,

@@ -56,7 +56,7 @@ SETTLE_SECONDS = 0.15
 """How long a click that nothing claims is watched for a late error before the next example."""
 
 OPTIONS: dict[str, dict[str, tuple[int, bool]]] = {
-    "genre": {"file": (ATTACHMENT, True)},
+    "genre": {"file": (ATTACHMENT, False), "link": (STRING, False)},
     "similar": {"link": (STRING, False), "file": (ATTACHMENT, False)},
     "recommend": {"mood": (STRING, True), "count": (INTEGER, False)},
     "tag": {"track": (STRING, True), "mood": (STRING, True)},
@@ -135,12 +135,13 @@ DIGITS = st.one_of(st.integers(min_value=0, max_value=5).map(str),  # the librar
                    st.sampled_from(["²", "٣", "１２", "0", "00", "-1", " 7 ", "9" * 40, "1e3", "0x10"]))
 SONGS = "songs://"
 """Stands for the local song server (its port is known only once the world runs): a link the link guard
-allows, to a missing file or to HTML served as .mp3."""
+allows, to a missing file, to HTML served as .mp3, or to a playlist (an RSS feed of a real clip and an
+entry at a private address)."""
 LINK = st.one_of(TEXT, st.sampled_from([
     "http://127.0.0.1:8000/song.mp3", "http://169.254.169.254/latest/meta-data", "file:///etc/passwd",
     "http://2130706433/x.mp3", "https://user:pw@example.com/a.mp3", "ftp://example.com/a.mp3",
     "https://" + "a" * 600 + ".com/x.mp3", "http://[::1]/x.mp3", "javascript:alert(1)", "https://",
-    SONGS + "missing.mp3", SONGS + "not-audio.mp3",
+    SONGS + "missing.mp3", SONGS + "not-audio.mp3", SONGS + "feed.xml",
 ]), st.builds(lambda scheme, rest: f"{scheme}://{rest}", st.sampled_from(["http", "https", "HTTP", "gopher"]),
               st.text(max_size=40)))
 AUDIO_EXTENSIONS = [".wav", ".mp3", ".ogg", ".flac", ".m4a", ".opus", ".webm", ".aiff"]
@@ -306,6 +307,8 @@ async def _open(tmp: Path, stack: contextlib.AsyncExitStack, loop: asyncio.Abstr
     songs = LocalHTTPServer().start()
     stack.callback(songs.stop)
     songs.add_file("not-audio.mp3", b"<html>surprise</html>", "audio/mpeg")
+    songs.add_feed("feed.xml", [("Clip", songs.add_file("clip.wav", VALID_WAV, "audio/wav")),
+                                ("Inside", "http://10.0.0.1/x.wav")])
     settings = Settings(data_dir=tmp / "data", discord_token=server.token, admin_role="DJ", workers=2,
                         user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,))
     bot = CratediggerBot(settings, guild_ready_timeout=0.05)
@@ -417,6 +420,10 @@ OFFERED = (("👍 x", "up:1"),)
 @example(Command("recommend", {"mood": "bored", "count": 10**30}, admin=False))
 @example(Command("similar", {"link": False}, admin=False))
 @example(Command("library add", {"link": 7}, admin=True))
+@example(Command("library add", {"link": SONGS + "feed.xml"}, admin=True))  # one entry added, one refused
+@example(Command("genre", {"link": SONGS + "feed.xml"}, admin=False))  # a playlist, where one track is due
+@example(Command("genre", {"link": SONGS + "missing.mp3",
+                           "file": Upload("a.wav", VALID_WAV, "audio/wav", None)}, admin=False))
 @example(Autocomplete(typed=None, mood="calm"))
 @example(Click("cd:rate", STRING_SELECT, values=None, crafted=False, offered=OFFERED))
 @example(Click("cd:rate", STRING_SELECT, values=("up:99999999999999999999",), crafted=True,

@@ -15,7 +15,7 @@ import pytest_asyncio
 from core.cli.demo import DEMO_CLIPS
 from core.config import Settings
 from core.errors import Busy, EmptyLibrary, UnknownMood, UnknownTrack, UnsupportedAudio
-from core.library import index_dir
+from core.shelf import index_dir
 from core.service import Service, Upload
 from tests.audio_files import write_audio
 from tests.conftest import synth_tone

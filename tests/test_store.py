@@ -1,13 +1,44 @@
-"""core.store against a real SQLite file: migrations, WAL, foreign keys, and the repository functions."""
+"""core.store against both real engines, a SQLite file and a PostgreSQL server: migrations, foreign keys,
+transactions and the repository functions. Every test that takes `open_store` runs once per engine."""
 from __future__ import annotations
 
-import sqlite3
+import logging
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.store import Analysis, Store, migration_files
+from core.config import Settings
+from core.store import MIGRATIONS_DIR, Analysis, ConstraintViolation, Store, migration_files
+from tests.conftest import REPO_ROOT
+from tests.servers import PG_PASSWORD
+
+Opener = Callable[..., Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the test's store lives: a SQLite file, or the URL of a fresh PostgreSQL database."""
+    if engine == "sqlite":
+        return str(tmp_path / "c.sqlite3")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def open_store(engine: str, database: str) -> Opener:
+    async def opener(**kwargs: object) -> Store:
+        if engine == "sqlite":
+            return await Store.open(Path(database), **kwargs)  # type: ignore[arg-type]
+        return await Store.open_url(database, **kwargs)  # type: ignore[arg-type]
+    return opener
 
 
 async def _track(store: Store, guild: int = 1, name: str = "a") -> int:
@@ -16,34 +47,75 @@ async def _track(store: Store, guild: int = 1, name: str = "a") -> int:
                                  artist=None, added_by=None)
 
 
-async def test_migrations_apply_once_and_record_the_version(tmp_path: Path) -> None:
-    db = tmp_path / "c.sqlite3"
-    store = await Store.open(db)
+TABLES = {"guilds", "users", "tracks", "mood_tags", "feedback", "history", "index_versions",
+          "schema_migrations"}
+
+
+async def _tables(store: Store) -> set[str]:
+    if store.engine_name == "sqlite":
+        rows = await store._all("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = await store._all("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                "current_schema()")
+    return {str(r[0]) for r in rows}
+
+
+def test_one_migration_history_for_both_engines() -> None:
+    sqlite = [(v, p.name) for v, p in migration_files()]
+    postgres = [(v, p.name) for v, p in migration_files(MIGRATIONS_DIR / "postgresql")]
+    assert sqlite == postgres and [v for v, _ in sqlite] == list(range(1, len(sqlite) + 1))
+
+
+async def test_migrations_apply_once_and_record_the_version(open_store: Opener) -> None:
+    store = await open_store()
     latest = migration_files()[-1][0]
     assert await store.schema_version() == latest
+    assert [name for _, name in sorted((int(n[:4]), n) for n in store.applied)][-1].startswith(f"{latest:04d}")
     assert await store.migrate() == []  # nothing new the second time
+    assert TABLES <= await _tables(store)
+    if store.engine_name == "sqlite":
+        assert (await store._all("PRAGMA journal_mode"))[0][0] == "wal"
     await store.close()
-    with sqlite3.connect(db) as raw:
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"guilds", "users", "tracks", "mood_tags", "feedback", "history", "schema_migrations"} <= names
+    again = await open_store()  # a second opening applies nothing
+    assert again.applied == []
+    await again.close()
 
 
-async def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+async def test_a_failing_migration_leaves_nothing_behind(engine: str, open_store: Opener,
+                                                         tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
-    migrations.mkdir()
-    (migrations / "0001_ok.sql").write_text("CREATE TABLE a (x INTEGER);")
-    (migrations / "0002_broken.sql").write_text("CREATE TABLE b (x INTEGER); THIS IS NOT SQL;")
-    with pytest.raises(sqlite3.OperationalError):
-        await Store.open(tmp_path / "c.sqlite3", migrations_dir=migrations)
-    with sqlite3.connect(tmp_path / "c.sqlite3") as raw:
-        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        version = raw.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
-    assert "a" in names and "b" not in names and version == 1
+    folder = migrations / ("postgresql" if engine == "postgresql" else "")
+    folder.mkdir(parents=True)
+    (folder / "0001_ok.sql").write_text("CREATE TABLE a (x INTEGER);")
+    (folder / "0002_broken.sql").write_text("CREATE TABLE b (x INTEGER); THIS IS NOT SQL;")
+    with pytest.raises(Exception, match="syntax error"):
+        await open_store(migrations_dir=migrations)
+    (folder / "0002_broken.sql").unlink()
+    store = await open_store(migrations_dir=migrations)
+    try:
+        names = await _tables(store)
+        assert "a" in names and "b" not in names and await store.schema_version() == 1
+    finally:
+        await store.close()
 
 
-async def test_tracks_roundtrip_with_analysis(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite3")
+async def test_processes_starting_together_migrate_once(engine: str, database: str) -> None:
+    """Two bots and a worker may start at the same moment against one database."""
+    code = ("import asyncio, sys; from pathlib import Path; from core.store import Store\n"
+            "async def go():\n"
+            "    url = sys.argv[1]\n"
+            "    s = await (Store.open(Path(url)) if not url.startswith('postgresql') else Store.open_url(url))\n"
+            "    print(len(s.applied)); await s.close()\n"
+            "asyncio.run(go())")
+    procs = [subprocess.Popen([sys.executable, "-c", code, database], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert sorted(int(out) for out, _ in outputs) == [0, 0, len(migration_files())]
+
+
+async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:
+    store = await open_store()
     track_id = await _track(store)
     vector = np.linspace(-1, 1, 16).astype(np.float32)
     await store.save_analysis(track_id, Analysis(
@@ -57,22 +129,23 @@ async def test_tracks_roundtrip_with_analysis(tmp_path: Path) -> None:
     assert await store.track(2, track_id) is None  # another guild cannot see it
     assert await store.search_titles(1, "a", limit=5) == [(track_id, "A")]
     assert await store.search_titles(1, "%", limit=5) == []  # LIKE wildcards are literal
+    assert await store.search_titles(1, "A", limit=5) == [(track_id, "A")]  # either case, on both engines
     await store.close()
 
 
-async def test_duplicates_by_source_or_hash(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite3")
+async def test_duplicates_by_source_or_hash(open_store: Opener) -> None:
+    store = await open_store()
     track_id = await _track(store)
     assert (await store.find_duplicate(1, source="/music/a.ogg", content_hash="x")).id == track_id
     assert (await store.find_duplicate(1, source="/else", content_hash="hash-a")).id == track_id
     assert await store.find_duplicate(2, source="/music/a.ogg", content_hash="hash-a") is None
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ConstraintViolation):
         await _track(store)
     await store.close()
 
 
-async def test_tags_feedback_history_and_forget(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite3")
+async def test_tags_feedback_history_and_forget(open_store: Opener) -> None:
+    store = await open_store()
     t1, t2 = await _track(store, name="a"), await _track(store, name="b")
     await store.add_tag(1, 42, t1, "calm")
     await store.add_tag(1, 42, t1, "calm")  # idempotent
@@ -91,8 +164,8 @@ async def test_tags_feedback_history_and_forget(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_injection_strings_are_stored_as_data(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite3")
+async def test_injection_strings_are_stored_as_data(open_store: Opener) -> None:
+    store = await open_store()
     evil = "x'); DROP TABLE tracks; --"
     track_id = await store.add_track(guild_id=1, source=evil, audio_path=evil, content_hash=evil, file_size=1,
                                      file_mtime=1.0, title=evil, artist=evil, added_by=1)
@@ -103,12 +176,139 @@ async def test_injection_strings_are_stored_as_data(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "c.sqlite3")
-    with pytest.raises(sqlite3.IntegrityError):
+async def test_foreign_keys_are_enforced(open_store: Opener) -> None:
+    store = await open_store()
+    with pytest.raises(ConstraintViolation):
         await store.add_tag(1, 1, 999, "calm")  # no such track
     track_id = await _track(store)
     await store.add_tag(1, 1, track_id, "calm")
     assert await store.remove_track(1, track_id)
     assert await store.tags(1) == []  # cascaded
     await store.close()
+
+
+async def test_snowflakes_mtimes_and_nul_survive_the_roundtrip(open_store: Opener) -> None:
+    store = await open_store()
+    try:
+        guild, user = 2**63 - 1, 1234567890123456789  # the largest id either engine holds; a snowflake
+        track_id = await store.add_track(guild_id=guild, source="s", audio_path="/a", content_hash="h",
+                                         file_size=2**40, file_mtime=1_700_000_000.123456, title="nul\x00here",
+                                         artist=None, added_by=user)
+        row = await store.track(guild, track_id)
+        assert row is not None and row.file_mtime == 1_700_000_000.123456  # a double, not a 4-byte real
+        assert row.file_size == 2**40 and row.title == "nul\ufffdhere"  # NUL is stored as U+FFFD on both
+        await store.add_tag(guild, user, track_id, "calm")
+        assert await store.tags(guild) == [(user, track_id, "calm")]
+        (at, kind, *_), = await store.history(guild, user, limit=5)
+        assert kind == "tag" and len(at) == 24 and at.endswith("Z") and at[10] == "T"
+    finally:
+        await store.close()
+
+
+async def test_a_failed_transaction_leaves_nothing(open_store: Opener) -> None:
+    store = await open_store()
+    try:
+        track_id = await _track(store)
+        with pytest.raises(ConstraintViolation):  # the tag is fine, the history kind breaks a CHECK
+            await store._write([
+                ("INSERT INTO users (id) VALUES (?) ON CONFLICT DO NOTHING", (5,)),
+                ("INSERT INTO mood_tags (guild_id, user_id, track_id, mood) VALUES (?, ?, ?, ?)",
+                 (1, 5, track_id, "calm")),
+                ("INSERT INTO history (guild_id, user_id, kind, track_id, detail) VALUES (?, ?, ?, ?, ?)",
+                 (1, 5, "not-a-kind", track_id, "")),
+            ])
+        assert await store.tags(1) == []
+        assert await store._all("SELECT id FROM users WHERE id = ?", (5,)) == []
+    finally:
+        await store.close()
+
+
+async def test_published_indexes_keep_the_newest_two(open_store: Opener) -> None:
+    store = await open_store()
+    try:
+        assert await store.index_version(7) is None and await store.index_data(7) is None
+        versions = [await store.publish_index(7, backend="hnsw", kind="k", count=i, data=bytes([i]) * 10)
+                    for i in range(4)]
+        assert versions == sorted(versions) and len(set(versions)) == 4
+        assert await store.index_version(7) == versions[-1]
+        assert await store.index_data(7) == (versions[-1], bytes([3]) * 10)
+        kept = await store._all("SELECT version FROM index_versions WHERE guild_id = ? ORDER BY version", (7,))
+        assert [v for v, in kept] == versions[-2:]
+        assert await store.index_version(8) is None  # per guild
+    finally:
+        await store.close()
+
+
+LOCK_HOLDER = """
+import asyncio, sys
+from pathlib import Path
+from core.store import Store
+async def go():
+    url = sys.argv[1]
+    store = await (Store.open_url(url) if url.startswith("postgresql") else Store.open(Path(url)))
+    async with store.exclusive("reindex-9", wait=False) as held:
+        print("held" if held else "busy", flush=True)
+        await asyncio.sleep(600)
+asyncio.run(go())
+"""
+
+
+async def test_the_cross_process_lock_is_exclusive_and_dies_with_its_holder(open_store: Opener,
+                                                                            database: str) -> None:
+    store = await open_store()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, database], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        async with store.exclusive("reindex-9", wait=False) as held:
+            assert not held  # another process has it
+        async with store.exclusive("reindex-10", wait=False) as held:
+            assert held  # another name is free
+        holder.kill()  # SIGKILL: no chance to unlock
+        holder.wait(timeout=30)
+        async with store.exclusive("reindex-9", wait=True) as held:  # freed by its holder's death
+            assert held
+            async with store.exclusive("reindex-9", wait=False) as again:
+                assert not again  # held, even against this same process
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        await store.close()
+
+
+async def test_connect_follows_the_settings_and_never_logs_the_password(
+        pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url)
+    store = await Store.connect(settings)
+    try:
+        assert store.engine_name == "postgresql"
+        assert await store.integrity_ok()
+    finally:
+        await store.close()
+    assert "127.0.0.1" in caplog.text and PG_PASSWORD not in caplog.text
+    assert PG_PASSWORD not in repr(settings)
+    local = await Store.connect(Settings(data_dir=tmp_path / "data"))
+    assert local.engine_name == "sqlite" and (tmp_path / "data" / "cratedigger.sqlite3").is_file()
+    await local.close()
+    with pytest.raises(ValueError, match="postgresql://"):
+        await Store.connect(Settings(data_dir=tmp_path, database_url="mysql://x@y/z"))
+
+
+def test_no_sql_outside_the_store() -> None:
+    """SQL keywords in string literals appear only in core/store.py, core/engines/ and migrations/."""
+    import ast
+    import re
+
+    allowed = {REPO_ROOT / "core" / "store.py", *(REPO_ROOT / "core" / "engines").glob("*.py")}
+    pattern = re.compile(r"\b(SELECT .* FROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE)\b")
+    offenders = []
+    for folder in ("core", "bot"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            if path in allowed:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.search(node.value):
+                    offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert offenders == []
+

@@ -1,4 +1,4 @@
-"""/genre: what genre is this file?"""
+"""/genre: what genre is this file, or the song behind this link?"""
 from __future__ import annotations
 
 import io
@@ -8,11 +8,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import CratediggerBot
-from bot.checks import enforce_cooldown
 from bot.errors import Refusal
 from bot.render import CHART_FILENAME, genre_chart, genre_embed
-from bot.replies import answer, defer
-from bot.uploads import check_attachment, download, upload_cap
+from bot.replies import answer
+from bot.uploads import receive
 from bot.views import GenreView
 
 
@@ -20,16 +19,14 @@ class Genre(commands.Cog):
     def __init__(self, bot: CratediggerBot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="genre", description="Guess the genre of an audio file")
-    @app_commands.describe(file="An audio file: mp3, ogg, opus, wav, flac, m4a… (up to the upload limit)")
+    @app_commands.command(name="genre", description="Guess the genre of an audio file or of a song's link")
+    @app_commands.describe(file="An audio file: mp3, ogg, opus, wav, flac, m4a… (up to the upload limit)",
+                           link="…or a link to a song (a direct audio file or a page yt-dlp understands)")
     @app_commands.guild_only()
-    async def genre(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
-        cap = upload_cap(interaction, self.bot.settings)
-        check_attachment(file, cap)
-        enforce_cooldown(interaction)
-        await defer(interaction)
-        upload = await download(self.bot.downloads, file, cap)
-        report = await self.bot.service.classify(upload, guild_id=interaction.guild_id,
+    async def genre(self, interaction: discord.Interaction, file: discord.Attachment | None = None,
+                    link: str | None = None) -> None:
+        query = await receive(self.bot, interaction, link, file)
+        report = await self.bot.service.classify(query, guild_id=interaction.guild_id,
                                                  user_id=interaction.user.id)
         if report.genre is None:
             raise Refusal("Genre analysis is not set up on this bot yet (no genre model is installed).")

@@ -6,12 +6,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import CratediggerBot
-from bot.checks import enforce_cooldown, require_library_admin
+from bot.checks import require_library_admin
 from bot.errors import Refusal
 from bot.progress import ProgressMessage
 from bot.render import add_embed, reindex_embed, stats_embed
 from bot.replies import answer, defer
-from bot.uploads import check_source, download, upload_cap
+from bot.uploads import receive
+
+LOOK_LATER = "`/library stats` shows the library once it is done"
+ADD_QUIET_SECONDS = 3.0
+"""A single track is usually added within a few seconds: no progress bar flashes before its answer."""
 
 
 @app_commands.guild_only()
@@ -28,19 +32,21 @@ class Library(commands.GroupCog, group_name="library",
         require_library_admin(interaction, self.bot.settings.admin_role)
         return True
 
-    @app_commands.command(name="add", description="Add a track from a link or a file")
-    @app_commands.describe(link="A link to a song", file="…or an audio file")
+    @app_commands.command(name="add", description="Add a track, or a playlist's tracks, from a link or file")
+    @app_commands.describe(link="A link to a song, or to a playlist (an RSS feed, a page of several songs…)",
+                           file="…or an audio file")
     async def add(self, interaction: discord.Interaction, link: str | None = None,
                   file: discord.Attachment | None = None) -> None:
-        service = self.bot.service
-        cap = upload_cap(interaction, self.bot.settings)
-        check_source(service, link, file, cap)
-        enforce_cooldown(interaction)
-        await defer(interaction, ephemeral=True)
-        source = link.strip() if link is not None else await download(self.bot.downloads, file, cap)  # type: ignore[arg-type]
-        report = await service.add_to_library(interaction.guild_id, [source],  # type: ignore[arg-type]
-                                              added_by=interaction.user.id)
-        await answer(interaction, embed=add_embed(report), ephemeral=True)
+        source = await receive(self.bot, interaction, link, file, ephemeral=True)
+        async with ProgressMessage(interaction, "Library add", look_later=LOOK_LATER,
+                                   quiet_for=ADD_QUIET_SECONDS) as progress:
+            report = await self.bot.service.add_to_library(
+                interaction.guild_id, [source], added_by=interaction.user.id,  # type: ignore[arg-type]
+                progress=progress.stage("Analysing"),
+                fetch_progress=progress.stage("Downloading the playlist's tracks"))
+            limit = self.bot.settings.max_playlist_entries
+            await progress.finish(embed=add_embed(report, limit),
+                                  public_embed=add_embed(report, limit, details=False))
 
     @app_commands.command(name="reindex",
                           description="Analyse new and changed tracks and rebuild the search index")
@@ -52,12 +58,11 @@ class Library(commands.GroupCog, group_name="library",
         self.reindexing.add(guild_id)
         try:
             await defer(interaction, ephemeral=True)
-            progress = ProgressMessage(interaction, "Reindexing")
-            try:
-                report = await self.bot.service.reindex(guild_id, full=full, progress=progress.update)
-            finally:
-                await progress.close()
-            await interaction.edit_original_response(content=None, embed=reindex_embed(report))
+            async with ProgressMessage(interaction, "Library reindex", look_later=LOOK_LATER) as progress:
+                report = await self.bot.service.reindex(guild_id, full=full,
+                                                        progress=progress.stage("Reindexing"))
+                await progress.finish(embed=reindex_embed(report),
+                                      public_embed=reindex_embed(report, details=False))
         finally:
             self.reindexing.discard(guild_id)
 

@@ -6,10 +6,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import CratediggerBot
-from bot.checks import enforce_cooldown
 from bot.errors import Refusal
-from bot.replies import answer, defer
-from bot.uploads import check_source, download, upload_cap
+from bot.replies import answer
+from bot.uploads import receive
 from bot.views import SimilarPager
 
 MAX_RESULTS = 20
@@ -26,14 +25,9 @@ class Similar(commands.Cog):
     @app_commands.guild_only()
     async def similar(self, interaction: discord.Interaction, link: str | None = None,
                       file: discord.Attachment | None = None) -> None:
-        service = self.bot.service
-        cap = upload_cap(interaction, self.bot.settings)
-        check_source(service, link, file, cap)
-        enforce_cooldown(interaction)
-        await defer(interaction)
-        query = link.strip() if link is not None else await download(self.bot.downloads, file, cap)  # type: ignore[arg-type]
-        report = await service.similar(interaction.guild_id, query, k=MAX_RESULTS,  # type: ignore[arg-type]
-                                       user_id=interaction.user.id)
+        query = await receive(self.bot, interaction, link, file)
+        report = await self.bot.service.similar(interaction.guild_id,  # type: ignore[arg-type]
+                                                query, k=MAX_RESULTS, user_id=interaction.user.id)
         if not report.results:
             raise Refusal("Nothing in this server's library is close enough to compare yet.")
         pager = SimilarPager(report, interaction.user.id, interaction)

@@ -1,8 +1,12 @@
 """`cratedigger` command line: the same use cases as the bot, for operators, CI and tests.
 
-Each verb group lives in its own module of this package and exposes `register(subparsers)`; the module's
-handlers take the parsed args and return a JSON-able document (printed with `--json`) plus the text a
-person reads. Exit codes follow DESIGN.md: 0 success, 2 bad input (one line on stderr), 1 a bug.
+Each verb group lives in its own module of this package and exposes `register(subparsers, parent)`; the
+module's handlers take the parsed args and return a JSON-able document (printed with `--json`) plus the text
+a person reads. Exit codes follow DESIGN.md: 0 success, 2 bad input (one line on stderr), 1 a bug.
+
+The verbs that start long-running processes (`run`, `sync-commands`, `worker`) are added by the process
+launcher (`bot.launcher`, the `cratedigger` command), so `core` never imports `bot`; `python -m core` has
+the others.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class Outcome:
 
 
 Handler = Callable[[argparse.Namespace, Settings], Outcome]
+Registrar = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +66,7 @@ def common_options(*, defaults: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Sequence[Registrar] = ()) -> argparse.ArgumentParser:
     parser = _Parser(prog="cratedigger", description="Music understanding for your Discord server.",
                      parents=[common_options(defaults=True)])
     parent = common_options(defaults=False)
@@ -70,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         if module.name.startswith("_"):  # shared helpers, not verbs
             continue
         importlib.import_module(f"{__name__}.{module.name}").register(subparsers, parent)
+    for register in extra:
+        register(subparsers, parent)
     return parser
 
 
@@ -81,8 +88,9 @@ def setup_logging(level: str, verbose: bool) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, extra: Sequence[Registrar] = ()) -> int:
+    """Run one verb; `extra` adds verbs defined outside core (the process launcher's)."""
+    parser = build_parser(extra)
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()

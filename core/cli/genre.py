@@ -1,10 +1,13 @@
-"""`cratedigger genre FILE... [--json]`: a calibrated genre verdict per audio file.
+"""`cratedigger genre FILE_OR_LINK... [--json]`: a calibrated genre verdict per audio file or link.
 
-JSON: always a list, one object per file, in the order given:
+JSON: always a list, one object per file or link, in the order given:
   {"file", "genre", "confidence", "top": [[genre, p], ...], "segments", "model", "sections": [...],
    "clip_seconds", "verdict"}
 `verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
 as the top genre; the probabilities are in "top".
+For a link, "file" is the link as given and "title" what the site calls the track. Links get the bot's
+rules: the same pre-check and guard proxy (private and local addresses refused), download and duration caps,
+and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist is refused.
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
 more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
@@ -34,7 +37,8 @@ NO_MODEL = "no genre model installed"
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     genre = subparsers.add_parser("genre", help="genre verdict per audio file", parents=[parent],
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    genre.add_argument("files", metavar="FILE", nargs="+", type=Path, help="audio files (wav, mp3, ogg, ...)")
+    genre.add_argument("files", metavar="FILE_OR_LINK", nargs="+",
+                       help="audio files (wav, mp3, ogg, ...) or http(s) links to a track")
     genre.set_defaults(handler=classify_files)
 
 
@@ -58,10 +62,17 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
     return doc
 
 
-def _analyse(path: Path, settings: Settings) -> dict[str, Any]:
+def _analyse(item: str, settings: Settings) -> dict[str, Any]:
     limits = Limits(models_dir=settings.models_dir, max_seconds=settings.max_clip_seconds,
                     max_segments=settings.max_segments)
-    return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
+    if "://" not in item[:16]:
+        path = Path(item)
+        return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
+    from core.fetch import fetch_audio
+
+    with fetch_audio(item, settings, settings.data_dir / "tmp") as fetched:
+        doc = file_report(analyse(fetched.path, limits, genre=True, mood=False, embedding=False, name=item))
+    return {"file": doc.pop("file"), "title": fetched.title, **doc}
 
 
 def render(docs: list[dict[str, Any]]) -> str:
@@ -94,11 +105,11 @@ def classify_files(args: argparse.Namespace, settings: Settings) -> Outcome:
         docs = [_analyse(args.files[0], settings)]
         return Outcome(docs, render(docs))
     docs, failures = [], []
-    for path in args.files:
+    for item in args.files:
         try:
-            docs.append(_analyse(path, settings))
+            docs.append(_analyse(item, settings))
         except UserError as exc:
-            docs.append({"file": str(path), "error": str(exc)})
+            docs.append({"file": item, "error": str(exc)})
             failures.append(str(exc))
     if failures:
         return Outcome(docs, render(docs), error=f"{len(failures)} of {len(docs)} files could not be "

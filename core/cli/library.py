@@ -54,21 +54,28 @@ class _Bar:
             self.bar.close()
 
 
-def _add_text(report: AddReport) -> str:
+def _add_text(report: AddReport, limit: int) -> str:
     lines = [f"added {len(report.added)} track(s), {len(report.duplicates)} already there, "
              f"{len(report.failed)} failed"]
     lines += [f"  + [{a.track_id}] {a.title}" for a in report.added]
     lines += [f"  ! {source}: {reason}" for source, reason in report.failed]
+    if report.left_out:
+        lines.append(f"{'at least ' if report.left_out_is_minimum else ''}{report.left_out} playlist "
+                     f"entr{'y' if report.left_out == 1 else 'ies'} left out (at most {limit} are "
+                     "downloaded per call; add the link again to continue)")
     return "\n".join(lines)
 
 
 def add_tracks(args: argparse.Namespace, settings: Settings) -> Outcome:
+    downloads = _Bar("downloading playlist entries", enabled=not args.json)
     bar = _Bar("analysing", enabled=not args.json)
     try:
-        report = with_service(settings, lambda s: s.add_to_library(args.guild, args.sources, progress=bar))
+        report = with_service(settings, lambda s: s.add_to_library(args.guild, args.sources, progress=bar,
+                                                                   fetch_progress=downloads))
     finally:
+        downloads.close()
         bar.close()
-    return Outcome(report.to_dict(), _add_text(report))
+    return Outcome(report.to_dict(), _add_text(report, settings.max_playlist_entries))
 
 
 def _reindex_text(report: ReindexReport) -> str:

@@ -13,12 +13,19 @@ from tests.discord_server.server import FakeDiscord
 
 @contextlib.contextmanager
 def routed_to(server: FakeDiscord) -> Iterator[None]:
-    """REST, webhooks and interaction callbacks all go through `Route.BASE`; a non-sharded client
-    connects straight to `DEFAULT_GATEWAY`. Both are restored afterwards."""
+    with routed_to_urls(server.api_base, server.gateway_url):
+        yield
+
+
+@contextlib.contextmanager
+def routed_to_urls(api_base: str, gateway_url: str) -> Iterator[None]:
+    """REST, webhooks and interaction callbacks all go through `Route.BASE`; a client that is not sharded
+    or knows its shard count connects straight to `DEFAULT_GATEWAY` (an AutoShardedClient without a count
+    asks `GET /gateway/bot`). Both are restored afterwards."""
     old_base = discord.http.Route.BASE
     old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    discord.http.Route.BASE = server.api_base
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(server.gateway_url)
+    discord.http.Route.BASE = api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
     try:
         yield
     finally:

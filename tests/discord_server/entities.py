@@ -15,6 +15,10 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 ALL_PERMISSIONS = (1 << 53) - 1
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
 DEFAULT_EVERYONE_PERMISSIONS = sum(1 << bit for bit in (6, 10, 11, 14, 15, 16, 31))
 """What @everyone gets in a new server, in short: add reactions, view channels, send messages, embed links,
 attach files, read history, use application commands. Nothing administrative."""
@@ -23,11 +27,20 @@ _counter = itertools.count()
 _lock = threading.Lock()
 
 
-def snowflake() -> int:
-    """A real, time-ordered snowflake: discord.py derives an interaction's 15-minute expiry from its id."""
+def snowflake(at: float | None = None) -> int:
+    """A real, time-ordered snowflake (made now, or at the Unix time `at`): discord.py derives an
+    interaction's 15-minute expiry from its id."""
     with _lock:
         increment = next(_counter) & 0xFFF
-    return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | increment
+    return ((int((time.time() if at is None else at) * 1000) - DISCORD_EPOCH_MS) << 22) | increment
+
+
+def sum_bits(values: Any) -> int:
+    """The union of permission bit sets."""
+    out = 0
+    for value in values:
+        out |= value
+    return out
 
 
 def iso_now() -> str:
@@ -39,6 +52,8 @@ class User:
     id: int
     name: str
     bot: bool = False
+    accepts_dms: bool = True
+    """False: the user turned off direct messages from server members (Discord answers 50007)."""
 
     def payload(self) -> dict[str, Any]:
         return {"id": str(self.id), "username": self.name, "global_name": self.name, "discriminator": "0",
@@ -59,16 +74,36 @@ class Role:
 
 
 @dataclass
+class Overwrite:
+    """A channel's permission overwrite for a role (`type` 0) or a member (`type` 1)."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
+@dataclass
 class Channel:
     id: int
     guild_id: int
     name: str
     position: int = 0
+    overwrites: list[Overwrite] = field(default_factory=list)
+
+    def deny(self, target: Role | Member, permissions: int) -> None:
+        """Take `permissions` away from a role or a member in this channel (as a server admin would)."""
+        kind = 1 if isinstance(target, Member) else 0
+        self.overwrites.append(Overwrite(target.id, kind, deny=permissions))
 
     def payload(self) -> dict[str, Any]:
         return {"id": str(self.id), "guild_id": str(self.guild_id), "type": 0, "name": self.name,
-                "position": self.position, "permission_overwrites": [], "nsfw": False, "parent_id": None,
-                "topic": None, "rate_limit_per_user": 0, "last_message_id": None}
+                "position": self.position, "permission_overwrites": [o.payload() for o in self.overwrites],
+                "nsfw": False, "parent_id": None, "topic": None, "rate_limit_per_user": 0,
+                "last_message_id": None}
 
 
 @dataclass
@@ -133,6 +168,24 @@ class Guild:
     @property
     def default_channel(self) -> Channel:
         return self.channels[0]
+
+    def permissions_in(self, member: Member, channel: Channel) -> int:
+        """Discord's order: the member's guild permissions, then the channel's @everyone overwrite, the
+        overwrites of the member's roles together, the member's own; without View Channel, nothing."""
+        value = member.permissions
+        if value == ALL_PERMISSIONS:
+            return value
+        overwrites = {(o.type, o.id): o for o in channel.overwrites}
+        everyone = overwrites.get((0, self.id))
+        if everyone is not None:
+            value = (value & ~everyone.deny) | everyone.allow
+        roles = [overwrites[(0, r.id)] for r in member.roles if (0, r.id) in overwrites]
+        value &= ~sum_bits(o.deny for o in roles)
+        value |= sum_bits(o.allow for o in roles)
+        own = overwrites.get((1, member.id))
+        if own is not None:
+            value = (value & ~own.deny) | own.allow
+        return value if value & VIEW_CHANNEL else 0
 
     def payload(self) -> dict[str, Any]:
         """GUILD_CREATE's `d`: everything discord.py caches for a guild."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from tests.discord_server.entities import ALL_PERMISSIONS, Channel, Member, iso_now, snowflake
+from tests.discord_server.entities import Channel, Member, iso_now, snowflake
 
 APPLICATION_COMMAND, COMPONENT, AUTOCOMPLETE = 2, 3, 4
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
@@ -115,17 +115,21 @@ def _option(opt: dict[str, Any], value: Any, resolved: dict[str, dict[str, Any]]
 
 
 def interaction_payload(*, kind: int, application_id: int, member: Member, channel: Channel,
-                        data: dict[str, Any], size_limit: int,
-                        message: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A full INTERACTION_CREATE `d` from `member` in `channel`."""
+                        data: dict[str, Any], size_limit: int, message: dict[str, Any] | None = None,
+                        created_at: float | None = None) -> dict[str, Any]:
+    """A full INTERACTION_CREATE `d` from `member` in `channel`, its id made at `created_at` (Unix time;
+    default now). `member.permissions` and `app_permissions` (the bot's) are those in that channel."""
     guild = member.guild
+    bot = guild.members.get(application_id)
+    sender = member.payload(with_permissions=True)
+    sender["permissions"] = str(guild.permissions_in(member, channel))
     payload: dict[str, Any] = {
-        "id": str(snowflake()), "application_id": str(application_id), "type": kind,
+        "id": str(snowflake(created_at)), "application_id": str(application_id), "type": kind,
         "token": "ix-" + secrets.token_urlsafe(48), "version": 1, "data": data,
         "guild_id": str(guild.id), "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
         "channel_id": str(channel.id), "channel": channel.payload(),
-        "member": member.payload(with_permissions=True),
-        "app_permissions": str(ALL_PERMISSIONS),
+        "member": sender,
+        "app_permissions": str(guild.permissions_in(bot, channel) if bot else 0),
         "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "entitlement_sku_ids": [],
         "authorizing_integration_owners": {"0": str(guild.id)}, "context": 0,
         "attachment_size_limit": size_limit,
@@ -143,14 +147,16 @@ def attachment_payload(attachment_id: int, filename: str, size: int, content_typ
 
 def message_payload(message: Any, *, author: dict[str, Any], application_id: int, guild_id: int | None,
                     attachments: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON Discord returns for a message the application sent."""
+    """The JSON Discord returns for a message the application sent: an interaction's (through its
+    webhook) or one the bot posted in a channel with its own token."""
+    posted = message.interaction_id is None
     return {
         "id": str(message.id), "channel_id": str(message.channel_id),
         **({"guild_id": str(guild_id)} if guild_id else {}),
         "author": author, "content": message.content or "", "embeds": message.embeds,
         "components": message.components, "attachments": attachments, "flags": message.flags,
-        "type": 20, "timestamp": iso_now(),
+        "type": 0 if posted else 20, "timestamp": iso_now(),
         "edited_timestamp": iso_now() if len(message.history) > 1 else None,
         "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False,
-        "webhook_id": str(application_id), "application_id": str(application_id),
+        "webhook_id": None if posted else str(application_id), "application_id": str(application_id),
     }

@@ -34,7 +34,8 @@ class MessageRecord:
 
     id: int
     channel_id: int
-    interaction_id: int
+    interaction_id: int | None
+    """The interaction it answers; None for a message the bot posted in a channel with its own token."""
     content: str = ""
     embeds: list[dict[str, Any]] = field(default_factory=list)
     components: list[dict[str, Any]] = field(default_factory=list)
@@ -89,7 +90,12 @@ class InteractionRecord:
     payload: dict[str, Any]
     user_id: int
     guild_id: int | None
+    shard: int = 0
+    """The gateway shard the interaction was dispatched on (the guild's)."""
     sent_at: float = field(default_factory=time.monotonic)
+    expires_at: float = float("inf")
+    """When Discord stops honouring the token (monotonic): 15 minutes after the interaction, or the
+    server's shorter `token_lifetime`."""
     callbacks: list[Callback] = field(default_factory=list)
     original: MessageRecord | None = None
     followups: list[MessageRecord] = field(default_factory=list)

@@ -1,10 +1,14 @@
 """A local Discord: REST API, gateway and CDN in one aiohttp app, for the real discord.py client.
 
 It speaks what a slash-command bot uses (login, READY/GUILD_CREATE, heartbeats, INTERACTION_CREATE,
-interaction callbacks, webhook follow-ups and edits with files, command sync, attachment downloads) and
-enforces what Discord enforces where a bot can get it wrong: the 3-s acknowledgement deadline, one
-callback per interaction, follow-ups only after an acknowledgement, a deferred reply being filled by the
-first follow-up (with the deferral's ephemeral flag), message and component limits. Everything the bot
+sharding: `GET /gateway/bot` hands out `shard_count`, IDENTIFY must name a shard when there is more than one
+(close 4011 otherwise, 4010 for a wrong one), and each guild's events go only to the session of its shard,
+interaction callbacks, webhook follow-ups and edits with files, command sync, attachment downloads, the
+bot's own channel and direct messages) and enforces what Discord enforces where a bot can get it wrong: the
+3-s acknowledgement deadline, one callback per interaction, follow-ups only after an acknowledgement, a
+deferred reply being filled by the first follow-up (with the deferral's ephemeral flag), the interaction
+token's lifetime (15 minutes; `token_lifetime` shortens it), channel permissions, message and component
+limits. Everything the bot
 sends is recorded, decoded, for tests to assert on; anything it calls that is not modelled is recorded in
 `unhandled` and answered 404.
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.discord_server.channels import ChannelMessages
 from tests.discord_server.entities import Channel, Guild, Member, User, snowflake
 from tests.discord_server.interactions import (
     APPLICATION_COMMAND,
@@ -43,6 +48,8 @@ from tests.discord_server.records import (
     InteractionRecord,
     MessageRecord,
 )
+from tests.discord_server.responses import error_response as _error
+from tests.discord_server.responses import json_response as _json
 from tests.discord_server.validation import choice_problems, message_problems
 
 log = logging.getLogger(__name__)
@@ -50,25 +57,29 @@ log = logging.getLogger(__name__)
 GUILDS_INTENT = 1 << 0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 """Discord's upload limit for bots and members of unboosted servers (10 MiB)."""
+TOKEN_LIFETIME = 15 * 60.0
+"""How long Discord honours an interaction's token for follow-ups and edits, from the interaction."""
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    # Exactly `application/json`: discord.py only decodes a body whose Content-Type is exactly that.
-    return web.Response(body=json.dumps(data).encode(), status=status,
-                        headers={"Content-Type": "application/json"})
-
-
-def _error(status: int, code: int, message: str) -> web.Response:
-    return _json({"code": code, "message": message}, status)
 
 
 class FakeDiscord:
     """One application (the bot), any number of guilds and users, one gateway session at a time."""
 
     def __init__(self, *, token: str = "test-token", ack_deadline: float | None = 3.0,
-                 size_limit: int = DEFAULT_SIZE_LIMIT, heartbeat_interval_ms: int = 41_250) -> None:
+                 size_limit: int = DEFAULT_SIZE_LIMIT, heartbeat_interval_ms: int = 41_250,
+                 shard_count: int = 1, token_lifetime: float = TOKEN_LIFETIME) -> None:
         self.token = token
+        self.shard_count = shard_count
         self.ack_deadline = ack_deadline
+        self.token_lifetime = token_lifetime
+        """Seconds an interaction's token is honoured, for interactions dispatched from now on. discord.py
+        takes an interaction to expire 15 minutes after its id's timestamp, so a shorter lifetime is given
+        ids that many seconds older: the bot and this server then agree on when the token dies, as a bot
+        and Discord do."""
+        self.ids_show_lifetime = True
+        """False: ids carry the dispatch time whatever the lifetime, so discord.py believes in 15 minutes
+        while this server ends the token sooner (a bot whose clock runs behind Discord's)."""
         self.size_limit = size_limit
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.heartbeat_ack_delay = 0.02
@@ -89,6 +100,8 @@ class FakeDiscord:
         self.cdn: dict[int, FileRecord] = {}
         self.cdn_hits: Counter[int] = Counter()
         self.unhandled: list[str] = []
+        self.posts = ChannelMessages(self)
+        """The bot's own channel and direct messages, and what Discord refused of them."""
         self._by_token: dict[str, InteractionRecord] = {}
         self._sessions: list[_GatewaySession] = []
         self._changed = asyncio.Condition()
@@ -131,16 +144,23 @@ class FakeDiscord:
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str, *, owner: User | None = None) -> Guild:
-        """A guild with a #general channel, its owner and the bot as members."""
+    def shard_of(self, guild_id: int) -> int:
+        """Discord's rule: (guild_id >> 22) % shard_count."""
+        return (guild_id >> 22) % self.shard_count
+
+    def add_guild(self, name: str, *, owner: User | None = None, shard: int | None = None) -> Guild:
+        """A guild with a #general channel, its owner and the bot as members (on `shard`, if given)."""
         owner = owner or self.owner
-        guild = Guild(snowflake(), name, owner.id)
+        guild_id = snowflake()
+        while shard is not None and self.shard_of(guild_id) != shard:
+            guild_id = snowflake()
+        guild = Guild(guild_id, name, owner.id)
         guild.add_channel("general")
         guild.add_member(owner)
         guild.add_member(self.bot_user)
         self.guilds[guild.id] = guild
         for session in self._sessions:
-            if session.ready and session.intents & GUILDS_INTENT:
+            if session.ready and session.intents & GUILDS_INTENT and session.owns(guild.id):
                 asyncio.ensure_future(session.dispatch("GUILD_CREATE", guild.payload()))
         return guild
 
@@ -221,29 +241,37 @@ class FakeDiscord:
     async def wait_ready(self, *, timeout: float = 10.0) -> None:
         await self.wait_for(lambda: any(s.ready for s in self._sessions), timeout=timeout)
 
+    async def wait_shards(self, *, timeout: float = 60.0) -> None:
+        """Until every shard has a ready session."""
+        await self.wait_for(lambda: {s.shard[0] for s in self._sessions if s.ready and s.shard}
+                            == set(range(self.shard_count)), timeout=timeout)
+
     async def _send(self, kind: int, member: Member, channel: Channel | None, data: dict[str, Any],
                     message: MessageRecord | None = None,
                     components: list[dict[str, Any]] | None = None) -> InteractionRecord:
-        if not any(s.ready for s in self._sessions):
-            raise AssertionError("no bot is connected to the gateway")
+        sessions = [s for s in self._sessions if s.ready and s.owns(member.guild.id)]
+        if not sessions:
+            raise AssertionError(f"no bot is connected to the gateway for shard {self.shard_of(member.guild.id)}")
         message_json = None
         if message is not None:
             channel = next(c for c in member.guild.channels if c.id == message.channel_id)
             message_json = self._message_json(message)
             if components is not None:
                 message_json["components"] = components
+        lifetime = self.token_lifetime
+        created = time.time() - (TOKEN_LIFETIME - lifetime) if self.ids_show_lifetime else None
         payload = interaction_payload(
             kind=kind, application_id=self.application_id, member=member,
             channel=channel or member.guild.default_channel, data=data, size_limit=self.size_limit,
-            message=message_json,
+            message=message_json, created_at=created,
         )
         ix = InteractionRecord(int(payload["id"]), payload["token"], kind, payload, member.id,
-                               member.guild.id)
+                               member.guild.id, shard=self.shard_of(member.guild.id))
+        ix.expires_at = ix.sent_at + lifetime
         self.interactions[ix.id] = ix
         self._by_token[ix.token] = ix
-        for session in self._sessions:
-            if session.ready:
-                await session.dispatch("INTERACTION_CREATE", payload)
+        for session in sessions:
+            await session.dispatch("INTERACTION_CREATE", payload)
         return ix
 
     async def _notify(self) -> None:
@@ -268,10 +296,11 @@ class FakeDiscord:
             await self._notify()
         return ws
 
-    def _ready_payload(self, session_id: str) -> dict[str, Any]:
+    def _ready_payload(self, session: _GatewaySession, session_id: str) -> dict[str, Any]:
+        shard = {"shard": list(session.shard)} if session.shard else {}
         return {
             "v": 10, "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds if session.owns(g)], **shard,
             "session_id": session_id, "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [], "relationships": [], "presences": [], "_trace": ["fake-discord"],
@@ -300,12 +329,19 @@ class FakeDiscord:
                 return await self._webhook(request, int(parts[1]), parts[2], parts[3:])
             if request.headers.get("Authorization") != f"Bot {self.token}":
                 return _error(401, 0, "401: Unauthorized")
+            if parts[0] == "channels" and len(parts) in (3, 4) and parts[2] == "messages":
+                if len(parts) == 3 and method == "POST":
+                    return await self.posts.post(request, int(parts[1]))
+                if len(parts) == 4 and method == "PATCH":
+                    return await self.posts.edit(request, int(parts[1]), int(parts[3]))
+            if parts == ["users", "@me", "channels"] and method == "POST":
+                return self.posts.open_dm(await request.json())
             if parts == ["users", "@me"] and method == "GET":
                 return _json({**self.bot_user.payload(), "verified": True, "mfa_enabled": False})
             if parts == ["oauth2", "applications", "@me"] and method == "GET":
                 return _json(self._application_payload())
             if parts in (["gateway"], ["gateway", "bot"]) and method == "GET":
-                return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+                return _json({"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": {
                     "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})
             if (parts[0] == "applications" and int(parts[1]) == self.application_id
                     and parts[-1] == "commands"):
@@ -412,11 +448,15 @@ class FakeDiscord:
     async def _webhook(self, request: web.Request, webhook_id: int, token: str,
                        rest: list[str]) -> web.Response:
         ix = self._by_token.get(token)
+        method = request.method
+        if ix is not None and time.monotonic() >= ix.expires_at:
+            age = time.monotonic() - ix.sent_at
+            ix.refused.append(f"{method} webhook {age:.1f} s after the interaction, with its expired token")
+            return _error(401, 50027, "Invalid Webhook Token")
         if webhook_id != self.application_id or ix is None or not ix.callbacks:
             if ix is not None:
-                ix.refused.append(f"{request.method} webhook before the interaction was acknowledged")
+                ix.refused.append(f"{method} webhook before the interaction was acknowledged")
             return _error(404, 10015, "Unknown Webhook")
-        method = request.method
         if not rest and method == "POST":
             body, files = await self._read_body(request)
             problems = message_problems(body)
@@ -483,8 +523,8 @@ class FakeDiscord:
         message.history.append({"at": time.monotonic(), "content": message.content, "embeds": message.embeds,
                                 "components": message.components, "flags": message.flags,
                                 "files": [f.filename for f in message.files]})
-        ix = self.interactions[message.interaction_id]
-        if not message.loading and ix.answered_at is None:
+        ix = self.interactions.get(message.interaction_id)  # type: ignore[arg-type]
+        if ix is not None and not message.loading and ix.answered_at is None:
             ix.answered_at = time.monotonic()
 
     def _message_json(self, message: MessageRecord) -> dict[str, Any]:
@@ -493,9 +533,11 @@ class FakeDiscord:
                                f"{self.base_url}/cdn/attachments/{message.channel_id}/{i}/{f.filename}")
             for i, f in zip(message.attachment_ids, message.files, strict=True)
         ]
-        ix = self.interactions[message.interaction_id]
+        ix = self.interactions.get(message.interaction_id)  # type: ignore[arg-type]
+        place = self.posts.guild_of(message.channel_id)
+        guild_id = ix.guild_id if ix is not None else place[0].id if place else None
         return message_payload(message, author=self.bot_user.payload(), application_id=self.application_id,
-                               guild_id=ix.guild_id, attachments=attachments)
+                               guild_id=guild_id, attachments=attachments)
 
 
 class _GatewaySession:
@@ -507,7 +549,12 @@ class _GatewaySession:
         self.seq = 0
         self.ready = False
         self.intents = 0
+        self.shard: tuple[int, int] | None = None
         self._send_lock = asyncio.Lock()
+
+    def owns(self, guild_id: int) -> bool:
+        """Whether this session gets the guild's events: an unsharded session gets every guild's."""
+        return self.shard is None or self.server.shard_of(guild_id) == self.shard[0]
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -533,11 +580,21 @@ class _GatewaySession:
                 await self.ws.close(code=4004, message=b"Authentication failed.")
                 return
             server.identifies.append(data)
+            shard = data.get("shard")
+            if shard is None and server.shard_count > 1:
+                await self.ws.close(code=4011, message=b"Sharding required.")
+                return
+            if shard is not None and (len(shard) != 2 or shard[1] != server.shard_count
+                                      or not 0 <= shard[0] < shard[1]):
+                await self.ws.close(code=4010, message=b"Invalid shard.")
+                return
+            self.shard = (int(shard[0]), int(shard[1])) if shard is not None else None
             self.intents = int(data.get("intents", 0))
-            await self.dispatch("READY", server._ready_payload(secrets.token_hex(16)))
+            await self.dispatch("READY", server._ready_payload(self, secrets.token_hex(16)))
             if data.get("intents", 0) & GUILDS_INTENT:  # without it Discord sends no guild events
                 for guild in list(server.guilds.values()):
-                    await self.dispatch("GUILD_CREATE", guild.payload())
+                    if self.owns(guild.id):
+                        await self.dispatch("GUILD_CREATE", guild.payload())
             self.ready = True
             await server._notify()
         elif op == 6:

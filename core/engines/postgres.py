@@ -1,0 +1,154 @@
+"""PostgreSQL through asyncpg: the engine for deployments of several processes and machines.
+
+asyncpg rather than psycopg 3: it is asyncio-native end to end (no thread hop per query), ships its own
+connection pool, and speaks the binary protocol, so embeddings (BYTEA) and snowflakes (BIGINT) cross
+without text conversions. Its `$n` placeholders are made from the store's `?` ones here, once per query.
+
+Each transaction takes a pooled connection; the cross-process lock is a session advisory lock held on a
+connection of its own, so PostgreSQL releases it the moment its holder's connection or process dies.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from core.config import redact
+from core.engines import ConstraintViolation, Engine, Result, Statement, migration_files
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 10
+"""Connections per process: reads and writes of concurrent requests; a lock holds one more of its own."""
+_MIGRATION_LOCK = "cratedigger:migrations"
+_NOW = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+
+def placeholders(sql: str) -> str:
+    """`?` -> `$1`, `$2`, ... outside quoted literals and identifiers."""
+    out: list[str] = []
+    quote: str | None = None
+    n = 0
+    for char in sql:
+        if quote is not None:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            n += 1
+            out.append(f"${n}")
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a lock name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _changed(status: str) -> int:
+    """Rows changed, from a command tag such as 'UPDATE 3' or 'INSERT 0 1'."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresEngine(Engine):
+    name = "postgresql"
+    migrations_subdir = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self._pool = pool
+        self._url = url
+
+    @classmethod
+    async def open(cls, url: str) -> PostgresEngine:
+        log.info("connecting to PostgreSQL at %s", redact(url))
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE,
+                                         server_settings={"application_name": "cratedigger"})
+        return cls(pool, url)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        rows = await self._pool.fetch(placeholders(sql), *params)
+        return [tuple(row) for row in rows]
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[Result]:
+        results: list[Result] = []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for sql, params in statements:
+                    if "RETURNING" in sql:
+                        rows = [tuple(r) for r in await conn.fetch(placeholders(sql), *params)]
+                        results.append((rows, len(rows)))
+                    else:
+                        results.append(([], _changed(await conn.execute(placeholders(sql), *params))))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintViolation(str(exc)) from exc
+        return results
+
+    async def _ensure_migrations_table(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            f"applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
+
+    async def schema_version(self) -> int:
+        async with self._pool.acquire() as conn:
+            await self._ensure_migrations_table(conn)
+            return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+
+    async def migrate(self, migrations_dir: Path) -> list[str]:
+        applied = []
+        async with self._pool.acquire() as conn:
+            # Processes starting together take turns; the later ones find nothing left to apply.
+            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(_MIGRATION_LOCK))
+            try:
+                await self._ensure_migrations_table(conn)
+                current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                for version, path in migration_files(self.migration_dir(migrations_dir)):
+                    if version <= current:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(path.read_text(encoding="utf-8"))
+                        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                           version, path.name)
+                    log.info("applied migration %s", path.name)
+                    applied.append(path.name)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", lock_key(_MIGRATION_LOCK))
+        return applied
+
+    @contextlib.asynccontextmanager
+    async def try_lock(self, name: str) -> AsyncIterator[bool]:
+        conn = await asyncpg.connect(self._url, server_settings={"application_name": "cratedigger-lock"})
+        try:
+            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(name)))
+            yield held
+        finally:
+            await conn.close()  # ends the session, and with it the lock
+
+    async def integrity_ok(self) -> bool:
+        """amcheck over every B-tree index of our schema (heap tuples included); PostgreSQL has no
+        whole-database check like SQLite's. Needs the amcheck extension (CREATE EXTENSION amcheck)."""
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"):
+                raise RuntimeError("the integrity check needs PostgreSQL's amcheck extension: "
+                                   "CREATE EXTENSION amcheck;")
+            indexes = await conn.fetch(
+                "SELECT c.oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE a.amname = 'btree' AND n.nspname = current_schema()")
+            for row in indexes:
+                try:
+                    await conn.execute("SELECT bt_index_check(index => $1::oid::regclass, heapallindexed => true)", row[0])
+                except asyncpg.PostgresError as exc:
+                    log.error("index check failed: %s", exc)
+                    return False
+        return True

@@ -1,0 +1,119 @@
+"""SQLite through aiosqlite: the single-machine engine.
+
+WAL mode (readers never block the writer), foreign keys on, `synchronous=FULL`, and every write
+transaction `BEGIN IMMEDIATE` on the one connection, behind a lock so concurrent tasks cannot interleave
+their statements.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from core.engines import ConstraintViolation, Engine, Result, Statement, migration_files
+
+log = logging.getLogger(__name__)
+
+
+class SQLiteEngine(Engine):
+    name = "sqlite"
+    migrations_subdir = ""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteEngine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=10000")
+            await db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
+        except BaseException:
+            await db.close()  # aiosqlite's thread would otherwise keep the process alive
+            raise
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._db.execute(sql, params) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[Result]:
+        results: list[Result] = []
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    async with self._db.execute(sql, params) as cur:
+                        rows = [tuple(row) for row in await cur.fetchall()]
+                        results.append((rows, max(cur.rowcount, 0)))
+                await self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await self._db.execute("ROLLBACK")
+                raise ConstraintViolation(str(exc)) from exc
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        return results
+
+    async def schema_version(self) -> int:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+        )
+        (version,), = await self.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        return int(version)
+
+    async def migrate(self, migrations_dir: Path) -> list[str]:
+        current = await self.schema_version()
+        applied = []
+        for version, path in migration_files(self.migration_dir(migrations_dir)):
+            if version <= current:
+                continue
+            script = path.read_text(encoding="utf-8")
+            # executescript commits on its own; wrap it so a failing migration leaves nothing behind.
+            await self._db.executescript(
+                f"BEGIN;\n{script}\nINSERT INTO schema_migrations (version, name) "
+                f"VALUES ({version}, '{path.name}');\nCOMMIT;"
+            )
+            log.info("applied migration %s", path.name)
+            applied.append(path.name)
+        return applied
+
+    @contextlib.asynccontextmanager
+    async def try_lock(self, name: str) -> AsyncIterator[bool]:
+        """An flock on a file beside the database: the kernel drops it when the holder's process dies. All
+        processes of a SQLite deployment share that file system (SQLite's own locks are fcntl locks too)."""
+        folder = self.path.parent / "locks"
+        folder.mkdir(exist_ok=True)
+        lock_path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    async def integrity_ok(self) -> bool:
+        rows = await self.fetch("PRAGMA integrity_check")
+        return len(rows) == 1 and rows[0][0] == "ok"

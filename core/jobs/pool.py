@@ -1,0 +1,88 @@
+"""The in-process implementation: a pool of spawned worker processes owned by this process.
+
+Used by the bot and the CLI on one machine, and inside every `cratedigger worker` of the queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any, TypeVar
+
+from core.analysis import init_worker
+from core.config import Settings
+from core.errors import TooLarge, TooSlow, UnsupportedAudio
+from core.jobs import Scheduler
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ProcessPool(Scheduler):
+    """At most `queue_size` tasks pending (queued or running) on `workers` processes."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._pool = _new_pool(settings)
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pending >= self.settings.queue_size:
+            raise self._busy(self._pending)
+        self._pending += 1
+        try:
+            with self._timed():
+                return await self._in_pool(partial(fn, *args, **kwargs))
+        finally:
+            self._pending -= 1
+
+    async def _in_pool(self, call: Callable[[], T]) -> T:
+        """A task that overruns the time bound gets its worker killed (the only way to stop it) and the
+        pool replaced. Tasks that were running beside it lose their worker too and are retried once; a
+        task whose worker dies twice is taken to be what killed it."""
+        for attempt in range(2):
+            pool = self._pool
+            future = asyncio.get_running_loop().run_in_executor(pool, call)
+            try:
+                return await asyncio.wait_for(future, self.settings.task_timeout_seconds)
+            except asyncio.TimeoutError:
+                self._replace_pool(pool)
+                raise TooSlow(f"that took longer than {self.settings.task_timeout_seconds:g} s to analyse, "
+                              "so I stopped; try a shorter or simpler file.") from None
+            except MemoryError:
+                raise TooLarge(f"that needs more than the {self.settings.worker_memory_mb} MB of memory an "
+                               "analysis may use; try a shorter or smaller file.") from None
+            except BrokenProcessPool:
+                self._replace_pool(pool)
+                if attempt == 1:
+                    raise UnsupportedAudio("that file made the analyser crash; it cannot be analysed.") from None
+                log.warning("a worker process died; retrying the task on a fresh pool")
+        raise AssertionError("unreachable")
+
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        """Kill the workers of `broken` and start a new pool, once per broken pool."""
+        if self._pool is not broken:
+            return
+        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
+        for process in list(getattr(broken, "_processes", {}).values()):
+            process.kill()
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._pool = _new_pool(self.settings)
+
+
+def _new_pool(settings: Settings) -> ProcessPoolExecutor:
+    """Spawned (not forked) workers: the parent runs threads (aiosqlite, asyncio) that fork would copy."""
+    return ProcessPoolExecutor(max_workers=max(1, settings.workers),
+                               mp_context=multiprocessing.get_context("spawn"), initializer=init_worker,
+                               initargs=(settings.worker_memory_mb,))

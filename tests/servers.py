@@ -1,0 +1,175 @@
+"""Real PostgreSQL and Redis servers for the tests, started on loopback ports and stopped afterwards.
+
+Registered as a pytest plugin. `postgres` and `redis` are session fixtures (one server each per run);
+`pg_url` and `redis_url` give each test a fresh database. Without Debian's `postgresql` / `redis-server`
+installed, the tests that need them skip with the reason on a developer's machine, and fail under CI
+(`CI=true`), where `.ci/run` installs both.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_USER = "cratedigger"
+PG_PASSWORD = "pg-s3cret-never-logged"
+REDIS_PASSWORD = "redis-s3cret-never-logged"
+_databases = itertools.count()
+
+
+def missing(what: str) -> None:
+    """Skip (a developer's machine) or fail (CI) a test whose server is not installed."""
+    reason = f"{what} is not installed: apt-get install postgresql redis-server (.ci/run does it)"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason}; CI runs the deployment tests, it never skips them")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def postgres_bin() -> Path | None:
+    """Debian keeps initdb and postgres under /usr/lib/postgresql/NN/bin, not on PATH."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return versions[-1].parent if versions else None
+
+
+@dataclass
+class Postgres:
+    bin: Path
+    port: int
+    run_as: dict[str, int]
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres") -> None:
+        subprocess.run([str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                        "-p", str(self.port), "-U", PG_USER, "-d", database, "-c", sql],
+                       check=True, env={**os.environ, "PGPASSWORD": PG_PASSWORD}, capture_output=True)
+
+    def new_database(self) -> str:
+        """A fresh, empty database (with amcheck, for the integrity check); returns its URL."""
+        name = f"t{os.getpid()}_{next(_databases)}"
+        self.psql(f"CREATE DATABASE {name}")
+        self.psql("CREATE EXTENSION amcheck", database=name)
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    bin_dir = postgres_bin()
+    if bin_dir is None or not (bin_dir / "postgres").exists():
+        missing("PostgreSQL")
+    assert bin_dir is not None
+    home = Path(tempfile.mkdtemp(prefix="cratedigger-pg-"))
+    run_as: dict[str, int] = {}
+    if os.geteuid() == 0:  # the server refuses to run as root: use the account Debian's package made
+        account = pwd.getpwnam("postgres")
+        run_as = {"user": account.pw_uid, "group": account.pw_gid}
+        os.chown(home, account.pw_uid, account.pw_gid)
+    data, pwfile = home / "data", home / "pw"
+    pwfile.write_text(PG_PASSWORD)
+    if run_as:
+        os.chown(pwfile, run_as["user"], run_as["group"])
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
+                   check=True, capture_output=True, **run_as)  # type: ignore[call-overload]
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(home),
+         "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"],
+        stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"), **run_as)  # type: ignore[call-overload]
+    try:
+        _wait_for_port(port, proc, "PostgreSQL")
+        yield Postgres(bin_dir, port, run_as)
+    finally:
+        _stop(proc, signal.SIGINT)  # "fast" shutdown
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    return postgres.new_database()
+
+
+@dataclass
+class Redis:
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://:{REDIS_PASSWORD}@127.0.0.1:{self.port}/{db}"
+
+    def flush(self) -> None:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PASSWORD)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        missing("Redis")
+    assert exe is not None
+    home = Path(tempfile.mkdtemp(prefix="cratedigger-redis-"))
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+                             "--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
+                            stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, proc, "Redis")
+        yield Redis(port)
+    finally:
+        _stop(proc)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: Redis) -> str:
+    """The server emptied: a test starts with no queued jobs or results of another."""
+    redis_server.flush()
+    return redis_server.url()
