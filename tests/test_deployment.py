@@ -61,8 +61,11 @@ class Deployment:
 
     async def run(self, shard: int, command: str, *, timeout: float = 180.0,
                   **options: object) -> tuple[InteractionRecord, MessageRecord]:
+        """The command's answer: its reply once that holds an embed, since progress comes first."""
         ix = await self.server.slash(self.admins[shard], command, **options)
-        message = await self.server.reply(ix, timeout=timeout)
+        await self.server.wait_for(lambda: bool(ix.refused) or bool(ix.messages) and bool(ix.last().embeds),
+                                   timeout=timeout)
+        message = ix.last()
         assert not ix.refused, ix.refused
         assert ix.shard == shard  # dispatched to that shard's session, so to that bot process only
         return ix, message
