@@ -21,6 +21,8 @@ from core.constants import (
     SAMPLE_RATE,
     SEGMENT_SAMPLES,
     SILENCE_TOP_DB,
+    TRIM_FRAME_LENGTH,
+    TRIM_HOP_LENGTH,
 )
 from core.errors import EmptyAudio, FileMissing, TooLong, UnsupportedAudio
 
@@ -161,7 +163,8 @@ def trim_silence(y: np.ndarray, *, name: str = "clip") -> np.ndarray:
         raise EmptyAudio(f"'{name}' is silent: there is nothing to listen to.")
     import librosa
 
-    trimmed, _ = librosa.effects.trim(y, top_db=SILENCE_TOP_DB, frame_length=2048, hop_length=512)
+    trimmed, _ = librosa.effects.trim(y, top_db=SILENCE_TOP_DB, frame_length=TRIM_FRAME_LENGTH,
+                                      hop_length=TRIM_HOP_LENGTH)
     if trimmed.size < MIN_CLIP_SECONDS * SAMPLE_RATE:
         raise EmptyAudio(
             f"'{name}' has less than {MIN_CLIP_SECONDS:g} s of sound; send at least a few seconds."
@@ -169,31 +172,39 @@ def trim_silence(y: np.ndarray, *, name: str = "clip") -> np.ndarray:
     return np.ascontiguousarray(trimmed, dtype=np.float32)
 
 
-def segment(y: np.ndarray, *, max_segments: int) -> Segments:
-    """Cut `y` into SEGMENT_SAMPLES-long segments.
+def piece_spans(n_samples: int, *, max_segments: int) -> list[tuple[int, int]]:
+    """The (start, stop) sample offsets, within an `n_samples`-long clip, of the pieces `segment` keeps.
 
-    Policy: full segments are kept; a final partial segment is kept only if it is at least
-    MIN_SEGMENT_FRACTION of a segment, and is filled up by repeating itself (zero padding would add
-    silence that shifts every descriptor). A clip shorter than one segment becomes one such repeated
-    segment. When there are more than `max_segments`, that many are taken evenly spread over the clip, so
-    a long track is judged on its whole length, not on its intro.
+    Policy: full SEGMENT_SAMPLES-long pieces are kept; a final partial piece is kept only if it is at least
+    MIN_SEGMENT_FRACTION of a segment (or is the whole clip, when the clip is shorter than one segment).
+    When there are more than `max_segments`, that many are taken evenly spread over the clip, so a long
+    track is judged on its whole length, not on its intro. Only the last span can be shorter than a
+    segment. Knowing the spans before decoding lets `load_segments` decode only them.
     """
-    n_full, rest = divmod(y.size, SEGMENT_SAMPLES)
-    pieces = [y[i * SEGMENT_SAMPLES:(i + 1) * SEGMENT_SAMPLES] for i in range(n_full)]
-    starts = [i * SEGMENT_SAMPLES for i in range(n_full)]
+    n_full, rest = divmod(n_samples, SEGMENT_SAMPLES)
+    spans = [(i * SEGMENT_SAMPLES, (i + 1) * SEGMENT_SAMPLES) for i in range(n_full)]
     if rest and (rest >= MIN_SEGMENT_FRACTION * SEGMENT_SAMPLES or n_full == 0):
-        tail = y[n_full * SEGMENT_SAMPLES:]
-        pieces.append(np.resize(tail, SEGMENT_SAMPLES))
-        starts.append(n_full * SEGMENT_SAMPLES)
-    if len(pieces) > max_segments:
-        keep = np.unique(np.linspace(0, len(pieces) - 1, max_segments).round().astype(int))
-        pieces = [pieces[i] for i in keep]
-        starts = [starts[i] for i in keep]
+        spans.append((n_full * SEGMENT_SAMPLES, n_samples))
+    if len(spans) > max_segments:
+        keep = np.unique(np.linspace(0, len(spans) - 1, max_segments).round().astype(int))
+        spans = [spans[i] for i in keep]
+    return spans
+
+
+def _stack(pieces: list[np.ndarray], starts: list[int], *, clip_samples: int) -> Segments:
+    """Segments from pieces of at most SEGMENT_SAMPLES samples; a short piece is filled up by repeating
+    itself (zero padding would add silence that shifts every descriptor). `starts` in samples."""
     return Segments(
-        audio=np.stack(pieces).astype(np.float32),
+        audio=np.stack([np.resize(piece, SEGMENT_SAMPLES) for piece in pieces]).astype(np.float32),
         starts=np.asarray(starts, dtype=np.float64) / SAMPLE_RATE,
-        clip_seconds=y.size / SAMPLE_RATE,
+        clip_seconds=clip_samples / SAMPLE_RATE,
     )
+
+
+def segment(y: np.ndarray, *, max_segments: int) -> Segments:
+    """Cut `y` (mono, SAMPLE_RATE) into SEGMENT_SAMPLES-long segments at the spans of `piece_spans`."""
+    spans = piece_spans(y.size, max_segments=max_segments)
+    return _stack([y[a:b] for a, b in spans], [a for a, _ in spans], clip_samples=y.size)
 
 
 def load_segments(path: str | Path, *, max_seconds: float, max_segments: int) -> Segments:
