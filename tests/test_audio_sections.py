@@ -6,7 +6,8 @@ agreement (benchmarks/bench_decode.py on the library prints the same figures for
   resampling a span instead of the whole file differs by about 5e-7);
 - Ogg Vorbis (libsndfile), Opus (ffmpeg): the same positions; a few seeks land up to a Vorbis block off
   (libsndfile issue #885; ffmpeg's Ogg seek likewise), so a segment may be shifted by up to 1024 samples;
-- m4a (ffmpeg): every seek lands up to 1024 source samples late (512 at 22 050 Hz).
+- m4a (ffmpeg): a seeking read starts up to one AAC frame late but ends where asked, so it is placed by its
+  end and matches; only the read of the file's end (placed by its start) can be up to 512 samples off.
 """
 from __future__ import annotations
 
