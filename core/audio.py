@@ -592,8 +592,9 @@ def _sections(source: _Source, *, max_segments: int, name: str) -> Segments:
         raise _Unsure("the loudness reference did not settle")
     if decoded.peak() < SILENT_PEAK:
         raise _Unsure("only silence decoded")
-    log.debug("%s: decoded %.1f s of %.1f s for %d segments", name, source.decoded_seconds,
-              decoded.total / SAMPLE_RATE, len(spans))
+    log.debug("%s: decoded %.1f s of %.1f s for %d segments; sound from %.3f s to %.3f s", name,
+              source.decoded_seconds, decoded.total / SAMPLE_RATE, len(spans), start / SAMPLE_RATE,
+              stop / SAMPLE_RATE)
     return _stack([decoded.cut(start + a, start + b) for a, b in spans], [a for a, _ in spans],
                   clip_samples=stop - start)
 
