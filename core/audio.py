@@ -53,7 +53,8 @@ MAX_CHANNELS = 64
 
 @dataclass(frozen=True)
 class Segments:
-    """Fixed-length segments of one clip: `audio` is (n, SEGMENT_SAMPLES) float32, `starts` in seconds."""
+    """Fixed-length segments of one clip: `audio` is (n, SEGMENT_SAMPLES) float32 at SAMPLE_RATE, `starts`
+    (n,) in seconds from the start of the trimmed clip, `clip_seconds` the trimmed clip's length."""
 
     audio: np.ndarray
     starts: np.ndarray
@@ -270,6 +271,8 @@ and mp3 land on the exact sample, now and then up to a block off; an mp4 read en
 samples. Other containers are decoded whole."""
 
 _SETTLE_ROUNDS = 3
+"""Rounds of (trim from the reference, spans from the trim, reference from the spans) before giving up; the
+second round almost always reads nothing new, 111 library decodes never needed a third."""
 
 _INPUT_LINE = re.compile(r"^Input #0, ([\w,]+?), from ", re.MULTILINE)
 _DURATION_LINE = re.compile(r"^  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?),", re.MULTILINE)
@@ -373,6 +376,7 @@ class _FfmpegSections:
         if not (0 < seconds_total <= max_seconds and 0 < rate <= MAX_SAMPLE_RATE):
             raise _Unsure("a length or rate the whole-file decode should judge")
         self._grid = SAMPLE_RATE // math.gcd(rate, SAMPLE_RATE)
+        self._late = -(-2048 * SAMPLE_RATE // rate)  # two AAC frames: more than a late start is a short read
         self.total_estimate = round(seconds_total * SAMPLE_RATE)
         """Samples at SAMPLE_RATE, to 10 ms: the exact length comes from decoding the end."""
         self._end = self.total_estimate + 2 * SAMPLE_RATE  # until the end has been read
@@ -421,6 +425,8 @@ class _FfmpegSections:
             else:
                 # a read ends where asked (-t counts from the requested start), but an mp4's starts up to one
                 # AAC frame late (the frame before the target is not decoded): align it on its end
+                if y.size < last - first - self._late:
+                    raise _Unsure("a section decoded shorter than asked")
                 origin = last - y.size
             pieces.append(_cut(y, start - origin, stop - origin))
         return pieces
