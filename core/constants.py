@@ -26,6 +26,11 @@ MIN_CLIP_SECONDS = 1.0
 SILENCE_TOP_DB = 60.0
 """Leading/trailing audio quieter than peak - this many dB is trimmed; a clip with nothing above it is silent."""
 
+TRIM_FRAME_LENGTH = 2048
+TRIM_HOP_LENGTH = 512
+"""Samples per RMS frame and between frames when finding the silence to trim (librosa.effects.trim's
+defaults): trim points fall on multiples of TRIM_HOP_LENGTH."""
+
 GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop",
     "jazz", "metal", "pop", "reggae", "rock",

@@ -25,7 +25,10 @@ def write_audio(path: Path, y: np.ndarray, sr: int = 22_050) -> Path:
     elif suffix == ".au":
         sf.write(path, y, sr, format="AU", subtype="PCM_16")
     elif suffix == ".ogg":
-        sf.write(path, y, sr, format="OGG", subtype="VORBIS")
+        # in blocks: libsndfile 1.2 crashes (SIGSEGV) encoding a minute or more of Vorbis in one write
+        with sf.SoundFile(path, "w", samplerate=sr, channels=1, format="OGG", subtype="VORBIS") as f:
+            for i in range(0, y.size, sr):
+                f.write(y[i:i + sr])
     else:
         sf.write(path, y, sr)
     return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import decode, decode_bytes, load_segments, segment, trim_silence
+from core.audio import _mix_down, decode, decode_bytes, load_segments, segment, trim_silence
 from core.constants import SAMPLE_RATE, SEGMENT_SAMPLES
 from core.errors import EmptyAudio, FileMissing, TooLong, UnsupportedAudio
 from tests.audio_files import write_audio
@@ -33,6 +33,16 @@ def test_stereo_is_mixed_down(tmp_path: Path) -> None:
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([left, -left], axis=1), SAMPLE_RATE)  # opposite phase cancels in the mix
     assert np.max(np.abs(decode(path, max_seconds=60))) < 1e-3
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 12])
+def test_mix_down_is_the_channels_mean(channels: int) -> None:
+    data = np.random.default_rng(channels).standard_normal((10_000, channels)).astype(np.float32)
+    mono = _mix_down(data)
+    assert mono.dtype == np.float32 and mono.shape == (10_000,)
+    if channels < 8:  # what decode gave before, bit for bit
+        np.testing.assert_array_equal(mono, data.mean(axis=1, dtype=np.float32))
+    np.testing.assert_allclose(mono, data.mean(axis=1, dtype=np.float64), rtol=0, atol=1e-6)
 
 
 def test_upload_bytes_decode_like_files(tmp_path: Path) -> None:
