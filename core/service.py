@@ -129,8 +129,12 @@ class Service:
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
         self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+        self.library_limits = Limits(settings.models_dir, settings.max_clip_seconds,
+                                     min(settings.library_segments, settings.max_segments))
         self.shelf = shelf_for(store, settings)
-        self.library = Library(settings, store, self._analyse_for_library, version, self.shelf)
+        # A track analysed on another number of segments is analysed again, as one from other models is.
+        self.library = Library(settings, store, self._analyse_for_library,
+                               f"{version}|segments={self.library_limits.max_segments}", self.shelf)
 
     @classmethod
     async def open(cls, settings: Settings) -> Service:
@@ -205,7 +209,7 @@ class Service:
         return await self._run(analyse, path, self.limits, name=name, **what)
 
     async def _analyse_for_library(self, path: Path) -> ClipAnalysis:
-        return await self._run(analyse, path, self.limits)
+        return await self._run(analyse, path, self.library_limits)
 
     # -- use cases ----------------------------------------------------------------------------------------
     async def classify(self, item: Item | str, *, guild_id: int | None = None,
