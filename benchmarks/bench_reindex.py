@@ -1,63 +1,152 @@
-"""Reindex speed on the real library: tracks/s on this machine, analysing up to 60 s of each track.
+"""Reindex speed on the real library, against a bare decode of the same audio, and what each speed costs in
+quality: the curve from which CRATEDIGGER_LIBRARY_SEGMENTS is chosen.
 
-Adds ../shared/data/library (68 real soundtracks) to a fresh data folder (the first analysis), then runs a
-full reindex of the same tracks, and reports tracks/s for both. "Up to 60 s per track" = at most 20
-three-second segments, spread over the track. Target: >= 10 tracks/s; exits 1 when missed.
+For each number N of 3-s segments a library track is analysed on (spread over the track):
 
-    .venv/bin/python benchmarks/bench_reindex.py [--library DIR] [--workers 2] [--segments 20]
+- **speed**: ../shared/data/library (68 real soundtracks) added to a fresh data folder through the
+  service (the first analysis), then a full reindex of the same tracks: tracks/s of the reindex;
+- **bare decode**: the same tracks decoded and cut exactly as the analysis does (`core.audio.load_segments`,
+  sections only for long files) on the same number of worker processes, with no model: tracks/s, and the
+  reindex's ratio to it (what the models and the service add);
+- **quality**: `benchmarks/bench_neighbours.py`'s figures for library entries of N segments (a 30-s
+  excerpt from the middle of each track through 64 kb/s mp3: hit@1 and hit@5 of 68; an excerpt of another
+  part: hit@5), and the mood model's cross-validated mean R² on Emotify with N segments per excerpt.
+
+The target is >= 10 tracks/s on 2 cores at the shipped N; the exit code is 1 when it is missed.
+
+    .venv/bin/python benchmarks/bench_reindex.py [--library DIR] [--workers 2] [--points 3,4,6,8,20]
+        [--no-quality]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.analysis import init_worker  # noqa: E402
+from core.audio import AUDIO_EXTENSIONS, load_segments  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.service import Service  # noqa: E402
 
 TARGET_TRACKS_PER_SECOND = 10.0
+SHARED = ROOT.parent / "shared" / "data"
 
 
-async def run(library: Path, workers: int, segments: int) -> int:
+async def reindex_speed(library: Path, workers: int, segments: int) -> tuple[float, float, int]:
+    """(first analysis tracks/s, full reindex tracks/s, tracks) through the service, models and all."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), workers=workers, max_segments=segments, queue_size=1000)
-        opened = time.perf_counter()
+        settings = Settings(data_dir=Path(tmp), workers=workers, library_segments=segments, queue_size=1000)
         service = await Service.open(settings)
-        print(f"service open (workers spawned, models loaded in one): {time.perf_counter() - opened:.1f} s")
         try:
             started = time.perf_counter()
             added = await service.add_to_library(0, [library])
-            first = time.perf_counter() - started
-            n = len(added.added)
-            print(f"first analysis (add): {n} tracks in {first:.1f} s = {n / first:.2f} tracks/s "
-                  f"({len(added.failed)} failed)")
+            first = len(added.added) / (time.perf_counter() - started)
             report = await service.reindex(0, full=True)
         finally:
             await service.close()
-    print(f"full reindex: {report.analysed} tracks in {report.seconds:.1f} s = "
-          f"{report.tracks_per_second:.2f} tracks/s on {workers} workers, <= {segments} segments "
-          f"({segments * 3} s) per track; index holds {report.index_size}")
-    ok = report.tracks_per_second >= TARGET_TRACKS_PER_SECOND
-    print("target met" if ok else f"TARGET MISSED (>= {TARGET_TRACKS_PER_SECOND:g} tracks/s)")
-    return 0 if ok else 1
+    return first, report.tracks_per_second, report.analysed
+
+
+def _decode_one(args: tuple[Path, float, int]) -> int:
+    path, max_seconds, segments = args
+    return len(load_segments(path, max_seconds=max_seconds, max_segments=segments))
+
+
+def decode_speed(paths: list[Path], workers: int, segments: int, max_seconds: float) -> float:
+    """Tracks/s of decode → trim → segment alone, on `workers` processes set up as the analysis pool's."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=init_worker) as pool:
+        list(pool.map(_decode_one, [(paths[0], max_seconds, segments)] * workers))  # spawn and import first
+        started = time.perf_counter()
+        list(pool.map(_decode_one, [(p, max_seconds, segments) for p in paths]))
+        return len(paths) / (time.perf_counter() - started)
+
+
+def neighbour_curve(library: Path, points: tuple[int, ...]) -> dict[int, dict[str, dict[str, float]]]:
+    from benchmarks.bench_neighbours import library_tracks
+    from benchmarks.bench_neighbours import curve as neighbours_at
+    from core.config import load_settings
+
+    cache = Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours"
+    return neighbours_at(library_tracks(library, cache, load_settings().models_dir, 40), points)
+
+
+def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
+    """Mean R² over the nine GEMS emotions, out of fold (5 folds by genre, 2 repeats), with each excerpt's
+    track vector pooled from N of its segments spread over it, as a library track's would be."""
+    from benchmarks.bench_neighbours import spread
+    from core.config import load_settings
+    from core.mood import track_vector
+    from core.training import mood_train as mt
+    from core.training.genre_data import Clip, embed_clips
+
+    data = mt.read_emotify(emotify)
+    clips = [Clip(f"emotify:{f.stem}", str(g), "emotify", "emotify", f) for f, g in zip(data.files, data.genres)]
+    embedded = embed_clips(clips, "clean", models_dir=load_settings().models_dir,
+                           cache_dir=mt.DEFAULT_CACHE / "frontend")
+    out = {}
+    for n in points:
+        x = []
+        for i in range(len(clips)):
+            mine = np.flatnonzero(embedded.clip == i)
+            mine = mine[np.argsort(embedded.position[mine])]
+            keep = mine[spread(len(mine), n)]
+            x.append(track_vector(embedded.penultimate[keep], embedded.tags[keep]))
+        preds = [mt.out_of_fold(mt._fit_shipped, np.stack(x), data.gems, data.genres, n_folds=5, seed=r)
+                 for r in range(2)]
+        out[n] = float(mt.summarise(data.gems, preds, data.genres)["r2_mean"])
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, default=ROOT.parent / "shared" / "data" / "library")
+    parser.add_argument("--library", type=Path, default=SHARED / "library")
+    parser.add_argument("--emotify", type=Path, default=SHARED / "emotify")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument("--points", default="3,4,6,8,20", help="segments per track to measure, comma-separated")
+    parser.add_argument("--no-quality", action="store_true", help="speed only (quality needs ../shared's Emotify)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
     if not args.library.is_dir():
         print(f"no library at {args.library}", file=sys.stderr)
         return 2
-    return asyncio.run(run(args.library, args.workers, args.segments))
+    points = tuple(int(p) for p in args.points.split(","))
+    shipped = Settings().library_segments
+    if shipped not in points:
+        points = tuple(sorted({*points, shipped}))
+    paths = sorted(p for p in args.library.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+    neighbours = neighbour_curve(args.library, points) if not args.no_quality else {}
+    moods = mood_curve(args.emotify, points) if not args.no_quality and args.emotify.is_dir() else {}
+    print(f"{len(paths)} library tracks, {args.workers} workers; shipped CRATEDIGGER_LIBRARY_SEGMENTS={shipped}")
+    print(f"{'segments':>8}  {'add t/s':>7}  {'reindex t/s':>11}  {'decode t/s':>10}  {'ratio':>5}  "
+          f"{'hit@1':>5}  {'hit@5':>5}  {'other@5':>7}  {'mood R²':>7}")
+    shipped_speed = 0.0
+    for n in points:
+        first, speed, analysed = asyncio.run(reindex_speed(args.library, args.workers, n))
+        bare = decode_speed(paths, args.workers, n, Settings().max_clip_seconds)
+        q = neighbours.get(n, {})
+        hit = (f"{q['middle-mp3']['hit1']:>5}  {q['middle-mp3']['hit5']:>5}  {q['other-part']['hit5']:>7}"
+               if q else f"{'—':>5}  {'—':>5}  {'—':>7}")
+        mood = f"{moods[n]:>7.3f}" if n in moods else f"{'—':>7}"
+        print(f"{n:>8}  {first:>7.2f}  {speed:>11.2f}  {bare:>10.2f}  {speed / bare:>5.2f}  {hit}  {mood}"
+              + ("   <- shipped" if n == shipped else ""), flush=True)
+        if n == shipped:
+            shipped_speed = speed
+    ok = shipped_speed >= TARGET_TRACKS_PER_SECOND
+    print("target met" if ok else f"TARGET MISSED at the shipped {shipped} segments: {shipped_speed:.2f} tracks/s "
+          f"(target >= {TARGET_TRACKS_PER_SECOND:g})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
