@@ -190,12 +190,15 @@ async def test_genre_answers_with_embed_chart_and_feedback_buttons(world: World)
     assert ix.callbacks[0].type == 5 and ix.ack_seconds is not None and ix.ack_seconds < 3
     assert not message.ephemeral
     embed = message.embeds[0]
-    assert "confident" in embed["description"] and "segments" in message.text()
+    description = embed["description"]
+    # A clear verdict says how sure it is; a close call names the top two, the top one first.
+    assert ("confident" in description) != ("too close to call" in description), description
+    assert "segments" in message.text()
     assert embed["image"]["url"] == "attachment://genre.png"
     image = imread(io.BytesIO(png_of(message)), format="png")
     assert image.ndim == 3 and image.shape[1] > 200
     assert message.allowed_mentions == {"parse": []}
-    genre = embed["title"].split()[-1].lower()
+    genre = embed["title"].split()[1].lower()  # "🎧 Pop" or "🎧 Pop or rock": the top genre
     assert message.custom_ids() == [f"cd:genre:up:{genre}", f"cd:genre:down:{genre}"]
     click = await world.server.click(member, message, f"cd:genre:up:{genre}")
     thanks = await world.server.reply(click)
@@ -428,7 +431,7 @@ async def test_library_add_of_a_playlist_checks_each_entry_and_continues_where_i
 
 
 # ------------------------------------------------------------------- reindex longer than the token lives
-LONG_TRACKS = 14
+LONG_TRACKS = 24
 TOKEN_SECONDS = 2.0
 """The local Discord's token lifetime for these tests (Discord's is 15 minutes): a full reindex of
 LONG_TRACKS clips takes several times longer."""
@@ -453,7 +456,7 @@ async def long_library(world: World) -> Guild:
         guild.add_role("Mods", MANAGE_GUILD)
         folder = world.settings.data_dir.parent / "library-long"
         for i in range(LONG_TRACKS):
-            write_clip(folder, f"Long {i:02d}", freq=100 + 37 * i, seed=100 + i, seconds=12)
+            write_clip(folder, f"Long {i:02d}", freq=100 + 37 * i, seed=100 + i, seconds=18)
         gone = write_clip(folder, "Gone", freq=99, seed=99, seconds=4)
         assert len((await world.bot.service.add_to_library(guild.id, [folder])).added) == LONG_TRACKS + 1
         gone.unlink()  # each reindex reports it, naming its path: for the admin's eyes only
