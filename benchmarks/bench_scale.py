@@ -11,7 +11,7 @@ the round trip of a trivial task, sequentially, through each. One run of each (2
 whatever else the machine does). Targets: the queue with one worker keeps >= 0.8 of the pool's throughput
 with one process, and adds <= 50 ms per task; exits 1 when either is missed.
 
-    .venv/bin/python benchmarks/bench_scale.py [--library DIR] [--segments 20] [--tasks 200]
+    .venv/bin/python benchmarks/bench_scale.py [--library DIR] [--segments N (default: CRATEDIGGER_LIBRARY_SEGMENTS's default)] [--tasks 200]
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def redis_server(folder: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def workers(count: int, broker: str, folder: Path, segments: int) -> Iterator[None]:
     env = {**os.environ, "CRATEDIGGER_BROKER_URL": broker, "CRATEDIGGER_WORKERS": "1",
-           "CRATEDIGGER_MAX_SEGMENTS": str(segments)}
+           "CRATEDIGGER_LIBRARY_SEGMENTS": str(segments)}
     procs, logs = [], []
     for n in range(count):
         log = folder / f"worker-{count}-{n}.log"
@@ -118,7 +118,7 @@ async def task_ms(settings: Settings, tasks: int) -> float:
 async def run(library: Path, segments: int, tasks: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        base = Settings(data_dir=folder / "data", max_segments=segments, queue_size=1000, workers=2)
+        base = Settings(data_dir=folder / "data", library_segments=segments, queue_size=1000, workers=2)
         service = await Service.open(base)
         try:
             added = await service.add_to_library(0, [library])
@@ -154,7 +154,7 @@ async def run(library: Path, segments: int, tasks: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", type=Path, default=ROOT.parent / "shared" / "data" / "library")
-    parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument("--segments", type=int, default=Settings().library_segments)
     parser.add_argument("--tasks", type=int, default=200)
     args = parser.parse_args()
     library = args.library if args.library.is_dir() else DEMO_CLIPS
