@@ -44,7 +44,7 @@ from core.genre.descriptor import (
     save,
 )
 from core.training.metrics import expected_calibration_error as ece
-from core.training.metrics import plot_confusion
+from core.training.metrics import confusion_matrix, plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,6 @@ def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return ece(probs.max(axis=1), probs.argmax(axis=1) == y, bins)
-
-
-def confusion_matrix(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    m = np.zeros((len(GENRES), len(GENRES)), dtype=int)
-    np.add.at(m, (y, predicted), 1)
-    return m
 
 
 def per_genre_f1(confusion: np.ndarray) -> dict[str, float]:

@@ -14,7 +14,7 @@ from core.config import Settings
 from core.constants import GENRES
 from core.errors import UserError
 from core.training.genre_data import BadDataset, gtzan_clips
-from core.training.metrics import expected_calibration_error
+from core.training.metrics import confusion_matrix, expected_calibration_error
 
 
 def evaluate_folder(data_dir: Path, split_dir: Path, subset: str, settings: Settings) -> dict[str, Any]:
@@ -38,8 +38,7 @@ def evaluate_folder(data_dir: Path, split_dir: Path, subset: str, settings: Sett
     y, p = np.array(truth), np.array(probs)
     predicted = p.argmax(axis=1)
     hits = predicted == y
-    confusion = np.zeros((len(GENRES), len(GENRES)), int)
-    np.add.at(confusion, (y, predicted), 1)
+    confusion = confusion_matrix(y, predicted)
     return {
         "model": model, "split": subset, "clips": int(len(y)), "skipped": skipped,
         "accuracy": round(float(hits.mean()), 4),

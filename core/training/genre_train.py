@@ -42,7 +42,7 @@ from core.training.genre_data import (
     gtzan_clips,
 )
 from core.training.genre_heads import BilstmHead, HeadConfig, fit_head
-from core.training.metrics import expected_calibration_error, fit_temperature
+from core.training.metrics import confusion_matrix, expected_calibration_error, fit_temperature
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ def calibration(scores: Scores, data: Data) -> dict[str, float]:
 
 
 def confusion(scores: Scores, data: Data, variant: str = "clean") -> list[list[int]]:
-    matrix = np.zeros((len(GENRES), len(GENRES)), int)
-    np.add.at(matrix, (data.labels[scores.indices], scores.logits[variant].argmax(axis=1)), 1)
-    return matrix.tolist()
+    return confusion_matrix(data.labels[scores.indices], scores.logits[variant].argmax(axis=1)).tolist()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -9,6 +9,13 @@ import numpy as np
 from core.constants import GENRES
 
 
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = len(GENRES)) -> np.ndarray:
+    """(classes, classes) counts: rows the true class, columns the predicted one."""
+    counts = np.zeros((classes, classes), dtype=int)
+    np.add.at(counts, (truth, predicted), 1)
+    return counts
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     """Top-label ECE: |accuracy - confidence| over equal-width confidence bins, weighted by their count."""
     edges = np.linspace(0.0, 1.0, bins + 1)

@@ -36,9 +36,8 @@ import core.features
 import core.mood_features
 from core.audio import Segments, load_segments, segment
 from core.config import PACKAGE_ROOT
-from core.constants import SAMPLE_RATE, audio_constants
+from core.constants import SAMPLE_RATE, audio_constants, frontend_constants
 from core.features import DESCRIPTOR_NAMES, extract
-from core.constants import frontend_constants
 from core.mood import (
     ARTEFACT,
     ARTEFACT_FORMAT,
@@ -53,6 +52,7 @@ from core.mood import (
 )
 from core.mood_features import extra_descriptors, segment_table
 from core.mood_features import track_vector as handmade_vector
+from core.training.metrics import confusion_matrix
 
 log = logging.getLogger(__name__)
 
@@ -347,9 +347,7 @@ def mood_rank_correlation(y: np.ndarray, preds: list[np.ndarray]) -> dict[str, f
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> list[list[int]]:
-    counts = np.zeros((len(MOODS), len(MOODS)), dtype=int)
-    np.add.at(counts, (truth, predicted), 1)
-    return counts.tolist()
+    return confusion_matrix(truth, predicted, len(MOODS)).tolist()
 
 
 def noise_draws(residuals: np.ndarray) -> np.ndarray:
