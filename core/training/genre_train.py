@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 from core.constants import GENRES, audio_constants, frontend_constants
 from core.genre import softmax
 from core.genre.bilstm import ARTEFACT_VERSION, KIND, Sidecar
+from core.training.artefacts import write_artefact
 from core.training.genre_data import (
     DEFAULT_CACHE,
     VARIANTS,
@@ -190,13 +190,6 @@ def confusion(scores: Scores, data: Data, variant: str = "clean") -> list[list[i
     return confusion_matrix(data.labels[scores.indices], scores.logits[variant].argmax(axis=1)).tolist()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as tmp:
-        tmp.write(data)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
 def save(head: BilstmHead, out_dir: Path, temperature: float, training: dict[str, Any]) -> list[Path]:
     """.keras (reference), .npz (runtime weights) and .json (sidecar), each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,15 +198,15 @@ def save(head: BilstmHead, out_dir: Path, temperature: float, training: dict[str
         keras_tmp, npz_tmp = Path(tmp) / "m.keras", Path(tmp) / "w.npz"
         head.keras_model.save(keras_tmp)
         np.savez(npz_tmp, **{k: v.astype(np.float32) for k, v in head.weights.arrays().items()})
-        _write_atomic(paths[0], keras_tmp.read_bytes())
-        _write_atomic(paths[1], npz_tmp.read_bytes())
+        write_artefact(paths[0], keras_tmp.read_bytes())
+        write_artefact(paths[1], npz_tmp.read_bytes())
     sidecar = Sidecar(constants=audio_constants(), frontend=frontend_constants(), genres=list(GENRES),
                       mean=[float(v) for v in head.standardiser.mean], std=[float(v) for v in head.standardiser.std],
                       temperature=temperature,
                       architecture={"units": head.config.units, "dropout": head.config.dropout,
                                     "input": "front-end penultimate (200)", "output": "per-segment softmax"},
                       training=training, kind=KIND, version=ARTEFACT_VERSION)
-    _write_atomic(paths[2], sidecar.to_json().encode())
+    write_artefact(paths[2], sidecar.to_json().encode())
     return paths
 
 

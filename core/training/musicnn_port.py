@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from core.constants import FRONTEND_N_MELS, FRONTEND_PATCH_FRAMES, frontend_constants
 from core.frontend import ARTEFACT, OUTPUTS, Sidecar
+from core.training.artefacts import write_artefact
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,6 @@ def convert_weights(model: Any, checkpoint_prefix: str) -> list[str]:
     return used
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as tmp:
-        tmp.write(data)
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
-
-
 def export_tflite(model: Any, out_path: Path) -> int:
     """A LiteRT flatbuffer with a dynamic batch (no recurrent layers here, so every op is a builtin)."""
     from core.runtime import tensorflow
@@ -149,7 +142,7 @@ def export_tflite(model: Any, out_path: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="frontend-export-") as saved:
         model.export(saved, format="tf_saved_model", verbose=False, input_signature=[spec])
         flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
-    _write_atomic(out_path, flatbuffer)
+    write_artefact(out_path, flatbuffer)
     return len(flatbuffer)
 
 
@@ -163,7 +156,7 @@ def convert(musicnn_dir: Path, out_dir: Path) -> dict[str, Path]:
     with tempfile.TemporaryDirectory(prefix="frontend-keras-") as tmp:
         keras_tmp = Path(tmp) / "model.keras"
         model.save(keras_tmp)
-        _write_atomic(paths["keras"], keras_tmp.read_bytes())
+        write_artefact(paths["keras"], keras_tmp.read_bytes())
     size = export_tflite(model, paths["tflite"])
     sidecar = Sidecar(
         constants=frontend_constants(), outputs=list(OUTPUTS),
@@ -172,5 +165,5 @@ def convert(musicnn_dir: Path, out_dir: Path) -> dict[str, Path]:
                 "trained_on": "Million Song Dataset, 50 most frequent last.fm tags",
                 "checkpoint_variables": len(used), "tflite_bytes": size},
     )
-    _write_atomic(paths["json"], (json.dumps(asdict(sidecar), indent=2, sort_keys=True) + "\n").encode())
+    write_artefact(paths["json"], (json.dumps(asdict(sidecar), indent=2, sort_keys=True) + "\n").encode())
     return paths
