@@ -32,6 +32,14 @@ Progress = Callable[[int, int], Awaitable[None] | None]
 Analyser = Callable[[Path], Awaitable[ClipAnalysis]]
 
 
+async def report_progress(progress: Progress | None, done: int, total: int) -> None:
+    """Tell `progress` (a plain or an async callback, or None) that `done` of `total` are done."""
+    if progress is not None:
+        outcome = progress(done, total)
+        if asyncio.iscoroutine(outcome):
+            await outcome
+
+
 @dataclass(frozen=True)
 class AddedTrack:
     track_id: int
@@ -229,15 +237,10 @@ class Library:
                 report.failed.append((row.source, str(exc)))
                 report.failed_ids.append(row.id)
             done += 1
-            if progress is not None:
-                outcome = progress(done, len(todo))
-                if asyncio.iscoroutine(outcome):
-                    await outcome
+            await report_progress(progress, done, len(todo))
 
-        if progress is not None and todo:
-            outcome = progress(0, len(todo))
-            if asyncio.iscoroutine(outcome):
-                await outcome
+        if todo:
+            await report_progress(progress, 0, len(todo))
         in_flight = asyncio.Semaphore(max(1, self.settings.workers) * 2)
 
         async def bounded(row: TrackRow) -> None:

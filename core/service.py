@@ -23,7 +23,7 @@ from core.audio import check_extension
 from core.config import Settings
 from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.jobs import Scheduler, models_version, open_scheduler
-from core.library import AddReport, Library, Progress, ReindexReport
+from core.library import AddReport, Library, Progress, ReindexReport, report_progress
 from core.shelf import shelf_for
 from core.store import Store
 
@@ -363,13 +363,13 @@ class Service:
         report.left_out += len(new) - len(taken) + unlisted
         report.left_out_is_minimum |= playlist.total is None
         for done, entry in enumerate(taken):
-            await _call(progress, done, len(taken))
+            await report_progress(progress, done, len(taken))
             try:
                 await self._register_link(guild_id, entry.url, entry.title, added_by=added_by,
                                           report=report)
             except UserError as exc:  # a private address, a dead link, a playlist inside the playlist…
                 report.failed.append((entry.url, str(exc)))
-        await _call(progress, len(taken), len(taken))
+        await report_progress(progress, len(taken), len(taken))
         return len(taken)
 
     async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None) -> ReindexReport:
@@ -491,13 +491,6 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
-
-
-async def _call(progress: Progress | None, done: int, total: int) -> None:
-    if progress is not None:
-        outcome = progress(done, total)
-        if asyncio.iscoroutine(outcome):
-            await outcome
 
 
 def _is_link(text: str) -> bool:
