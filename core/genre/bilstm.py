@@ -140,10 +140,14 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def floored_log_probs(weights: Weights, x: np.ndarray) -> np.ndarray:
+    """Standardised (steps, EMBEDDING_DIM) -> per-segment log-probabilities floored at log(LOG_FLOOR), as the
+    shipped model and the training heads both score a sequence."""
+    return np.maximum(log_softmax(weights.logits(x)), np.log(LOG_FLOOR))
+
+
 class BilstmGenreModel:
     """The GenreModel of core.genre: a clip's front-end embeddings in, a calibrated verdict out."""
-
-    reads = "embeddings"
 
     def __init__(self, name: str, sidecar: Sidecar, weights: Weights) -> None:
         self.name = name
@@ -156,9 +160,7 @@ class BilstmGenreModel:
         """(n, EMBEDDING_DIM) in segment order -> (n, len(GENRES)) log-probabilities."""
         if embeddings.ndim != 2 or embeddings.shape[1] != EMBEDDING_DIM or not len(embeddings):
             raise ValueError(f"embeddings of shape {embeddings.shape}; expected (n >= 1, {EMBEDDING_DIM})")
-        x = (np.asarray(embeddings, np.float64) - self._mean) / self._std
-        probs = np.exp(log_softmax(self.weights.logits(x)))
-        return np.log(np.maximum(probs, LOG_FLOOR))
+        return floored_log_probs(self.weights, (np.asarray(embeddings, np.float64) - self._mean) / self._std)
 
     def predict(self, features: Any) -> GenreVerdict:
         return verdict_from_segments(self.segment_log_probs(features.embeddings), features.starts,

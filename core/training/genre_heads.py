@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.constants import GENRES
-from core.genre.bilstm import LOG_FLOOR, Weights, log_softmax
+from core.genre.bilstm import LOG_FLOOR, Weights, floored_log_probs
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ class BilstmHead:
         self.weights = keras_weights(keras_model)
 
     def segment_log_probs(self, sequence: np.ndarray) -> np.ndarray:
-        probs = np.exp(log_softmax(self.weights.logits(self.standardiser(sequence))))
-        return np.log(np.maximum(probs, LOG_FLOOR))
+        return floored_log_probs(self.weights, self.standardiser(sequence))
 
 
 def build_bilstm(units: int, dropout: float, skip: bool = True, l2: float = 0.0,
