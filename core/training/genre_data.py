@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from core.analysis import init_worker
 from core.audio import decode, ffmpeg_exe, segment, trim_silence
 from core.config import PACKAGE_ROOT
 from core.constants import GENRES, SAMPLE_RATE, SEGMENT_SAMPLES
@@ -177,18 +178,13 @@ class Embedded:
         return [self.penultimate[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-_worker_frontend = None
-
-
 def _embed_one(job: tuple[Clip, str, Path]) -> tuple[np.ndarray, np.ndarray] | str:
-    global _worker_frontend
-    clip, variant, models_dir = job
-    if _worker_frontend is None:
-        from core.frontend import load_frontend
+    """In a worker set up by core.analysis.init_worker, whose front-end is loaded once (core.analysis)."""
+    from core.analysis import frontend
 
-        _worker_frontend = load_frontend(models_dir)
+    clip, variant, models_dir = job
     try:
-        out = _worker_frontend.embed_segments(clip_segments(clip, variant))
+        out = frontend(models_dir).embed_segments(clip_segments(clip, variant))
     except UserError as exc:
         return f"{clip.path}: {exc}"
     return out["penultimate"], out["tags"]
@@ -217,7 +213,7 @@ def embed_clips(clips: Sequence[Clip], variant: str, *, models_dir: Path, cache_
         return Embedded(data["penultimate"], data["tags"], data["clip"], data["position"], list(clips))
     pens, tags, owners, positions = [], [], [], []
     jobs = [(c, variant, models_dir) for c in clips]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool:
         results = pool.map(_embed_one, jobs, chunksize=4)
         for i, result in enumerate(tqdm(results, total=len(jobs), desc=f"embed {variant}", disable=None)):
             if isinstance(result, str):
@@ -235,8 +231,3 @@ def embed_clips(clips: Sequence[Clip], variant: str, *, models_dir: Path, cache_
              position=embedded.position)
     return embedded
 
-
-def _quiet_worker() -> None:
-    from core.background import become_background
-
-    become_background(5, 0)
