@@ -96,6 +96,11 @@ class FetchedAudio:
     extractor: str
 
 
+def is_link(text: str) -> bool:
+    """A command's argument names a link (a scheme within its first characters), not a local path."""
+    return "://" in text[:16]
+
+
 @contextmanager
 def fetch_audio(url: str, settings: Settings, workdir: Path, *, resolver: Resolver = system_resolver,
                 connector: Connector = direct_connector) -> Iterator[FetchedAudio]:

@@ -22,6 +22,7 @@ from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
 from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
+from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
 from core.library import AddReport, Library, Progress, ReindexReport, report_progress
 from core.shelf import shelf_for
@@ -218,7 +219,7 @@ class Service:
         and fetched like `/similar`'s links; any other `str` is a path)."""
         analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
         title: str | None = None
-        if isinstance(item, str) and _is_link(item):
+        if isinstance(item, str) and is_link(item):
             title, result = await self._with_link(item, analyse)
             file = item.strip()
         else:
@@ -320,7 +321,7 @@ class Service:
             await self._with_file(source, lambda p, n: self.library.register_file(
                 guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
                 report=report))
-        elif isinstance(source, str) and _is_link(source):
+        elif isinstance(source, str) and is_link(source):
             try:
                 await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report)
             except PlaylistLink:
@@ -423,7 +424,7 @@ class Service:
 
     async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
         """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
-        if isinstance(query, str) and _is_link(query):
+        if isinstance(query, str) and is_link(query):
             _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
             return query, result.embedding, {same.id} if same else set()
@@ -491,10 +492,6 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
-
-
-def _is_link(text: str) -> bool:
-    return "://" in text[:16]
 
 
 def _describe(source: str | Upload | Path) -> str:

@@ -29,6 +29,7 @@ from core.analysis import ClipAnalysis, Limits, analyse
 from core.cli import Outcome
 from core.config import Settings
 from core.errors import UserError
+from core.fetch import is_link
 from core.genre import verdict_label
 
 NO_MODEL = "no genre model installed"
@@ -65,7 +66,7 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
 def _analyse(item: str, settings: Settings) -> dict[str, Any]:
     limits = Limits(models_dir=settings.models_dir, max_seconds=settings.max_clip_seconds,
                     max_segments=settings.max_segments)
-    if "://" not in item[:16]:
+    if not is_link(item):
         path = Path(item)
         return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
     from core.fetch import fetch_audio

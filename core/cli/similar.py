@@ -7,6 +7,7 @@ from pathlib import Path
 from core.cli import Outcome
 from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
+from core.fetch import is_link
 from core.service import SimilarReport
 
 
@@ -28,6 +29,6 @@ def render_hits(hits: list) -> str:
 
 def find_similar(args: argparse.Namespace, settings: Settings) -> Outcome:
     k = max(1, min(25, args.k))
-    query: str | Path = args.query if "://" in args.query[:16] else Path(args.query)
+    query: str | Path = args.query if is_link(args.query) else Path(args.query)
     report: SimilarReport = with_service(settings, lambda s: s.similar(args.guild, query, k=k))
     return Outcome(report.to_dict(), f"closest to {report.query}:\n{render_hits(report.results)}")
