@@ -14,13 +14,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.audio import load_segments
 from core.background import become_background
 from core.features import SegmentFeatures, extract
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,12 @@ class Limits:
     models_dir: Path
     max_seconds: float
     max_segments: int
+
+    @classmethod
+    def of(cls, settings: Settings, *, max_segments: int | None = None) -> Limits:
+        """The limits `settings` sets for an upload, or with `max_segments` instead (a library track's)."""
+        return cls(settings.models_dir, settings.max_clip_seconds,
+                   settings.max_segments if max_segments is None else max_segments)
 
 
 @dataclass(frozen=True)

@@ -129,9 +129,9 @@ class Service:
         self.jobs = jobs
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
-        self.limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
-        self.library_limits = Limits(settings.models_dir, settings.max_clip_seconds,
-                                     min(settings.library_segments, settings.max_segments))
+        self.limits = Limits.of(settings)
+        self.library_limits = Limits.of(settings, max_segments=min(settings.library_segments,
+                                                                   settings.max_segments))
         self.shelf = shelf_for(store, settings)
         # A track analysed on another number of segments is analysed again, as one from other models is.
         self.library = Library(settings, store, self._analyse_for_library,
@@ -149,8 +149,7 @@ class Service:
             await store.close()
             raise
         try:
-            limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
-            version = await jobs.run(models_version, limits)
+            version = await jobs.run(models_version, Limits.of(settings))
         except BaseException:
             await jobs.close()
             await store.close()

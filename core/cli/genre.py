@@ -64,8 +64,7 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
 
 
 def _analyse(item: str, settings: Settings) -> dict[str, Any]:
-    limits = Limits(models_dir=settings.models_dir, max_seconds=settings.max_clip_seconds,
-                    max_segments=settings.max_segments)
+    limits = Limits.of(settings)
     if not is_link(item):
         path = Path(item)
         return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))

@@ -23,7 +23,7 @@ def estimate_moods(args: argparse.Namespace, settings: Settings) -> Outcome:
     if mood_model(settings.models_dir) is None:  # the operator's to fix: one line, exit 2
         raise UserError(f"no mood model (or no front-end) in {settings.models_dir}: train one with "
                         f"`python -m core.training.mood_train --out {settings.models_dir}`")
-    limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+    limits = Limits.of(settings)
     documents: list[dict[str, Any]] = []
     lines: list[str] = []
     for path in args.files:

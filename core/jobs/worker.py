@@ -80,8 +80,7 @@ async def run_worker(settings: Settings) -> None:
     """Serve the queue until SIGTERM/SIGINT."""
     pool = ProcessPool(settings)
     try:
-        version = await pool.run(models_version, Limits(settings.models_dir, settings.max_clip_seconds,
-                                                        settings.max_segments))
+        version = await pool.run(models_version, Limits.of(settings))
         log.info("worker ready: %d processes, models %s, queue %s", settings.workers, version,
                  redact(settings.broker_url))
         worker = Worker(

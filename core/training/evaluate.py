@@ -21,7 +21,7 @@ def evaluate_folder(data_dir: Path, split_dir: Path, subset: str, settings: Sett
     clips = [c for c in gtzan_clips(data_dir, split_dir) if c.split == subset]
     if not clips:
         raise BadDataset(f"{data_dir} holds no clip of the {subset} split")
-    limits = Limits(settings.models_dir, settings.max_clip_seconds, settings.max_segments)
+    limits = Limits.of(settings)
     truth, probs, kinds, model, skipped = [], [], [], None, []
     for clip in tqdm(clips, desc=f"evaluate {subset}", unit="clip", disable=None):
         try:
