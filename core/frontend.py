@@ -45,6 +45,8 @@ KIND = "frontend-musicnn"
 ARTEFACT_VERSION = 1
 OUTPUTS: tuple[str, ...] = ("penultimate", "tags")
 EMBEDDING_DIM = 200
+TAG_COUNT = 50
+"""MSD tags the network scores (its `tags` output)."""
 
 
 @lru_cache(maxsize=1)
@@ -136,7 +138,7 @@ class Frontend:
         """(n, FRONTEND_PATCH_FRAMES, FRONTEND_N_MELS) -> {"penultimate": (n, 200), "tags": (n, 50)}."""
         if len(patches) == 0:
             return {"penultimate": np.zeros((0, EMBEDDING_DIM), np.float32),
-                    "tags": np.zeros((0, 50), np.float32)}
+                    "tags": np.zeros((0, TAG_COUNT), np.float32)}
         out = self.runner(patches)
         return {name: out[name] for name in OUTPUTS}
 

@@ -47,6 +47,7 @@ import numpy as np
 from core.constants import audio_constants, frontend_constants
 from core.errors import ModelMismatch, UnknownMood
 from core.features import SegmentFeatures
+from core.frontend import EMBEDDING_DIM, TAG_COUNT, artefact_path
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,8 @@ class MoodEstimate:
 ARTEFACT = "mood.npz"
 ARTEFACT_FORMAT = 2
 TAG_LOGIT_FLOOR = 1e-4
-TRACK_FEATURE_NAMES: tuple[str, ...] = (*(f"embedding{i}_mean" for i in range(200)),
-                                         *(f"tag{i}_logit_mean" for i in range(50)))
+TRACK_FEATURE_NAMES: tuple[str, ...] = (*(f"embedding{i}_mean" for i in range(EMBEDDING_DIM)),
+                                         *(f"tag{i}_logit_mean" for i in range(TAG_COUNT)))
 """The track vector the model reads: segment means of the front-end's embedding and tag logits. Means
 only: a spread over segments depends on how much of a track was analysed (one minute in training, a whole
 song in the library)."""
@@ -251,8 +252,6 @@ def read_artefact(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 def load_mood_model(models_dir: Path) -> MoodModel | None:
     """The shipped mood model, or None when there is no artefact or no front-end for it to read (the
     caller says "no mood model")."""
-    from core.frontend import artefact_path
-
     path = Path(models_dir) / ARTEFACT
     if not path.is_file() or not artefact_path(Path(models_dir)).is_file():
         log.info("no mood model at %s (or no front-end beside it)", path)
