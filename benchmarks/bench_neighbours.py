@@ -46,6 +46,8 @@ QUERY_SECONDS = 30.0
 REENCODE_BITRATE = "64k"
 MAX_TRACK_SECONDS = 900.0
 CURVE = (2, 3, 4, 6, 8, 12, 20, 40)
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours"
+"""Per-track front-end outputs, kept between runs (bench_reindex reads the same)."""
 QUERIES = ("middle-mp3", "other-part", "reencoded")
 SEGMENT_SECONDS = SEGMENT_SAMPLES / SAMPLE_RATE
 
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--library", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "library")
     parser.add_argument("--segments", type=int, default=None, help="segments per library entry")
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--stats", type=Path, default=None,
                         help="an .npz of embedding mean/std from other music, tried as one more variant")
     args = parser.parse_args(argv)

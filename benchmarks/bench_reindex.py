@@ -74,12 +74,11 @@ def decode_speed(paths: list[Path], workers: int, segments: int, max_seconds: fl
 
 
 def neighbour_curve(library: Path, points: tuple[int, ...]) -> dict[int, dict[str, dict[str, float]]]:
-    from benchmarks.bench_neighbours import library_tracks
+    from benchmarks.bench_neighbours import DEFAULT_CACHE, library_tracks
     from benchmarks.bench_neighbours import curve as neighbours_at
     from core.config import load_settings
 
-    cache = Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours"
-    return neighbours_at(library_tracks(library, cache, load_settings().models_dir, 40), points)
+    return neighbours_at(library_tracks(library, DEFAULT_CACHE, load_settings().models_dir, 40), points)
 
 
 def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
@@ -89,16 +88,13 @@ def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
     from core.config import load_settings
     from core.mood import track_vector
     from core.training import mood_train as mt
-    from core.training.genre_data import Clip, embed_clips
 
     data = mt.read_emotify(emotify)
-    clips = [Clip(f"emotify:{f.stem}", str(g), "emotify", "emotify", f) for f, g in zip(data.files, data.genres)]
-    embedded = embed_clips(clips, "clean", models_dir=load_settings().models_dir,
-                           cache_dir=mt.DEFAULT_CACHE / "frontend")
+    embedded = mt.frontend_outputs(data.files, data.genres, load_settings().models_dir, mt.DEFAULT_CACHE, jobs=2)
     out = {}
     for n in points:
         x = []
-        for i in range(len(clips)):
+        for i in range(len(data.files)):
             mine = np.flatnonzero(embedded.clip == i)
             mine = mine[np.argsort(embedded.position[mine])]
             keep = mine[spread(len(mine), n)]

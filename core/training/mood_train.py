@@ -52,6 +52,7 @@ from core.mood import (
 )
 from core.mood_features import extra_descriptors, segment_table
 from core.mood_features import track_vector as handmade_vector
+from core.training.genre_data import Clip, Embedded, embed_clips
 from core.training.metrics import confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -169,16 +170,20 @@ def _track_rows(args: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
     return handmade_vector(segment_table(descriptors, extras), chroma), baseline_vector(descriptors)
 
 
+def frontend_outputs(files: list[Path], genres: np.ndarray, models_dir: Path, cache_dir: Path,
+                     jobs: int) -> Embedded:
+    """Per-segment front-end outputs of `files`, each excerpt cut as an upload is (core.training.genre_data
+    caches them by front-end under `cache_dir`/frontend)."""
+    clips = [Clip(f"emotify:{f.stem}", str(g), "emotify", "emotify", f) for f, g in zip(files, genres)]
+    return embed_clips(clips, "clean", models_dir=models_dir, cache_dir=cache_dir / "frontend", workers=jobs)
+
+
 def frontend_matrix(files: list[Path], genres: np.ndarray, models_dir: Path, cache_dir: Path,
                     jobs: int) -> np.ndarray:
-    """(n, len(TRACK_FEATURE_NAMES)) front-end track vectors of `files`, in order, each excerpt cut as an
-    upload is (core.training.genre_data caches the per-segment outputs by front-end)."""
-    from core.training.genre_data import Clip, embed_clips
-
-    clips = [Clip(f"emotify:{f.stem}", str(g), "emotify", "emotify", f) for f, g in zip(files, genres)]
-    embedded = embed_clips(clips, "clean", models_dir=models_dir, cache_dir=cache_dir / "frontend", workers=jobs)
+    """(n, len(TRACK_FEATURE_NAMES)) front-end track vectors of `files`, in order."""
+    embedded = frontend_outputs(files, genres, models_dir, cache_dir, jobs)
     return np.stack([track_vector(embedded.penultimate[embedded.clip == i], embedded.tags[embedded.clip == i])
-                     for i in range(len(clips))])
+                     for i in range(len(files))])
 
 
 def track_matrix(files: list[Path], cache_dir: Path, jobs: int) -> tuple[np.ndarray, np.ndarray]:
