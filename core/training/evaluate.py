@@ -14,7 +14,7 @@ from core.config import Settings
 from core.constants import GENRES
 from core.errors import UserError
 from core.training.genre_data import BadDataset, gtzan_clips
-from core.training.metrics import confusion_matrix, expected_calibration_error
+from core.training.metrics import confusion_matrix, expected_calibration_error, per_genre_recall
 
 
 def evaluate_folder(data_dir: Path, split_dir: Path, subset: str, settings: Settings) -> dict[str, Any]:
@@ -43,8 +43,7 @@ def evaluate_folder(data_dir: Path, split_dir: Path, subset: str, settings: Sett
         "model": model, "split": subset, "clips": int(len(y)), "skipped": skipped,
         "accuracy": round(float(hits.mean()), 4),
         "ece": round(expected_calibration_error(p.max(axis=1), hits), 4),
-        "per_genre": {GENRES[g]: {"recall": round(float(hits[y == g].mean()), 3), "n": int((y == g).sum())}
-                      for g in np.unique(y)},
+        "per_genre": per_genre_recall(y, hits),
         "per_kind": {k: round(float(hits[np.array(kinds) == k].mean()), 3) for k in sorted(set(kinds))},
         "genres": list(GENRES), "confusion": confusion.tolist(),
     }

@@ -42,7 +42,12 @@ from core.training.genre_data import (
     gtzan_clips,
 )
 from core.training.genre_heads import BilstmHead, HeadConfig, fit_head
-from core.training.metrics import confusion_matrix, expected_calibration_error, fit_temperature
+from core.training.metrics import (
+    confusion_matrix,
+    expected_calibration_error,
+    fit_temperature,
+    per_genre_recall,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +129,7 @@ class Scores:
                 continue
             truth = data.labels[self.indices][sel]
             hits = predicted[sel] == truth
-            per_genre = {GENRES[g]: {"recall": round(float(hits[truth == g].mean()), 3), "n": int((truth == g).sum())}
-                         for g in np.unique(truth)}
+            per_genre = per_genre_recall(truth, hits)
             out[group] = {"accuracy": round(float(hits.mean()), 3), "n": len(sel),
                           "macro": round(float(np.mean([v["recall"] for v in per_genre.values()])), 3),
                           "per_genre": per_genre}

@@ -16,6 +16,12 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = le
     return counts
 
 
+def per_genre_recall(truth: np.ndarray, hits: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """Per genre present in `truth`: the share of its clips that were right (`hits`) and their count."""
+    return {GENRES[g]: {"recall": round(float(hits[truth == g].mean()), 3), "n": int((truth == g).sum())}
+            for g in np.unique(truth)}
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     """Top-label ECE: |accuracy - confidence| over equal-width confidence bins, weighted by their count."""
     edges = np.linspace(0.0, 1.0, bins + 1)
