@@ -88,6 +88,65 @@ def test_a_segment_is_one_patch_of_187_frames_by_96_bands() -> None:
     assert SEGMENT_SAMPLES / SAMPLE_RATE == pytest.approx(3.0, abs=1e-3)
 
 
+def _network_with_dead_filters(live: list[int]) -> object:
+    """The architecture with random weights, biases and batch-norm statistics, and all but `live` filters of
+    each front-end convolution zeroed: dead, as most of MSD_musicnn's are."""
+    from core.training.musicnn_port import FRONTEND_FILTERS, build_network, conv_name
+
+    rng = np.random.default_rng(0)
+    model = build_network()
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if layer.name.startswith("batch_normalization"):
+            n = weights[0].shape
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
+                               rng.uniform(0.5, 2.0, n)])
+        elif weights:
+            layer.set_weights([weights[0], rng.normal(0, 0.5, weights[1].shape)])
+    for i, (keep, filters) in enumerate(zip(live, FRONTEND_FILTERS)):
+        kernel, bias = model.get_layer(conv_name(i)).get_weights()
+        kernel[..., rng.permutation(filters)[keep:]] = 0.0
+        model.get_layer(conv_name(i)).set_weights([kernel, bias])
+    return model
+
+
+def test_pruning_the_dead_filters_leaves_every_output_where_it_was() -> None:
+    from core.training.musicnn_port import prune
+
+    live = [23, 14, 3, 7, 17]
+    model = _network_with_dead_filters(live)
+    pruned, kept = prune(model, demo_patches(DEMO[0]))
+    assert kept == live
+    assert pruned.count_params() < model.count_params() / 2
+    unseen = demo_patches(DEMO[1])  # not the probe prune checked itself on
+    before, after = model.predict(unseen, verbose=0), pruned.predict(unseen, verbose=0)
+    assert np.abs(before["penultimate"]).max() > 0.1  # the comparison is not between two zero outputs
+    for layer in ("penultimate", "tags"):
+        np.testing.assert_allclose(after[layer], before[layer], rtol=0, atol=PATCH_ATOL)
+
+
+def test_pruning_that_would_drop_live_filters_is_refused() -> None:
+    from core.training.musicnn_port import prune
+
+    model = _network_with_dead_filters([23, 14, 3, 7, 17])
+    with pytest.raises(ValueError, match="moves the outputs"):
+        prune(model, demo_patches(DEMO[0]), tolerance=0.9)  # 'dead' below 90 % of the largest kernel's norm
+
+
+def test_the_shipped_network_is_the_pruned_one() -> None:
+    """The speed the card reports is the pruned network's: 64 front-end filters of 561, as its sidecar says."""
+    from core.runtime import tensorflow
+    from core.training.musicnn_port import FRONTEND_FILTERS, conv_name
+
+    tensorflow()
+    import keras
+
+    network = keras.models.load_model(artefact_path(MODELS))
+    filters = [network.get_layer(conv_name(i)).get_weights()[0].shape[-1] for i in range(len(FRONTEND_FILTERS))]
+    assert sum(filters) == 64
+    assert filters == load_frontend(MODELS, runtime="keras").sidecar.origin["frontend_filters"]["kept"]
+
+
 def test_an_artefact_made_with_other_constants_is_refused(tmp_path: Path) -> None:
     for suffix in (".keras", ".tflite", ".json"):
         shutil.copy(artefact_path(MODELS).with_suffix(suffix), tmp_path / f"{ARTEFACT}{suffix}")

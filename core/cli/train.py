@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=type(train))
     frontend = kinds.add_parser(
         "frontend", parents=[parent], help="convert musicnn's MSD checkpoint into our Keras/LiteRT model",
-        description="Port musicnn's MSD_musicnn weights into models/frontend_msd_musicnn.{keras,tflite,json}. "
+        description="Port musicnn's MSD_musicnn weights into models/frontend_msd_musicnn.{keras,tflite,json}, "
+                    "without its dead filters (checked on the demo clips to give the same outputs). "
                     "Needs the musicnn package (pip install --no-deps musicnn); the runtime does not.")
     frontend.add_argument("--musicnn-dir", type=Path, default=None, metavar="DIR",
                           help="the installed musicnn package folder (default: found on the Python path)")
@@ -75,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 
 def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outcome:
+    from core.cli.demo import DEMO_CLIPS
     from core.training.musicnn_port import convert
     from core.training.musicnn_reference import package_dir
 
@@ -84,7 +86,7 @@ def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outco
         raise UserError(f"{exc}; or point --musicnn-dir at a copy of it") from None
     if not (source / "MSD_musicnn").is_dir():
         raise FileMissing(f"{source} has no MSD_musicnn checkpoint folder")
-    paths = convert(source, args.out or settings.models_dir)
+    paths = convert(source, args.out or settings.models_dir, sorted(DEMO_CLIPS.glob("*.ogg")))
     return Outcome({k: str(p) for k, p in paths.items()},
                    "wrote " + ", ".join(f"{p.name} ({p.stat().st_size // 1024} kB)" for p in paths.values()))
 
