@@ -148,7 +148,9 @@ def prune(model: Any, probe: np.ndarray, tolerance: float = DEAD_FILTER_TOLERANC
     live = live_filters(model, tolerance)
     pruned = build_network([len(keep) for keep in live])
     front = len(FRONTEND_FILTERS)
-    rebuilt = {"ones", "dense", conv_name(front), bn_name(front + 4)}
+    midend_conv = conv_name(front)  # the first mid-end convolution, (7, 561, 64)
+    backend_norm = bn_name(1 + front + 3)  # after the input's, the front-end's and the mid-end's batch norms
+    rebuilt = {"ones", "dense", midend_conv, backend_norm}
     rebuilt |= {conv_name(i) for i in range(front)} | {bn_name(1 + i) for i in range(front)}
     for layer in pruned.layers:
         if layer.weights and layer.name not in rebuilt:
@@ -164,16 +166,16 @@ def prune(model: Any, probe: np.ndarray, tolerance: float = DEAD_FILTER_TOLERANC
         constant[offset:offset + len(bias)] = _batch_norm(norm, np.maximum(bias, 0.0))
         kept[offset + keep] = True
         offset += len(bias)
-    kernel, bias = model.get_layer(conv_name(front)).get_weights()  # the first mid-end conv, (7, 561, 64)
+    kernel, bias = model.get_layer(midend_conv).get_weights()
     ones_kernel = np.einsum("tcf,c->tf", kernel[:, ~kept, :], constant[~kept])
-    pruned.get_layer(conv_name(front)).set_weights(
+    pruned.get_layer(midend_conv).set_weights(
         [np.concatenate([kernel[:, kept, :], ones_kernel[:, None, :]], axis=1).astype(np.float32), bias])
     pruned.get_layer("ones").set_weights([np.zeros((int(kept.sum()), 1), np.float32), np.ones(1, np.float32)])
     features = np.repeat(np.concatenate([kept, np.ones(3 * MIDEND_FILTERS, bool)]), 2)  # max, mean interleaved
-    norm = model.get_layer(bn_name(front + 4)).get_weights()
+    norm = model.get_layer(backend_norm).get_weights()
     folded = _batch_norm([w[~features] for w in norm], np.repeat(constant[~kept], 2))
     kernel, bias = model.get_layer("dense").get_weights()
-    pruned.get_layer(bn_name(front + 4)).set_weights([w[features] for w in norm])
+    pruned.get_layer(backend_norm).set_weights([w[features] for w in norm])
     pruned.get_layer("dense").set_weights([kernel[features], (bias + folded @ kernel[~features]).astype(np.float32)])
     before, after = model.predict(probe, verbose=0), pruned.predict(probe, verbose=0)
     moved = max(float(np.abs(before[k] - after[k]).max()) for k in OUTPUTS)
