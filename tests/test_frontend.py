@@ -133,6 +133,14 @@ def test_pruning_that_would_drop_live_filters_is_refused() -> None:
         prune(model, demo_patches(DEMO[0]), tolerance=0.9)  # 'dead' below 90 % of the largest kernel's norm
 
 
+def test_a_network_with_no_dead_filter_is_left_as_it_is() -> None:
+    from core.training.musicnn_port import FRONTEND_FILTERS, prune
+
+    model = _network_with_dead_filters(list(FRONTEND_FILTERS))
+    pruned, kept = prune(model, demo_patches(DEMO[0]))
+    assert kept == list(FRONTEND_FILTERS) and pruned is model
+
+
 def test_the_shipped_network_is_the_pruned_one() -> None:
     """The speed the card reports is the pruned network's: 64 front-end filters of 561, as its sidecar says."""
     from core.runtime import tensorflow

@@ -146,7 +146,10 @@ def prune(model: Any, probe: np.ndarray, tolerance: float = DEAD_FILTER_TOLERANC
     after the back-end batch norm a constant, folded into the dense layer's bias.
     Raises ValueError if any output on `probe` (log-mel patches) moves by more than PRUNED_ATOL."""
     live = live_filters(model, tolerance)
-    pruned = build_network([len(keep) for keep in live])
+    counts = [len(keep) for keep in live]
+    if tuple(counts) == FRONTEND_FILTERS:  # nothing dead: build_network would make no `ones` channel
+        return model, counts
+    pruned = build_network(counts)
     front = len(FRONTEND_FILTERS)
     midend_conv = conv_name(front)  # the first mid-end convolution, (7, 561, 64)
     backend_norm = bn_name(1 + front + 3)  # after the input's, the front-end's and the mid-end's batch norms
@@ -179,7 +182,6 @@ def prune(model: Any, probe: np.ndarray, tolerance: float = DEAD_FILTER_TOLERANC
     pruned.get_layer("dense").set_weights([kernel[features], (bias + folded @ kernel[~features]).astype(np.float32)])
     before, after = model.predict(probe, verbose=0), pruned.predict(probe, verbose=0)
     moved = max(float(np.abs(before[k] - after[k]).max()) for k in OUTPUTS)
-    counts = [len(keep) for keep in live]
     if moved > PRUNED_ATOL:
         raise ValueError(f"pruning to {counts} filters moves the outputs by {moved:.2g} (> {PRUNED_ATOL})")
     log.info("pruned the front-end to %s filters of %s (outputs moved by %.2g)", counts, list(FRONTEND_FILTERS),
