@@ -46,8 +46,8 @@ QUERY_SECONDS = 30.0
 REENCODE_BITRATE = "64k"
 MAX_TRACK_SECONDS = 900.0
 CURVE = (2, 3, 4, 6, 8, 12, 20, 40)
-DEFAULT_CACHE = Path(tempfile.gettempdir()) / "cratedigger-bench-neighbours"
-"""Per-track front-end outputs, kept between runs (bench_reindex reads the same)."""
+DEFAULT_CACHE = Path.home() / ".cache" / "cratedigger" / "bench-neighbours"
+"""Per-track front-end outputs, kept between runs outside the repository (bench_reindex reads the same)."""
 QUERIES = ("middle-mp3", "other-part", "reencoded")
 SEGMENT_SECONDS = SEGMENT_SAMPLES / SAMPLE_RATE
 
