@@ -140,7 +140,7 @@ def time_queries(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> 
 
 
 def build(backend: str, data: np.ndarray, params: IndexParams,
-          cache: Path | None) -> tuple[VectorIndex, float, float, float]:
+          cache: Path | None, ids: np.ndarray | None = None) -> tuple[VectorIndex, float, float, float]:
     """(index, build seconds, RSS delta MB, saved size MB). annoy and exact build lazily on first query,
     so their build is forced here by one query, inside the timed span. With `cache` (a folder per data
     set and build setting) a saved index is loaded instead and the figures of the run that built it are
@@ -155,7 +155,7 @@ def build(backend: str, data: np.ndarray, params: IndexParams,
     before = rss_mb()
     start = time.perf_counter()
     index = create_index(backend, data.shape[1], params, kind=KIND)
-    index.add(np.arange(data.shape[0], dtype=np.int64), data)
+    index.add(np.arange(data.shape[0], dtype=np.int64) if ids is None else ids, data)
     index.query(data[0], 1)
     seconds = time.perf_counter() - start
     grown = rss_mb() - before
@@ -236,6 +236,126 @@ def run_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Names
     return rows
 
 
+# --- segment mode: the segment-level index as /similar uses it ----------------------------------------------
+
+def segment_data(n_tracks: int, per_track: int, dim: int, queries: int, query_segments: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic segment vectors: each track a random direction, its segments that direction plus noise of
+    the same size (cosine to their track's direction ~0.7, to each other ~0.5), unit length; queries are
+    `query_segments` fresh segments of random library tracks (an excerpt of a track in the library).
+    Returns (data (n_tracks * per_track, dim), queries (queries, query_segments, dim), query tracks)."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((n_tracks, dim), dtype=np.float32))
+    data = np.empty((n_tracks * per_track, dim), np.float32)
+    step = 20_000
+    for start in range(0, n_tracks, step):  # in chunks: no float64 or repeated temporaries of the whole set
+        block = np.repeat(centres[start:start + step], per_track, axis=0)
+        block += rng.standard_normal(block.shape, dtype=np.float32) / np.sqrt(dim, dtype=np.float32)
+        data[start * per_track:start * per_track + block.shape[0]] = unit(block)
+    picked = rng.choice(n_tracks, size=queries, replace=False)
+    noise = rng.standard_normal((queries, query_segments, dim), dtype=np.float32) / np.sqrt(dim, dtype=np.float32)
+    q = centres[picked][:, None, :] + noise
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    return data, q, picked
+
+
+def exact_tracks(data: np.ndarray, query: np.ndarray, per_track: int, k: int) -> np.ndarray:
+    """The k best tracks by averaged max-sim (core.segment_match), by brute force over every segment."""
+    with threadpool_limits(limits=1):
+        sims = query @ data.T
+    best = sims.reshape(query.shape[0], -1, per_track).max(axis=2).mean(axis=0)
+    return np.argsort(-best)[:k]
+
+
+def segment_pipeline(index: VectorIndex, data: np.ndarray, query: np.ndarray, per_track: int,
+                     k: int) -> list[int]:
+    """What the service does: the index's candidates for each query segment, then every candidate track
+    scored exactly from all its segments."""
+    from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks
+
+    hits = index.query(query, CANDIDATES_PER_SEGMENT)
+    entries = {t: data[t * per_track:(t + 1) * per_track] for t in candidate_tracks(hits, set())}
+    return [m.track_id for m in rank_tracks(query, entries, k)]
+
+
+def measure_segments(backend: str, params: IndexParams, label: str, per_track: int,
+                     knobs: list[tuple[str, dict[str, int]]]) -> list[str]:
+    """Build one segment index (in a forked process: its own RSS) and time queries of whole excerpts."""
+    from core.segment_match import STRIDE
+
+    data, queries = _SHARED["data"], _SHARED["queries"]
+    seg_truth, track_truth = _SHARED["truth"], _SHARED["track_truth"]
+    n = data.shape[0]
+    tracks = np.arange(n) // per_track
+    labels = tracks * STRIDE + np.arange(n) % per_track
+    index, seconds, grown, disk = build(backend, data, params, None, ids=labels)
+    lines = []
+    for query_label, knob in knobs:
+        index.set_query_params(num_threads=1, **knob)
+        for q in queries[:3]:
+            index.query(q, K)
+        wall, cpu, pipe_wall, seg_hits, track_hits = [], [], [], 0, 0
+        for q, expected, want in zip(queries, seg_truth, track_truth):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            found = index.query(q, K)
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            for row, exp in zip(found, expected):
+                seg_hits += len({i for i, _ in row} & set(labels[exp].tolist()))
+            w0 = time.perf_counter()
+            got = segment_pipeline(index, data, q, per_track, K)
+            pipe_wall.append(time.perf_counter() - w0)
+            track_hits += len(set(got) & set(want.tolist()))
+        q_segments = queries.shape[1]
+        lines.append(f"{n:>9,} {backend:7} {label:16} {query_label:12} {seconds:8.1f} {grown:7.0f} {disk:7.0f} "
+                     f"{1e3 * np.median(wall):9.2f} {1e3 * np.median(cpu):9.2f} "
+                     f"{seg_hits / (K * q_segments * len(queries)):6.3f} {1e3 * np.median(pipe_wall):9.2f} "
+                     f"{track_hits / (K * len(queries)):7.3f}")
+        print(lines[-1], flush=True)
+    return lines
+
+
+SEGMENT_HEADER = (f"{'segments':>9} {'backend':7} {'build':16} {'query':12} {'build_s':>8} {'rss_MB':>7} "
+                  f"{'disk_MB':>7} {'query_ms':>9} {'cpu_ms':>9} {'R@10':>6} {'tracks_ms':>9} {'trackR@10':>7}")
+
+
+def run_segments(args: argparse.Namespace) -> int:
+    """--segments mode: N segment vectors (N / --segments tracks), queries of --query-segments segments."""
+    per_track = args.segments
+    shipped = IndexParams()
+    for n in parse_ints(args.sizes):
+        n_tracks = n // per_track
+        t0 = time.perf_counter()
+        data, queries, _picked = segment_data(n_tracks, per_track, args.dim, args.queries, args.query_segments,
+                                              args.seed)
+        flat = queries.reshape(-1, args.dim)
+        seg_truth = exact_top_k(data, flat, K).reshape(args.queries, args.query_segments, K)
+        track_truth = np.stack([exact_tracks(data, q, per_track, K) for q in queries])
+        print(f"# {n:,} synthetic segment vectors ({n_tracks:,} tracks x {per_track}), dim {args.dim}; "
+              f"{args.queries} queries of {args.query_segments} segments; exact answers in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(SEGMENT_HEADER, flush=True)
+        _SHARED.update(data=data, queries=queries, truth=seg_truth, track_truth=track_truth)
+        base = IndexParams(num_threads=args.build_threads)
+        runs: list[tuple[str, IndexParams, str, list[tuple[str, dict[str, int]]]]] = [
+            ("hnsw", base, f"M={shipped.m} efc={shipped.ef_construction}",
+             [(f"ef={ef}", {"ef": ef}) for ef in parse_ints(args.hnsw_ef)])]
+        if n <= args.annoy_max:
+            runs.append(("annoy", replace(base, n_trees=shipped.n_trees), f"trees={shipped.n_trees}",
+                         [(f"search_k={sk}", {"search_k": sk}) for sk in parse_ints(args.annoy_search_k)]))
+        else:
+            print(f"# skipped annoy at {n:,} (> --annoy-max {args.annoy_max:,})")
+        if n <= args.exact_max:
+            runs.append(("exact", base, "brute", [("cosine", {})]))
+        else:
+            print(f"# skipped exact at {n:,} (> --exact-max {args.exact_max:,})")
+        for backend, params, label, knobs in runs:
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as child:
+                child.submit(measure_segments, backend, params, label, per_track, knobs).result()
+        del data
+    return 0
+
+
 HEADER = (f"{'N':>9} {'backend':7} {'build':16} {'query':16} {'build_s':>8} {'rss_MB':>7} {'disk_MB':>7} "
           f"{'QPS':>7} {'cpuQPS':>7} {'med_ms':>7} {'p95_ms':>7} {'cpu_ms':>7} {'R@10':>6}")
 
@@ -293,11 +413,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annoy-max", type=int, default=100_000)
     parser.add_argument("--exact-max", type=int, default=100_000)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--segments", type=int, default=0,
+                        help="segment mode: --sizes counts segment vectors, this many per track (synthetic "
+                             "clustered vectors), each query is --query-segments of them")
+    parser.add_argument("--query-segments", type=int, default=10)
     parser.add_argument("--cache", type=Path, help="keep built indexes here and reuse them on later runs")
     args = parser.parse_args(argv)
     args.data_tag = (f"file-{args.vectors.stem}" if args.vectors else f"like-{args.like.stem}" if args.like
                      else f"random-d{args.dim}") + f"-s{args.seed}-q{args.queries}"
 
+    if args.segments:
+        print(f"# segment mode; defaults under test: {IndexParams()}; load average at start: "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        return run_segments(args)
     print(f"# defaults under test: {IndexParams()}  (* marks them)")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# load average at start: {load} on {os.cpu_count()} CPUs")

@@ -78,7 +78,7 @@ def neighbour_curve(library: Path, points: tuple[int, ...]) -> dict[int, dict[st
     from benchmarks.bench_neighbours import curve as neighbours_at
     from core.config import load_settings
 
-    return neighbours_at(library_tracks(library, DEFAULT_CACHE, load_settings().models_dir, 40), points)
+    return neighbours_at(library_tracks(library, DEFAULT_CACHE, load_settings().models_dir), points)
 
 
 def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:

@@ -10,7 +10,7 @@ what we build, so never add one here.
 Steps, each skipped when its result is already in the cache: `apt-get download` each package into
 `<cache>/debs`, `dpkg -x` it into `<cache>/extracted/<package>`, unzip the music of nexuiz's and ufoai's
 `.pk3` archives (zip files) beside them, then link every audio file of at least --min-kb (as the shared
-library kept files over 300 kB: no jingles or one-shot effects) into `<cache>/library/<package>--<name>`,
+library kept files over 300 kB: no jingles or one-shot effects) into `<cache>/library/<package>--<name>` (leaving out files longer than the library accepts),
 one flat folder as `bench_neighbours --library` and `bench_reindex --library` read it. Files with the same
 content are linked once. Prints the library's files with their sizes; the default test run never needs
 any of this.
@@ -82,8 +82,19 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
-def link_library(extracted: Path, library: Path, min_bytes: int) -> list[Path]:
-    """One flat folder of links `<package>--<file name>` to the audio files of at least `min_bytes`,
+def playable_seconds(path: Path) -> float:
+    """The file's length as libsndfile reads it (0 when it cannot: such a file is kept, the library decides)."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:  # noqa: BLE001 - any reader failure: let the analysis report it
+        return 0.0
+
+
+def link_library(extracted: Path, library: Path, min_bytes: int, max_seconds: float) -> list[Path]:
+    """One flat folder of links `<package>--<file name>` to the audio files of at least `min_bytes` and at
+    most `max_seconds` long (longer ones the library refuses: planetblupi's four 20-to-29-minute loops),
     each content once; rebuilt from scratch each run."""
     shutil.rmtree(library, ignore_errors=True)
     library.mkdir(parents=True)
@@ -91,7 +102,7 @@ def link_library(extracted: Path, library: Path, min_bytes: int) -> list[Path]:
     links = []
     for package in PACKAGES:
         for path in audio_files(extracted / package):
-            if path.stat().st_size < min_bytes:
+            if path.stat().st_size < min_bytes or playable_seconds(path) > max_seconds:
                 continue
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if digest in seen:
@@ -121,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         deb = download(package, debs)
         extract(deb, extracted / package)
         unpack_archives(extracted / package)
-    links = link_library(extracted, args.cache / "library", args.min_kb * 1024)
+    from core.config import load_settings
+
+    links = link_library(extracted, args.cache / "library", args.min_kb * 1024,
+                         load_settings(env_file=None).max_clip_seconds)
     for link in links:
         print(f"{link.resolve().stat().st_size / 2**20:7.2f} MB  {link.name}")
     by_package = {p: sum(link.name.startswith(f"{p}--") for link in links) for p in PACKAGES}

@@ -69,11 +69,18 @@ def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
 
 
 def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
+    """The page's tracks; when the query is a library track's own recording (listed first, core says so),
+    the first page opens with "This is <title>, already in the library" and the rest are "sounds like"."""
     results = report.results
     pages = max(1, -(-len(results) // per_page))
     shown = results[page * per_page:(page + 1) * per_page]
+    same = [h for h in shown if getattr(h, "same_recording", False)]
+    others = [h for h in shown if not getattr(h, "same_recording", False)]
+    parts = [f"🎯 This is **{safe(h.title, 80)}**, already in the library." for h in same]
+    if others:
+        parts.append(("**Sounds like**\n" if same else "") + hits_lines(others, start=page * per_page + len(same)))
     embed = discord.Embed(title=f"Tracks like {safe(report.query, 80)}", colour=ACCENT,
-                          description=hits_lines(shown, start=page * per_page))
+                          description="\n\n".join(parts) or "nothing found")
     embed.set_footer(text=f"page {page + 1}/{pages} · rate a track to tune your recommendations")
     return embed
 

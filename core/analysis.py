@@ -70,6 +70,11 @@ class ClipAnalysis:
     gems: dict[str, float] | None = None
     embedding: np.ndarray | None = None
     embedding_kind: str | None = None
+    segment_embeddings: np.ndarray | None = None
+    """(n, 200) each segment's front-end embedding, which the segment-level index holds (core.segment_match)."""
+    segment_tags: np.ndarray | None = None
+    """(n, 50) each segment's tag probabilities, for reasons that name what two tracks share."""
+    segment_starts: np.ndarray | None = None
     features_summary: dict[str, float] = field(default_factory=dict)
 
 
@@ -110,6 +115,7 @@ def mood_model(models_dir: Path) -> Any:
 def analysis_version(models_dir: Path) -> str:
     """Names what produced a track's stored analysis; a change means the library must be re-analysed."""
     from core.embedding import EMBEDDING_KIND
+    from core.segment_match import SEGMENT_KIND
 
     genre = genre_model(models_dir)
     mood = mood_model(models_dir)
@@ -119,6 +125,7 @@ def analysis_version(models_dir: Path) -> str:
         f"genre={getattr(genre, 'name', 'none')}",
         f"mood={getattr(mood, 'name', 'none') if mood is not None else 'none'}",
         f"embedding={EMBEDDING_KIND}",
+        f"index={SEGMENT_KIND}",
     ])
 
 
@@ -171,5 +178,9 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
 
         fields["embedding"] = embed(features)
         fields["embedding_kind"] = EMBEDDING_KIND
+        if network is not None:
+            fields["segment_embeddings"] = np.asarray(features.embeddings, np.float32)
+            fields["segment_tags"] = np.asarray(features.tags, np.float32)
+            fields["segment_starts"] = np.asarray(features.starts, np.float32)
     return ClipAnalysis(name=name, clip_seconds=segments.clip_seconds, segments=len(segments),
                         features_summary=features_summary(features), **fields)

@@ -240,6 +240,17 @@ def segment(y: np.ndarray, *, max_segments: int) -> Segments:
     return _stack([y[a:b] for a, b in spans], [a for a, _ in spans], clip_samples=y.size)
 
 
+def overlapping(y: np.ndarray, *, hop: float, max_segments: int) -> Segments:
+    """Segments of `y` (mono, SAMPLE_RATE) starting every `hop` seconds (overlapping when hop < 3 s), at
+    most `max_segments` of them spread over it: a query's sections then line up within hop/2 with any
+    section a library track was analysed on, which is what tells its own recording apart."""
+    step = max(1, int(round(hop * SAMPLE_RATE)))
+    starts = list(range(0, max(1, y.size - SEGMENT_SAMPLES + 1), step))
+    if len(starts) > max_segments:
+        starts = [starts[i] for i in np.unique(np.linspace(0, len(starts) - 1, max_segments).round().astype(int))]
+    return _stack([y[a:a + SEGMENT_SAMPLES] for a in starts], starts, clip_samples=y.size)
+
+
 # -- decoding only the sections that will be analysed ------------------------------------------------------
 # A six-minute track analysed on 20 segments needs 60 s of it. When the file says how long it is (libsndfile's
 # frame count, ffmpeg's container duration), the trim points and the segment spans can be found from a few

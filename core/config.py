@@ -40,9 +40,10 @@ class Settings:
     max_upload_mb: float = 10.0
     max_clip_seconds: float = 1200.0
     max_segments: int = 40
-    library_segments: int = 6
-    """Segments a library track is analysed on (spread over it): benchmarks/bench_reindex.py's curve of
-    reindex speed against neighbour hits and mood R² chose it."""
+    library_segments: int = 24
+    """Segments a library track is analysed on (spread over it), each of which the similarity index holds:
+    chosen on benchmarks/bench_neighbours.py's curve over both dev libraries (models/similarity.md), where
+    matching segments kept improving up to 24 while a mean vector stopped at about 10."""
     max_download_mb: float = 25.0
     max_download_seconds: float = 60.0
     link_analyse_seconds: float = 60.0

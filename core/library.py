@@ -136,6 +136,8 @@ def to_analysis(result: ClipAnalysis, version: str) -> Analysis:
         genre_confidence=result.genre_confidence, genre_probs=result.genre_probs, mood=result.mood,
         mood_confidence=result.mood_confidence, mood_scores=result.mood_scores, gems=result.gems,
         embedding=result.embedding, embedding_kind=result.embedding_kind,
+        segment_embeddings=result.segment_embeddings, segment_tags=result.segment_tags,
+        segment_starts=result.segment_starts,
     )
 
 
@@ -263,30 +265,39 @@ class Library:
             if Path(row.audio_path).parent == stored:
                 Path(row.audio_path).unlink(missing_ok=True)
 
-    async def ready_vectors(self, guild_id: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-        rows = [r for r in await self.store.tracks(guild_id, status="ready") if r.embedding is not None]
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), None
-        ids = np.asarray([r.id for r in rows], dtype=np.int64)
-        vectors = np.stack([r.embedding for r in rows]).astype(np.float32)  # type: ignore[misc]
-        return ids, vectors, rows[0].embedding_kind
+    async def ready_segments(self, guild_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, unit vectors) of every analysed segment of every ready track (core.segment_match). A
+        track analysed before segments were kept stands in with its one track vector until its reindex."""
+        from core.segment_match import labels_of, unit_rows
+
+        labels, vectors = [], []
+        for row in await self.store.tracks(guild_id, status="ready"):
+            if row.indexed_vectors is None:
+                continue
+            rows = unit_rows(row.indexed_vectors)
+            labels.append(labels_of(row.id, len(rows)))
+            vectors.append(rows)
+        if not labels:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(labels), np.concatenate(vectors)
 
     async def rebuild_index(self, guild_id: int) -> int:
-        """Build a fresh index from every analysed track and publish it as the guild's newest version."""
+        """Build a fresh segment-level index from every analysed track and publish it as the guild's newest
+        version; returns how many tracks it holds."""
+        from core.frontend import EMBEDDING_DIM
         from core.index import IndexParams, VectorIndex, create_index
+        from core.segment_match import SEGMENT_KIND, track_of
 
-        from core.embedding import EMBEDDING_DIM, EMBEDDING_KIND
-
-        ids, vectors, kind = await self.ready_vectors(guild_id)
+        labels, vectors = await self.ready_segments(guild_id)
         params = IndexParams.from_settings(self.settings)
 
         def build() -> VectorIndex:
             # An empty library still gets an (empty) index, so removed tracks stop being served.
-            dim = vectors.shape[1] if ids.size else EMBEDDING_DIM
-            index = create_index(self.settings.index_backend, dim, params, kind=kind or EMBEDDING_KIND)
-            if ids.size:
-                index.add(ids, vectors)
+            dim = vectors.shape[1] if labels.size else EMBEDDING_DIM
+            index = create_index(self.settings.index_backend, dim, params, kind=SEGMENT_KIND)
+            if labels.size:
+                index.add(labels, vectors)
             return index
 
         await self.shelf.publish(guild_id, await asyncio.to_thread(build))
-        return int(ids.size)
+        return int(np.unique(track_of(labels)).size)

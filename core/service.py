@@ -94,6 +94,9 @@ class TrackHit:
     source: str
     score: float
     reason: str
+    same_recording: bool = False
+    """This library track is the query's own recording (a copy or an excerpt of it): shown first, as
+    "this is <title>, already in the library"."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,8 +107,15 @@ class SimilarReport:
     query: str
     results: list[TrackHit]
 
+    @property
+    def same_recording(self) -> TrackHit | None:
+        """The library track the query is a copy or excerpt of, if any (always listed first)."""
+        return self.results[0] if self.results and self.results[0].same_recording else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "results": [r.to_dict() for r in self.results]}
+        same = self.same_recording
+        return {"query": self.query, "same_recording": same.to_dict() if same else None,
+                "results": [r.to_dict() for r in self.results]}
 
 
 @dataclass(frozen=True)
@@ -279,7 +289,7 @@ class Service:
             "ready": counts.get("ready", 0),
             "pending": counts.get("pending", 0),
             "failed": counts.get("failed", 0),
-            "indexed": len(index) if index is not None else 0,
+            "indexed": _indexed_tracks(index),
             "index_backend": self.settings.index_backend,
             "analysis_version": self.library.version,
         }
@@ -421,22 +431,26 @@ class Service:
         self._indexes[guild_id] = (version, index)
         return index
 
-    async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
-        """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
+    async def _query_analysis(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, int | None]:
+        """(display name, the query's analysis, the library track that is this very file or link, if any)."""
         if isinstance(query, str) and is_link(query):
             _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
-            return query, result.embedding, {same.id} if same else set()
+            return query, result, same.id if same else None
         item: Item = Path(query) if isinstance(query, str) else query
         result = await self._with_file(item, lambda p, n: self._analyse(p, n, genre=False, mood=False))
-        exclude: set[int] = set()
+        digest = None
         if isinstance(item, Path) and item.is_file():
             from core.library import file_hash
 
-            same = await self.store.find_duplicate(guild_id, source=str(item.resolve()),
-                                                   content_hash=await asyncio.to_thread(file_hash, item))
-            exclude = {same.id} if same else set()
-        return result.name, result.embedding, exclude
+            digest = await asyncio.to_thread(file_hash, item)
+        elif isinstance(item, Upload):
+            import hashlib
+
+            digest = hashlib.sha256(item.data).hexdigest()
+        source = str(item.resolve()) if isinstance(item, Path) else f"upload:{item.filename}"
+        same = await self.store.find_duplicate(guild_id, source=source, content_hash=digest)
+        return result.name, result, same.id if same else None
 
     async def _library_or_fail(self, guild_id: int) -> Any:
         index = await self._index(guild_id)
@@ -447,16 +461,30 @@ class Service:
 
     async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
                       user_id: int | None = None) -> SimilarReport:
-        from core.recommend import similar_results
+        """The k library tracks whose segments best match the query's (core.segment_match), each with a
+        reason; a library track that is the query's very recording (the same file, or a match above the
+        same-recording threshold) comes first and says so."""
+        from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks, unit_rows
+        from core.similar import QueryProfile, explain_matches
 
         index = await self._library_or_fail(guild_id)
-        name, vector, exclude = await self._query_embedding(guild_id, query)
-        hits = index.query(vector, k, exclude=exclude)[0]
-        tracks = await self._track_infos(guild_id)
-        results = similar_results(hits, tracks, None)
+        name, result, same_file = await self._query_analysis(guild_id, query)
+        query_rows = unit_rows(result.segment_embeddings if result.segment_embeddings is not None
+                               else result.embedding)
+        hits = index.query(query_rows, CANDIDATES_PER_SEGMENT)
         rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
-        out = [TrackHit(r.track_id, r.title, rows[r.track_id].source, float(r.score), r.reason)
-               for r in results if r.track_id in rows]
+        candidates = [t for t in candidate_tracks(hits, exclude=set()) if t in rows]
+        if same_file is not None and same_file in rows and same_file not in candidates:
+            candidates.append(same_file)
+        entries = {t: unit_rows(rows[t].indexed_vectors) for t in candidates}
+        matches = rank_tracks(query_rows, entries, k)
+        if same_file is not None and same_file in entries and same_file not in {m.track_id for m in matches}:
+            matches = rank_tracks(query_rows, {same_file: entries[same_file]}, 1) + matches[:k - 1]
+        tracks = await self._track_infos(guild_id)
+        profile = QueryProfile.of(result, title=name)
+        explained = explain_matches(matches, tracks, profile, list(rows.values()), same_file=same_file)
+        out = [TrackHit(e.track_id, e.title, rows[e.track_id].source, e.score, e.reason, e.same_recording)
+               for e in explained if e.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
         return SimilarReport(query=name, results=out)
@@ -491,6 +519,13 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
+
+
+def _indexed_tracks(index: Any) -> int:
+    """How many tracks a segment-level index holds."""
+    from core.segment_match import track_of
+
+    return 0 if index is None else len(set(track_of(index.ids()).tolist()))
 
 
 def _describe(source: str | Upload | Path) -> str:

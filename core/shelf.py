@@ -28,9 +28,9 @@ def index_dir(settings: Settings, guild_id: int) -> Path:
 
 def _load(folder: Path) -> VectorIndex:
     """Refuses (IndexMismatch) an index of vectors other than the ones this code makes."""
-    from core.embedding import EMBEDDING_KIND  # features and librosa: not at command start
+    from core.segment_match import SEGMENT_KIND
 
-    return load_index(folder, expected_kind=EMBEDDING_KIND)
+    return load_index(folder, expected_kind=SEGMENT_KIND)
 
 
 class IndexShelf(ABC):

@@ -23,6 +23,7 @@ import numpy as np
 from core.config import PACKAGE_ROOT, Settings
 from core.engines import ConstraintViolation, Engine, Result, Statement
 from core.engines import migration_files as _migration_files
+from core.frontend import TAG_COUNT
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,49 @@ class TrackRow:
     gems: dict[str, float] | None
     embedding: np.ndarray | None
     embedding_kind: str | None
+    segment_embeddings: np.ndarray | None = None
+    """(n, 200) the front-end's embedding of each analysed segment; None for tracks analysed before they
+    were kept (until their next reindex)."""
+    segment_tags: np.ndarray | None = None
+    """(n, 50) the front-end's tag probabilities of each analysed segment."""
+    segment_starts: np.ndarray | None = None
+    """(n,) where each analysed segment starts, in seconds of the trimmed track."""
+
+    @property
+    def indexed_vectors(self) -> np.ndarray | None:
+        """What the segment-level index holds for this track: its segments' embeddings, or its one track
+        vector when it was analysed before segments were kept (until its next reindex)."""
+        return self.segment_embeddings if self.segment_embeddings is not None else self.embedding
 
 
 _TRACK_COLUMNS = (
     "id, guild_id, source, audio_path, content_hash, file_size, file_mtime, title, artist, duration, status, "
     "error, analysis_version, genre, genre_confidence, genre_probs, mood, mood_confidence, mood_scores, gems, "
-    "embedding, embedding_kind"
+    "embedding, embedding_kind, segment_embeddings, segment_tags, segment_starts"
 )
+
+
+def _floats(blob: bytes | None, width: int | None = None) -> np.ndarray | None:
+    """A float32 little-endian blob as an array ((n, width) when `width`), or None."""
+    if not blob:
+        return None
+    flat = np.frombuffer(blob, dtype="<f4").copy()
+    return flat if width is None else flat.reshape(-1, width)
+
+
+def _blob(array: np.ndarray | None) -> bytes | None:
+    return None if array is None else np.asarray(array, dtype="<f4").tobytes()
 
 
 def _track(row: Sequence[Any]) -> TrackRow:
     values = list(row)
     for i in (15, 18, 19):  # JSON columns
         values[i] = json.loads(values[i]) if values[i] else None
-    values[20] = np.frombuffer(values[20], dtype="<f4").copy() if values[20] else None
+    values[20] = _floats(values[20])
+    embedding_dim = values[20].size if values[20] is not None else None
+    values[22] = _floats(values[22], embedding_dim)
+    values[23] = _floats(values[23], TAG_COUNT)
+    values[24] = _floats(values[24])
     return TrackRow(*values)
 
 
@@ -119,6 +149,9 @@ class Analysis:
     gems: dict[str, float] | None
     embedding: np.ndarray
     embedding_kind: str
+    segment_embeddings: np.ndarray | None = None
+    segment_tags: np.ndarray | None = None
+    segment_starts: np.ndarray | None = None
 
 
 class Store:
@@ -258,11 +291,13 @@ class Store:
 
         await self._write([(
             "UPDATE tracks SET status = 'ready', error = NULL, analysed_at = ?, duration = ?, analysis_version = ?, genre = ?, genre_confidence = ?, genre_probs = ?, mood = ?, "
-            "mood_confidence = ?, mood_scores = ?, gems = ?, embedding = ?, embedding_kind = ?, file_size = ?, "
+            "mood_confidence = ?, mood_scores = ?, gems = ?, embedding = ?, embedding_kind = ?, "
+            "segment_embeddings = ?, segment_tags = ?, segment_starts = ?, file_size = ?, "
             "file_mtime = ? WHERE id = ?",
             (now_text(), analysis.duration, analysis.analysis_version, analysis.genre, analysis.genre_confidence,
              js(analysis.genre_probs), analysis.mood, analysis.mood_confidence, js(analysis.mood_scores),
-             js(analysis.gems), np.asarray(analysis.embedding, dtype="<f4").tobytes(), analysis.embedding_kind,
+             js(analysis.gems), _blob(analysis.embedding), analysis.embedding_kind,
+             _blob(analysis.segment_embeddings), _blob(analysis.segment_tags), _blob(analysis.segment_starts),
              file_size, file_mtime, track_id),
         )])
 

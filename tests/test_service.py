@@ -71,14 +71,18 @@ async def test_bad_upload_is_a_user_error_and_leaves_nothing(service: Service) -
     assert not list((service.settings.data_dir / "audio").glob("*.ogg.part"))
 
 
-async def test_similar_excludes_the_query_itself(service: Service) -> None:
+async def test_similar_names_the_query_itself_first_as_already_in_the_library(service: Service) -> None:
     probe = DEMO_CLIPS / "supertux-chipdisko.ogg"
     report = await service.similar(GUILD, probe, k=3, user_id=BOB)
     assert len(report.results) == 3
-    assert all("chipdisko" not in hit.source for hit in report.results)
-    assert all(hit.reason for hit in report.results)
-    scores = [hit.score for hit in report.results]
-    assert scores == sorted(scores, reverse=True)
+    same = report.same_recording
+    assert same is not None and "chipdisko" in same.source and report.results[0] is same
+    assert same.reason.startswith(f"this is {same.title}, already in the library")
+    others = report.results[1:]
+    assert all("chipdisko" not in hit.source and not hit.same_recording for hit in others)
+    assert all(hit.reason and "already in the library" not in hit.reason for hit in others)
+    assert [h.score for h in others] == sorted((h.score for h in others), reverse=True)
+    assert report.to_dict()["same_recording"]["track_id"] == same.track_id
 
 
 async def test_similar_finds_a_different_excerpt_of_a_library_track(service: Service, tmp_path: Path) -> None:
@@ -88,6 +92,20 @@ async def test_similar_finds_a_different_excerpt_of_a_library_track(service: Ser
     excerpt = write_audio(tmp_path / "excerpt.mp3", y[2 * sr: 12 * sr], sr=sr)  # re-encoded part of it
     report = await service.similar(GUILD, excerpt, k=3)
     assert "lincity-city-blues" in report.results[0].source
+
+
+async def test_similar_calls_no_other_track_the_same_recording(service: Service) -> None:
+    """A track that is not in the library finds neighbours, none of them called its recording."""
+    rows = await service.store.tracks(GUILD, status="ready")
+    probe = next(r for r in rows if "speeditup" in r.source)
+    await service.store.remove_track(GUILD, probe.id)
+    await service.library.rebuild_index(GUILD)
+    try:
+        report = await service.similar(GUILD, Path(probe.audio_path), k=7)
+        assert len(report.results) == 7 and report.same_recording is None
+        assert all("speeditup" not in h.source for h in report.results)
+    finally:
+        await service.add_to_library(GUILD, [Path(probe.audio_path)])
 
 
 async def test_recommend_personalises_and_respects_thumbs_down(service: Service) -> None:

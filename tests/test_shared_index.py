@@ -61,7 +61,8 @@ async def test_a_reindex_elsewhere_publishes_to_every_process(pg_url: str, tmp_p
 
         await first.add_to_library(GUILD, [probe])  # a new version, published by the other process
         after = await second.similar(GUILD, probe, k=8)
-        assert len(after.results) == 5  # the probe itself is now in the library and excluded ...
+        assert len(after.results) == 6  # the probe itself is now in the library, named first ...
+        assert after.same_recording is not None and after.same_recording.source == str(probe.resolve())
         assert await second.store.index_version(GUILD) == await first.store.index_version(GUILD)
         assert (await second.library_stats(GUILD))["indexed"] == 6  # ... and counted: no restart needed
         assert not (tmp_path / "machine-2" / "index").exists()  # nothing read from the other's disk

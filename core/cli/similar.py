@@ -31,4 +31,15 @@ def find_similar(args: argparse.Namespace, settings: Settings) -> Outcome:
     k = max(1, min(25, args.k))
     query: str | Path = args.query if is_link(args.query) else Path(args.query)
     report: SimilarReport = with_service(settings, lambda s: s.similar(args.guild, query, k=k))
-    return Outcome(report.to_dict(), f"closest to {report.query}:\n{render_hits(report.results)}")
+    return Outcome(report.to_dict(), render_similar(report))
+
+
+def render_similar(report: SimilarReport) -> str:
+    """"this is *Title*, already in the library" first when the query is a library track's own recording,
+    then what it sounds like."""
+    same = report.same_recording
+    others = [h for h in report.results if not h.same_recording]
+    if same is None:
+        return f"closest to {report.query}:\n{render_hits(others)}"
+    head = f"{report.query}: this is *{same.title}* [{same.track_id}], already in the library ({same.score:.2f})."
+    return f"{head}\nsounds like:\n{render_hits(others)}" if others else head

@@ -1,0 +1,156 @@
+"""What a /similar answer says about each track: whether it is the query's own recording, how alike it is
+(in words that scale with the score), and what the two share that the rest of the library does not.
+
+Pure functions over what the service loaded (core.segment_match's matches, the tracks' stored outputs).
+Thresholds are chosen with benchmarks/bench_neighbours.py on both dev libraries (the shared library and
+the Debian soundtracks of benchmarks/fetch_devlib.py); models/similarity.md gives the figures.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.frontend import TAG_COUNT
+from core.recommend import ESTIMATE_SAYS, TrackInfo
+from core.segment_match import SegmentMatch
+
+TAG_NAMES: tuple[str, ...] = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul",
+    "indie rock", "mellow", "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies",
+    "blues", "hard rock", "ambient", "acoustic", "experimental", "female vocalist", "guitar", "hip-hop", "70s",
+    "party", "country", "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal",
+    "progressive rock", "60s", "rnb", "indie pop", "sad", "house", "happy",
+)
+"""The front-end's 50 Million Song Dataset tags, in the order of its `tags` output (musicnn's FAQ)."""
+assert len(TAG_NAMES) == TAG_COUNT
+
+SAME_RECORDING = 0.925
+"""Averaged max-sim from which a match may be called the query's own recording..."""
+SAME_BEST = 0.975
+"""...when its best single segment match reaches this too. Neither alone is safe: a different cue of one
+soundtrack can match on average almost as well as an excerpt of the track itself, and two tracks that share
+a section (or silence) match one segment perfectly."""
+
+STRONG = 0.85
+CLEAR = 0.79
+WEAK = 0.68
+"""Averaged max-sim from which a match is called strongly, clearly or weakly alike; below WEAK a track is
+only "the nearest this library has". Chosen on the scores of different tracks (see models/similarity.md)."""
+
+SHARED_TAG_Z = 1.0
+"""A tag is named as shared when both tracks score it this many library standard deviations above the
+library's mean: what they have in common that the others do not."""
+SHARED_TAG_MIN = 0.1
+"""...and both score it at least this probability (a tag nothing here fires on says nothing)."""
+MAX_TAGS = 2
+
+
+@dataclass(frozen=True)
+class QueryProfile:
+    """The query as reasons need it: its title, mean tag probabilities, segment starts, moods and genre."""
+
+    title: str | None
+    tags: np.ndarray | None
+    starts: np.ndarray | None
+    moods: Mapping[str, float]
+    genre: str | None
+
+    @classmethod
+    def of(cls, analysis: Any, *, title: str | None) -> QueryProfile:
+        """From a core.analysis.ClipAnalysis."""
+        tags = analysis.segment_tags
+        return cls(title=title, tags=None if tags is None else np.asarray(tags, np.float64).mean(axis=0),
+                   starts=analysis.segment_starts, moods=dict(analysis.mood_scores or {}), genre=analysis.genre)
+
+
+@dataclass(frozen=True)
+class Explained:
+    track_id: int
+    title: str
+    score: float
+    reason: str
+    same_recording: bool
+
+
+def strength(score: float) -> str | None:
+    """"strongly", "clearly", "weakly" alike, or None below WEAK."""
+    return ("strongly" if score >= STRONG else "clearly" if score >= CLEAR
+            else "weakly" if score >= WEAK else None)
+
+
+def is_same_recording(match: SegmentMatch) -> bool:
+    return match.score >= SAME_RECORDING and match.best >= SAME_BEST
+
+
+def clock(seconds: float) -> str:
+    """m:ss, floored (a section starting at 59.6 s starts in minute 0)."""
+    whole = int(max(0.0, seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def tag_profile(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and spread over the library's tracks of their mean tag probabilities (None without tags)."""
+    means = [np.asarray(r.segment_tags, np.float64).mean(axis=0) for r in rows if r.segment_tags is not None]
+    if len(means) < 2:
+        return None
+    table = np.stack(means)
+    return table.mean(axis=0), np.maximum(table.std(axis=0), 1e-3)
+
+
+def shared_tags(a: np.ndarray, b: np.ndarray, library: tuple[np.ndarray, np.ndarray]) -> list[str]:
+    """Up to MAX_TAGS tags both `a` and `b` (mean tag probabilities) score well above the library's mean,
+    the most distinctive first."""
+    mean, std = library
+    z = np.minimum(a - mean, b - mean) / std
+    strong = np.minimum(a, b) >= SHARED_TAG_MIN
+    order = [i for i in np.argsort(-z) if z[i] >= SHARED_TAG_Z and strong[i]]
+    return [TAG_NAMES[i] for i in order[:MAX_TAGS]]
+
+
+def _reason(match: SegmentMatch, row: Any, info: TrackInfo | None, query: QueryProfile,
+            library: tuple[np.ndarray, np.ndarray] | None, same: bool) -> str:
+    if same:
+        parts = [f"this is {row.title}, already in the library"]
+    else:
+        level = strength(match.score)
+        parts = [f"{level} alike" if level else "the nearest this library has, though not much alike"]
+    starts = row.segment_starts
+    if (not same and query.starts is not None and starts is not None and match.entry_pos < len(starts)
+            and match.query_pos < len(query.starts)):
+        parts.append(f"its {clock(starts[match.entry_pos])} sounds like {clock(query.starts[match.query_pos])} "
+                     "of yours")
+    if library is not None and query.tags is not None and row.segment_tags is not None:
+        tags = shared_tags(query.tags, np.asarray(row.segment_tags, np.float64).mean(axis=0), library)
+        if tags:
+            parts.append("both " + " and ".join(tags))
+    if info is not None and query.moods:
+        top = max(query.moods, key=lambda m: query.moods[m])
+        if query.moods[top] >= ESTIMATE_SAYS and info.moods.get(top, 0.0) >= ESTIMATE_SAYS:
+            parts.append(f"both sound {top}")
+    if info is not None and query.genre and info.genre == query.genre:
+        parts.append(f"both {query.genre}")
+    return "; ".join(parts)
+
+
+def explain_matches(matches: Sequence[SegmentMatch], tracks: Mapping[int, TrackInfo], query: QueryProfile,
+                    rows: Sequence[Any], *, same_file: int | None = None) -> list[Explained]:
+    """Matches (best first) -> answers with reasons, the query's own recording first.
+
+    `rows` are the library's ready core.store.TrackRows (titles, stored segment outputs); `same_file` the
+    track that is the query's very file or link, when the store knows one. Matches of tracks no longer in
+    `rows` are dropped."""
+    by_id = {r.id: r for r in rows}
+    library = tag_profile(rows)
+    out = []
+    for m in matches:
+        row = by_id.get(m.track_id)
+        if row is None:
+            continue
+        same = m.track_id == same_file or is_same_recording(m)
+        out.append(Explained(m.track_id, row.title, round(m.score, 4),
+                             _reason(m, row, tracks.get(m.track_id), query, library, same), same))
+    return sorted(out, key=lambda e: not e.same_recording)

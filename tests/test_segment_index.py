@@ -1,0 +1,81 @@
+"""The segment-level index with every backend (real hnswlib, annoy, scikit-learn) on real audio: the demo
+clips analysed by the shipped front-end, queried with a re-encoded excerpt's segments."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.analysis import Limits, analyse
+from core.cli.demo import DEMO_CLIPS
+from core.config import Settings
+from core.index import BACKENDS, IndexParams, create_index, load_index
+from core.segment_match import (
+    CANDIDATES_PER_SEGMENT,
+    SEGMENT_KIND,
+    STRIDE,
+    candidate_tracks,
+    labels_of,
+    match,
+    rank_tracks,
+    track_of,
+    unit_rows,
+)
+from tests.audio_files import write_audio
+
+
+@pytest.fixture(scope="module")
+def library() -> dict[int, np.ndarray]:
+    """Track id -> unit segment embeddings of each demo clip, analysed as the library analyses a track."""
+    limits = Limits.of(Settings(), max_segments=24)
+    clips = sorted(DEMO_CLIPS.glob("*.ogg"))
+    return {i + 1: unit_rows(analyse(p, limits, genre=False, mood=False).segment_embeddings)
+            for i, p in enumerate(clips)}
+
+
+@pytest.fixture(scope="module")
+def excerpt(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """Segments of a 12-s mp3 excerpt of the fourth clip (track id 4), analysed as an upload."""
+    import soundfile as sf
+
+    clip = sorted(DEMO_CLIPS.glob("*.ogg"))[3]
+    y, sr = sf.read(clip, dtype="float32")
+    path = write_audio(tmp_path_factory.mktemp("excerpt") / "excerpt.mp3", y[5 * sr:17 * sr], sr=sr)
+    return unit_rows(analyse(path, Limits.of(Settings()), genre=False, mood=False).segment_embeddings)
+
+
+def test_labels_carry_the_track_and_the_segment() -> None:
+    labels = labels_of(7, 3)
+    assert labels.tolist() == [7 * STRIDE, 7 * STRIDE + 1, 7 * STRIDE + 2]
+    assert track_of(labels).tolist() == [7, 7, 7]
+    with pytest.raises(ValueError):
+        labels_of(1, STRIDE + 1)
+
+
+def test_match_averages_each_query_segments_best_match() -> None:
+    entry = np.eye(3, dtype=np.float32)
+    query = np.array([[1, 0, 0], [0, 0.6, 0.8]], dtype=np.float32)
+    m = match(query, entry, 5)
+    assert m.track_id == 5 and m.score == pytest.approx((1.0 + 0.8) / 2)
+    assert (m.query_pos, m.entry_pos, m.best) == (0, 0, pytest.approx(1.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_excerpt_finds_its_own_track_through_every_backend(backend: str, library: dict[int, np.ndarray],
+                                                              excerpt: np.ndarray, tmp_path: Path) -> None:
+    index = create_index(backend, excerpt.shape[1], IndexParams(), kind=SEGMENT_KIND)
+    for track_id, rows in library.items():
+        index.add(labels_of(track_id, len(rows)), rows)
+    index.save(tmp_path)
+    index = load_index(tmp_path, expected_kind=SEGMENT_KIND)  # what the service serves: the saved one
+    assert len(index) == sum(len(r) for r in library.values())
+
+    hits = index.query(excerpt, CANDIDATES_PER_SEGMENT)
+    candidates = candidate_tracks(hits, exclude=set())
+    ranked = rank_tracks(excerpt, {t: library[t] for t in candidates}, 3)
+    exact = rank_tracks(excerpt, library, 3)  # every track scored: what the candidates must not lose
+    assert [m.track_id for m in ranked] == [m.track_id for m in exact]
+    assert ranked[0].track_id == 4
+    assert ranked[0].score > ranked[1].score
+    assert candidate_tracks(hits, exclude={4}) == [t for t in candidates if t != 4]
