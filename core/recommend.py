@@ -1,4 +1,4 @@
-"""Personalised recommendation and similar-track results, as pure functions over what the store loaded.
+"""Personalised recommendation, as pure functions over what the store loaded (/similar's answers: core.similar).
 
 `recommend` ranks library tracks for one user and one mood by a blend of
   mood fit   the user's own tag > other listeners' tags > the audio's estimated mood (in that order of trust),
@@ -153,16 +153,6 @@ class Recommendation:
     reason: str
 
 
-@dataclass(frozen=True)
-class Similar:
-    """`score`: the index's cosine similarity to the query."""
-
-    track_id: int
-    title: str
-    score: float
-    reason: str
-
-
 def mood_fit(track: TrackInfo, mood: str, user_id: int | None) -> float:
     """Evidence that `track` is `mood` for this user, on the tiered scale documented above."""
     fit = ESTIMATE_WEIGHT * float(track.moods.get(mood, 0.0))
@@ -284,31 +274,3 @@ def _closest(track: TrackInfo, anchors: list[TrackInfo]) -> TrackInfo | None:
     sims = [(float(np.dot(track.embedding, a.embedding)), a) for a in anchors if a.track_id != track.track_id]
     sim, anchor = max(sims, key=lambda pair: pair[0], default=(-1.0, None))
     return anchor if sim >= threshold else None
-
-
-def similar_results(hits: list[tuple[int, float]], tracks_by_id: Mapping[int, TrackInfo],
-                    query_title: str | None = None, *, query_moods: Mapping[str, float] | None = None,
-                    query_genre: str | None = None, kind: str = EMBEDDING_KIND) -> list[Similar]:
-    """Index hits (track id, cosine similarity in [-1, 1], best first) -> results with one-line reasons.
-
-    Hits no longer in `tracks_by_id` (removed since the index was built) are dropped. The query's
-    estimated moods and genre, when known, add "also calm" / "both rock"."""
-    kind_info = embedder(kind)
-    query_mood = None
-    if query_moods:
-        top = max(query_moods, key=lambda m: query_moods[m])
-        query_mood = top if query_moods[top] >= ESTIMATE_SAYS else None
-    results = []
-    for track_id, score in hits:
-        track = tracks_by_id.get(track_id)
-        if track is None:
-            continue
-        nearness = ("very close" if score >= kind_info.very_close
-                    else "close" if score >= kind_info.close else "somewhat alike")
-        parts = [f"{nearness} to {query_title} in timbre" if query_title else f"{nearness} in timbre"]
-        if query_mood and track.moods.get(query_mood, 0.0) >= ESTIMATE_SAYS:
-            parts.append(f"also {query_mood}")
-        if query_genre and track.genre == query_genre:
-            parts.append(f"both {query_genre}")
-        results.append(Similar(track_id, track.title, round(float(score), 4), "; ".join(parts)))
-    return results

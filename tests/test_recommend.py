@@ -11,7 +11,6 @@ from core.recommend import (
     TrackInfo,
     UserSignals,
     recommend,
-    similar_results,
 )
 
 ME, OTHER = 1, 2
@@ -181,18 +180,3 @@ def test_track_info_from_a_store_row():
     assert info.track_id == 5 and info.title == "Aurora" and info.genre == "rock"
     assert info.tagged_by(ME, "calm") and not info.tagged_by(ME, "sad")
     assert info.others_tagged(ME, "calm") == 1 and info.others_tagged(None, "calm") == 2
-
-
-def test_similar_results_explain_closeness_shared_mood_and_genre():
-    tracks = {1: track(1, axis(0), calm=0.9, genre="rock"), 2: track(2, axis(1), calm=0.2, genre="jazz"),
-              3: track(3, axis(2), calm=0.5)}
-    hits = [(1, 0.95), (99, 0.9), (2, 0.85), (3, 0.1)]  # musicnn-v1: very close >= 0.90, close >= 0.80
-    got = similar_results(hits, tracks, None, query_moods={"calm": 0.8, "happy": 0.3}, query_genre="rock")
-    assert ids(got) == [1, 2, 3]
-    assert got[0].reason == "very close in timbre; also calm; both rock"
-    assert got[1].reason == "close in timbre"
-    assert got[2].reason == "somewhat alike in timbre"
-    assert [r.score for r in got] == [0.95, 0.85, 0.1]
-    titled = similar_results([(1, 0.95)], tracks, "my upload")
-    assert titled[0].reason == "very close to my upload in timbre"
-    assert similar_results([], tracks, None) == []

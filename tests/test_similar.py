@@ -1,0 +1,69 @@
+"""core.similar's answers on hand-made matches: labels that scale with the score, the query's own
+recording first, and reasons that name what two tracks share."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from core import similar
+from core.recommend import TrackInfo
+from core.segment_match import SegmentMatch
+from core.similar import QueryProfile, clock, explain_matches, strength
+
+AMBIENT, ROCK = similar.TAG_NAMES.index("ambient"), similar.TAG_NAMES.index("rock")
+
+
+def tags(**high: float) -> np.ndarray:
+    """(2, 50) segment tag probabilities, 0.05 everywhere but the named tags."""
+    t = np.full((2, 50), 0.05, np.float32)
+    for name, value in high.items():
+        t[:, similar.TAG_NAMES.index(name.replace("_", " "))] = value
+    return t
+
+
+def row(track_id: int, title: str, segment_tags: np.ndarray) -> SimpleNamespace:
+    return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags,
+                           segment_starts=np.array([0.0, 75.0], np.float32))
+
+
+ROWS = [row(1, "Dawn", tags(ambient=0.6)), row(2, "Riff", tags(rock=0.7)), row(3, "Plain", tags()),
+        row(4, "Plain too", tags()), row(5, "Mist", tags(ambient=0.5))]
+TRACKS = {r.id: TrackInfo(r.id, r.title, np.ones(4, np.float32), moods={"calm": 0.8}, genre="classical")
+          for r in ROWS}
+QUERY = QueryProfile(title="upload.mp3", tags=tags(ambient=0.7).mean(axis=0), starts=np.array([0.0, 3.0]),
+                     moods={"calm": 0.9}, genre="classical")
+
+
+def test_labels_scale_with_the_score_and_say_nothing_alike_below_weak() -> None:
+    assert strength(0.99) == "strongly" and strength(similar.STRONG) == "strongly"
+    assert strength(similar.CLEAR) == "clearly" and strength(similar.WEAK) == "weakly"
+    assert strength(similar.WEAK - 0.01) is None
+    matches = [SegmentMatch(5, 0.80, 1, 1, 0.9), SegmentMatch(3, 0.10, 0, 0, 0.2)]
+    near, far = explain_matches(matches, TRACKS, QUERY, ROWS)
+    assert near.reason.startswith("clearly alike") and not near.same_recording
+    assert far.reason.startswith("the nearest this library has, though not much alike")
+    assert "alike;" not in far.reason.replace("not much alike", "")
+
+
+def test_a_reason_names_the_matching_section_and_what_the_two_share_that_others_do_not() -> None:
+    [got] = explain_matches([SegmentMatch(5, 0.86, 1, 1, 0.95)], TRACKS, QUERY, ROWS)
+    assert got.reason == ("strongly alike; its 1:15 sounds like 0:03 of yours; both ambient; both sound calm; "
+                          "both classical")
+    [rock] = explain_matches([SegmentMatch(2, 0.86, 0, 0, 0.95)], TRACKS, QUERY, ROWS)
+    assert "rock" not in rock.reason and "ambient" not in rock.reason  # the query does not fire on rock
+
+
+def test_the_query_own_recording_comes_first_and_says_so() -> None:
+    matches = [SegmentMatch(5, 0.95, 0, 0, 0.97), SegmentMatch(1, 0.94, 0, 1, 0.99)]
+    first, second = explain_matches(matches, TRACKS, QUERY, ROWS)
+    assert first.track_id == 1 and first.same_recording  # above both thresholds: moved first
+    assert first.reason.startswith("this is Dawn, already in the library")
+    assert not second.same_recording and second.track_id == 5
+    [by_file] = explain_matches([SegmentMatch(3, 0.5, 0, 0, 0.6)], TRACKS, QUERY, ROWS, same_file=3)
+    assert by_file.same_recording  # the very file, whatever the score
+    assert explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS) == []  # removed since
+
+
+def test_clock_floors_minutes() -> None:
+    assert [clock(s) for s in (0, 59.6, 63, 600)] == ["0:00", "0:59", "1:03", "10:00"]
