@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.audio import load_segments
+from core.audio import decode, load_segments, overlapping, trim_silence
 from core.background import become_background
 from core.features import SegmentFeatures, extract
 
@@ -162,10 +162,18 @@ def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
 
 
 def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,
-            embedding: bool = True, name: str | None = None) -> ClipAnalysis:
-    """decode → segments → features → the models asked for."""
+            embedding: bool = True, name: str | None = None, hop: float | None = None) -> ClipAnalysis:
+    """decode → segments → features → the models asked for.
+
+    With `hop` (a /similar query), the segments overlap, starting every `hop` seconds (at most
+    `limits.max_segments` of them): they then line up closely with the sections a library track was
+    analysed on, which tells an excerpt of that very recording apart (core.similar)."""
     name = name or Path(path).name
-    segments = load_segments(path, max_seconds=limits.max_seconds, max_segments=limits.max_segments)
+    if hop is None:
+        segments = load_segments(path, max_seconds=limits.max_seconds, max_segments=limits.max_segments)
+    else:
+        segments = overlapping(trim_silence(decode(path, max_seconds=limits.max_seconds), name=Path(path).name),
+                               hop=hop, max_segments=limits.max_segments)
     network = frontend(limits.models_dir)
     features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}

@@ -23,6 +23,10 @@ SEGMENT_KIND = "musicnn-seg-v1"
 A change of recipe or labelling bumps it, so a saved index of another kind is rebuilt."""
 STRIDE = 1 << 10
 """Segment labels per track: a library track is analysed on at most this many segments."""
+QUERY_HOP = 1.0
+"""Seconds between the starts of a query's (overlapping) 3-s windows: any library section that lies
+within the query is then matched by a window at most half a second off, where the front-end's embeddings
+of one recording agree closely (bench_neighbours' dense queries)."""
 CANDIDATES_PER_SEGMENT = 64
 """Nearest segments each query segment fetches from the index; their tracks are the candidates scored
 exactly. With 24 segments per track, 64 segments reach at least three tracks per query segment."""

@@ -215,7 +215,7 @@ class Service:
         finally:
             await asyncio.to_thread(shutil.rmtree, job, ignore_errors=True)
 
-    async def _analyse(self, path: Path, name: str, **what: bool) -> ClipAnalysis:
+    async def _analyse(self, path: Path, name: str, **what: Any) -> ClipAnalysis:
         return await self._run(analyse, path, self.limits, name=name, **what)
 
     async def _analyse_for_library(self, path: Path) -> ClipAnalysis:
@@ -433,12 +433,15 @@ class Service:
 
     async def _query_analysis(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, int | None]:
         """(display name, the query's analysis, the library track that is this very file or link, if any)."""
+        from core.segment_match import QUERY_HOP
+
+        analyse = partial(self._analyse, genre=False, mood=False, hop=QUERY_HOP)
         if isinstance(query, str) and is_link(query):
-            _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
+            _title, result = await self._with_link(query, analyse)
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
             return query, result, same.id if same else None
         item: Item = Path(query) if isinstance(query, str) else query
-        result = await self._with_file(item, lambda p, n: self._analyse(p, n, genre=False, mood=False))
+        result = await self._with_file(item, analyse)
         digest = None
         if isinstance(item, Path) and item.is_file():
             from core.library import file_hash
