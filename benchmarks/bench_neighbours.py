@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from core import audio, embedding, segment_match  # noqa: E402
+from core import audio, embedding, segment_match, similar  # noqa: E402
+from core.similar import SAME_CONTRAST  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.constants import SAMPLE_RATE, SEGMENT_SAMPLES, SILENCE_TOP_DB  # noqa: E402
 from core.features import SegmentFeatures  # noqa: E402
@@ -274,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--gtzan", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "gtzan-audio",
                         help="gtzan-audio (full30_22k tracks): the genre of neighbours, when present")
+    parser.add_argument("--query-hop", type=float, default=segment_match.QUERY_HOP,
+                        help="seconds between the query's overlapping windows (0: 3-s segments end to end)")
+    parser.add_argument("--no-copies", action="store_true",
+                        help="skip the re-encoded whole copies (half the first run's work)")
     parser.add_argument("--points", default="6,10,24", help="segments per library entry to compare")
     parser.add_argument("--descriptors", action="store_true",
                         help="also compare descriptor-v1 (computing its descriptors costs most of the first run)")
@@ -286,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     n = args.segments or getattr(settings, "library_segments", settings.max_segments)
     tracks = library_tracks(args.library, args.cache_dir, settings.models_dir,
-                            settings.max_segments if args.descriptors else None)
+                            settings.max_segments if args.descriptors else None, copies=not args.no_copies)
+    if args.query_hop:  # the query as /similar cuts it: overlapping windows
+        dense = dense_queries(args.library, args.cache_dir, settings.models_dir, args.query_hop)
+        tracks = [replace(t, query_pen=dense[t.name]) for t in tracks]
     k = len(tracks)
     print(f"{k} tracks; entries of {n} segments spread over each track; query: the middle {QUERY_SECONDS:g} s "
           f"through {REENCODE_BITRATE}b/s mp3; exact cosine search; hit@1, hit@5 (of {k}) and MRR\n")
@@ -313,8 +321,113 @@ def main(argv: list[str] | None = None) -> int:
         rule = same_rule([v["other"] for v in stats.values()], [stats["middle-mp3"]["own"]])
         print(f"{m:>2} rule: averaged max-sim >= {rule[0]:.3f} and best match >= {rule[1]:.3f}; recognised "
               + ", ".join(f"{q} {recognised(v['own'], rule)}/{k}" for q, v in stats.items()))
+        print(f"{m:>2} shipped rule ({similar.SAME_RECORDING}, {similar.SAME_BEST}): {same_rule_now(stats)}")
     for m in points:
         q = np.quantile(other_track_scores(tracks, m), LABEL_QUANTILES)
+        print(f"{m:>2} averaged max-sim to other tracks, quantiles "
+              + ", ".join(f"{p:g}: {v:.3f}" for p, v in zip(LABEL_QUANTILES, q)))
+    if args.gtzan.is_dir():
+        pens, genres = gtzan_outputs(args.gtzan, args.cache_dir, settings.models_dir)
+        print(f"\ngenre of the 5 nearest other tracks, {len(pens)} GTZAN full30_22k tracks as the library")
+        for name, shares in genre_of_neighbours(pens, genres).items():
+            print(f"  {name:<18} " + ", ".join(f"{g} {v:.3f}" for g, v in shares.items()))
+    return 0
+
+
+SegmentScore = Callable[[np.ndarray], np.ndarray]
+"""(query segments, track segments) similarity blocks -> one score per track; given the (m, N) cosines of
+the query's m segments to all N library segments, reduced per track to (m, tracks) best matches."""
+
+SEGMENT_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "averaged max-sim": lambda best: best.mean(axis=0),
+    "max-sim, best half of the query": lambda best: np.sort(best, axis=0)[best.shape[0] // 2:].mean(axis=0),
+    "max-sim, median over the query": lambda best: np.median(best, axis=0),
+}
+"""(m, tracks) best match of each query segment per track -> a score per track."""
+
+
+def _entry_rows(tracks: list[Track], n: int, query: str) -> list[np.ndarray]:
+    """Each track's library segments (unit rows): n spread over the track, or for other-part n spread over
+    the segments that do not overlap the query's window."""
+    rows = []
+    for t in tracks:
+        keep = spread(len(t.pen), n)
+        if query == "other-part":
+            starts = np.arange(len(t.pen)) * SEGMENT_SECONDS
+            a, b = t.query_window
+            outside = np.flatnonzero((starts + SEGMENT_SECONDS <= a) | (starts >= b))
+            keep = outside[spread(len(outside), n)] if len(outside) else keep
+        rows.append(segment_match.unit_rows(t.pen[keep]))
+    return rows
+
+
+def _query_rows(t: Track, query: str) -> np.ndarray:
+    if query == "reencoded":  # the whole copy sent as an upload: the upload limit's segments
+        return segment_match.unit_rows(t.copy_pen[spread(len(t.copy_pen), UPLOAD_SEGMENTS)])
+    return segment_match.unit_rows(t.query_pen)
+
+
+def best_matches(tracks: list[Track], n: int, query: str) -> list[np.ndarray]:
+    """Per query track: (m, tracks) cosine of each of its segments to its best match in each track."""
+    rows = _entry_rows(tracks, n, query)
+    everything = np.concatenate(rows)
+    bounds = np.cumsum([0] + [len(r) for r in rows])[:-1]
+    return [np.maximum.reduceat(_query_rows(t, query) @ everything.T, bounds, axis=1) for t in tracks]
+
+
+def segment_figures(tracks: list[Track], n: int, score: Callable[[np.ndarray], np.ndarray]
+                    ) -> dict[str, dict[str, float]]:
+    """hit@1, hit@5 and MRR of each query kind when tracks are scored from segment matches."""
+    out = {}
+    for query in query_kinds(tracks):
+        sims = np.stack([score(b) for b in best_matches(tracks, n, query)])
+        r = (sims > np.diag(sims)[:, None]).sum(axis=1)
+        out[query] = {"hit1": int((r < 1).sum()), "hit5": int((r < 5).sum()), "mrr": float(np.mean(1 / (1 + r)))}
+    return out
+
+
+def same_recording(tracks: list[Track], n: int) -> dict[str, dict[str, np.ndarray]]:
+    """For the same-recording rule: per query kind, (averaged max-sim, best single segment match) of each
+    query's own track, and of every other track."""
+    out = {}
+    for query in query_kinds(tracks):
+        own, other = [], []
+        for i, best in enumerate(best_matches(tracks, n, query)):
+            pairs = np.stack([best.mean(axis=0), best.max(axis=0)], axis=1)
+            own.append(pairs[i])
+            other.append(np.delete(pairs, i, axis=0))
+        out[query] = {"own": np.stack(own), "other": np.concatenate(other)}
+    return out
+
+
+def same_rule(others: list[np.ndarray], owns: list[np.ndarray], margin: float = 0.01) -> tuple[float, float]:
+    """(averaged max-sim, best match) thresholds that no pair of different tracks in `others` reaches on
+    both (among pairs whose best match stands out from their average by core.similar.SAME_CONTRAST, as the
+    rule requires), with `margin` to spare, recognising the most of `owns` (each query's own track): for
+    each averaged max-sim threshold, the best-match threshold just clearing every such pair within `margin`
+    below it."""
+    pairs, own = np.concatenate(others), np.concatenate(owns)
+    pairs = pairs[pairs[:, 1] - pairs[:, 0] >= SAME_CONTRAST]
+    rules = []
+    for t_mean in np.arange(0.80, 1.0 + margin, 0.005):
+        above = pairs[pairs[:, 0] >= t_mean - margin]
+        rules.append((float(t_mean), float(above[:, 1].max() + margin) if len(above) else 0.0))
+    return max(rules, key=lambda rule: (recognised(own, rule), rule[0]))
+
+
+def recognised(own: np.ndarray, rule: tuple[float, float]) -> int:
+    """How many (averaged max-sim, best match) pairs the same-recording rule accepts."""
+    return int(((own[:, 0] >= rule[0]) & (own[:, 1] >= rule[1]) & (own[:, 1] - own[:, 0] >= SAME_CONTRAST)).sum())
+
+
+def same_rule_now(stats: dict[str, dict[str, np.ndarray]]) -> str:
+    """What the shipped thresholds (core.similar) recognise and wrongly accept, per query kind."""
+    rule = (similar.SAME_RECORDING, similar.SAME_BEST)
+    return ", ".join(f"{q}: recognised {recognised(v['own'], rule)}/{len(v['own'])}, other tracks called the "
+                     f"same {recognised(v['other'], rule)}" for q, v in stats.items())
+
+
+LABEL_QUANTILES)
         print(f"{m:>2} averaged max-sim to other tracks, quantiles "
               + ", ".join(f"{p:g}: {v:.3f}" for p, v in zip(LABEL_QUANTILES, q)))
     if args.gtzan.is_dir():

@@ -35,6 +35,12 @@ SAME_BEST = 0.975
 soundtrack can match on average almost as well as an excerpt of the track itself, and two tracks that share
 a section (or silence) match one segment perfectly."""
 
+SAME_CONTRAST = 0.01
+"""...and when its best match stands out from its average by this much: an excerpt matches the sections it
+contains better than the rest, while audio that does not change (a held tone, silence) matches every
+window alike and cannot be told from another recording of the same sound (a 445-Hz tone against a 440-Hz
+one: averaged 0.982, best 0.983)."""
+
 STRONG = 0.85
 CLEAR = 0.79
 WEAK = 0.68
@@ -83,7 +89,7 @@ def strength(score: float) -> str | None:
 
 
 def is_same_recording(match: SegmentMatch) -> bool:
-    return match.score >= SAME_RECORDING and match.best >= SAME_BEST
+    return match.score >= SAME_RECORDING and match.best >= SAME_BEST and match.best - match.score >= SAME_CONTRAST
 
 
 def clock(seconds: float) -> str:

@@ -63,6 +63,8 @@ def test_the_query_own_recording_comes_first_and_says_so() -> None:
     [by_file] = explain_matches([SegmentMatch(3, 0.5, 0, 0, 0.6)], TRACKS, QUERY, ROWS, same_file=3)
     assert by_file.same_recording  # the very file, whatever the score
     assert explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS) == []  # removed since
+    [tone] = explain_matches([SegmentMatch(3, 0.982, 0, 1, 0.983)], TRACKS, QUERY, ROWS)
+    assert not tone.same_recording  # a held tone matches every window alike: no moment was found
 
 
 def test_clock_floors_minutes() -> None:
