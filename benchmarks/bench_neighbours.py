@@ -1,21 +1,25 @@
-"""Neighbour quality of track embeddings on the real library: does an excerpt find its own track?
+"""Neighbour quality on a real library: does an excerpt find its own track, is it recognised as that
+recording, and do neighbours share a genre?
 
-The library entry of each track of ../shared/data/library/ is the track as the library analyses it: N
-segments spread over the whole (trimmed) track (--segments, the library's setting by default). Queries:
-  middle-mp3    the middle 30 s of the track through a 64 kb/s mp3 and back, cut as an upload is: the
-                team's check;
+The library entry of each track (../shared/data/library by default, or the Debian soundtracks of
+benchmarks/fetch_devlib.py: `--library ~/.cache/cratedigger/devlib/library --no-copies`) is the track as
+the library analyses it: N segments spread over the whole (trimmed) track. Queries:
+  middle-mp3    the middle 30 s of the track through a 64 kb/s mp3 and back, cut as /similar cuts a query
+                (overlapping windows every --query-hop seconds; 0: 3-s segments end to end): the team's check;
   other-part    the same query against entries made without the segments that overlap it, so the query
                 must be recognised from other parts of the track;
-  reencoded     a 64 kb/s mp3 copy of the whole track, analysed as the library would analyse it.
+  reencoded     a 64 kb/s mp3 copy of the whole track, analysed as an upload (not with --no-copies).
 Each query scores hit@1, hit@5 and the mean reciprocal rank of its own track among all entries, by exact
-cosine search (this measures the embedding, not an index). Kinds: today's descriptor-v1 (its own policy: the
-service's max_segments spread over the track) and the front-end kinds (pooling variants), side by side,
-then the quality-speed curve of the shipped front-end kind over N.
+search (this measures the scoring, not an index), for: one mean vector per track (the pooling variants at
+--segments; descriptor-v1 with --descriptors) and segment-level scores (each query segment's best match in
+a track, reduced over the query), over N in --points. Then the same-recording rule (the thresholds no pair
+of different tracks reaches, and what the shipped ones recognise), the quantiles of other tracks' scores
+(the labels' thresholds), and the genre of the 5 nearest neighbours on gtzan-audio's full 30-s tracks.
 
 Front-end outputs of every segment of every track (and of the copies and queries) are computed once and
-cached by the front-end's identity, so a rerun only pools.
+cached outside the repository (~/.cache/cratedigger/bench-neighbours), so a rerun only scores.
 
-    .venv/bin/python benchmarks/bench_neighbours.py [--library DIR] [--segments N] [--cache-dir DIR]
+    .venv/bin/python benchmarks/bench_neighbours.py [--library DIR] [--no-copies] [--points 6,10,24]
 """
 from __future__ import annotations
 
@@ -270,7 +274,9 @@ def _row(name: str, result: dict[str, dict[str, float]], n_tracks: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(env_file=None)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--library", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "library")
+    parser.add_argument("--library", type=Path, action="append",
+                        help="a library folder; repeat for several (default: ../shared/data/library); the "
+                             "re-encoded copies are made for the first only")
     parser.add_argument("--segments", type=int, default=None, help="segments per library entry")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--gtzan", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "gtzan-audio",
@@ -286,18 +292,49 @@ def main(argv: list[str] | None = None) -> int:
                         help="an .npz of embedding mean/std from other music, tried as one more variant")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.library.is_dir():
-        print(f"library not found: {args.library}", file=sys.stderr)
-        return 2
+    args.library = args.library or [REPO_ROOT.parent / "shared" / "data" / "library"]
     n = args.segments or getattr(settings, "library_segments", settings.max_segments)
-    tracks = library_tracks(args.library, args.cache_dir, settings.models_dir,
-                            settings.max_segments if args.descriptors else None, copies=not args.no_copies)
-    if args.query_hop:  # the query as /similar cuts it: overlapping windows
-        dense = dense_queries(args.library, args.cache_dir, settings.models_dir, args.query_hop)
-        tracks = [replace(t, query_pen=dense[t.name]) for t in tracks]
+    points = tuple(int(p) for p in args.points.split(","))
+    libraries = []
+    for library in args.library:
+        if not library.is_dir():
+            print(f"library not found: {library}", file=sys.stderr)
+            return 2
+        copies = not args.no_copies and library == args.library[0]
+        tracks = library_tracks(library, args.cache_dir, settings.models_dir,
+                                settings.max_segments if args.descriptors else None, copies=copies)
+        if args.query_hop:  # the query as /similar cuts it: overlapping windows
+            dense = dense_queries(library, args.cache_dir, settings.models_dir, args.query_hop)
+            tracks = [replace(t, query_pen=dense[t.name]) for t in tracks]
+        print(f"\n=== {library}")
+        report_library(tracks, args, n, points)
+        libraries.append(tracks)
+    if len(libraries) > 1:
+        print("\n=== all libraries together: the same-recording rule and the labels' thresholds")
+        for m in points:
+            stats = [same_recording(t, m) for t in libraries]
+            rule = same_rule([v["other"] for st in stats for v in st.values()],
+                             [st["middle-mp3"]["own"] for st in stats])
+            print(f"{m:>2} rule: averaged max-sim >= {rule[0]:.3f} and best match >= {rule[1]:.3f}; recognised "
+                  + "; ".join(", ".join(f"{q} {recognised(v['own'], rule)}/{len(v['own'])}" for q, v in st.items())
+                              for st in stats))
+            q = np.quantile(np.concatenate([other_track_scores(t, m) for t in libraries]), LABEL_QUANTILES)
+            print(f"{m:>2} averaged max-sim to other tracks, quantiles "
+                  + ", ".join(f"{p:g}: {v:.3f}" for p, v in zip(LABEL_QUANTILES, q)))
+    if args.gtzan.is_dir():
+        pens, genres = gtzan_outputs(args.gtzan, args.cache_dir, settings.models_dir)
+        print(f"\ngenre of the 5 nearest other tracks, {len(pens)} GTZAN full30_22k tracks as the library")
+        for name, shares in genre_of_neighbours(pens, genres).items():
+            print(f"  {name:<18} " + ", ".join(f"{g} {v:.3f}" for g, v in shares.items()))
+    return 0
+
+
+def report_library(tracks: list[Track], args: argparse.Namespace, n: int, points: tuple[int, ...]) -> None:
+    """Every figure of one library (see the module doc)."""
+    settings = load_settings(env_file=None)
     k = len(tracks)
     print(f"{k} tracks; entries of {n} segments spread over each track; query: the middle {QUERY_SECONDS:g} s "
-          f"through {REENCODE_BITRATE}b/s mp3; exact cosine search; hit@1, hit@5 (of {k}) and MRR\n")
+          f"through {REENCODE_BITRATE}b/s mp3; exact search; hit@1, hit@5 (of {k}) and MRR\n")
     print(f"{'kind':<34} {'middle-mp3':<20}   {'other-part':<20}   {'reencoded':<20}")
     if args.descriptors:
         print(_row(f"descriptor-v1 ({settings.max_segments} segments)", descriptor_figures(tracks), k))
@@ -305,17 +342,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats:
         with np.load(args.stats) as z:
             other = (z["mean"], z["std"])
-    variants = pooling_variants(library_stats(tracks), other)
-    for name, pool in variants.items():
+    for name, pool in pooling_variants(library_stats(tracks), other).items():
         print(_row(f"front-end: {name}", figures(entries_and_queries(tracks, pool, n)), k))
-    points = tuple(int(p) for p in args.points.split(","))
-    print("\nby segments per library entry: one mean vector per track (mean) against segment-level scores")
+    print("\nby segments per library entry: one mean vector per track against segment-level scores")
     for m in points:
         print(_row(f"{m:>2} mean vector", figures(entries_and_queries(tracks, shipped_pool, m)), k))
         for name, score in SEGMENT_SCORES.items():
             print(_row(f"{m:>2} {name}", segment_figures(tracks, m, score), k))
-    print("\nsame recording: the lowest (averaged max-sim, best segment match) thresholds no pair of different "
-          "tracks reaches, and how many queries they recognise")
+    print("\nsame recording: the (averaged max-sim, best window) thresholds no pair of different tracks here "
+          "reaches that recognise the most excerpts, and what the shipped rule does")
     for m in points:
         stats = same_recording(tracks, m)
         rule = same_rule([v["other"] for v in stats.values()], [stats["middle-mp3"]["own"]])
@@ -326,17 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         q = np.quantile(other_track_scores(tracks, m), LABEL_QUANTILES)
         print(f"{m:>2} averaged max-sim to other tracks, quantiles "
               + ", ".join(f"{p:g}: {v:.3f}" for p, v in zip(LABEL_QUANTILES, q)))
-    if args.gtzan.is_dir():
-        pens, genres = gtzan_outputs(args.gtzan, args.cache_dir, settings.models_dir)
-        print(f"\ngenre of the 5 nearest other tracks, {len(pens)} GTZAN full30_22k tracks as the library")
-        for name, shares in genre_of_neighbours(pens, genres).items():
-            print(f"  {name:<18} " + ", ".join(f"{g} {v:.3f}" for g, v in shares.items()))
-    return 0
 
-
-SegmentScore = Callable[[np.ndarray], np.ndarray]
-"""(query segments, track segments) similarity blocks -> one score per track; given the (m, N) cosines of
-the query's m segments to all N library segments, reduced per track to (m, tracks) best matches."""
 
 SEGMENT_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "averaged max-sim": lambda best: best.mean(axis=0),
@@ -427,100 +452,6 @@ def same_rule_now(stats: dict[str, dict[str, np.ndarray]]) -> str:
                      f"same {recognised(v['other'], rule)}" for q, v in stats.items())
 
 
-LABEL_QUANTILES)
-        print(f"{m:>2} averaged max-sim to other tracks, quantiles "
-              + ", ".join(f"{p:g}: {v:.3f}" for p, v in zip(LABEL_QUANTILES, q)))
-    if args.gtzan.is_dir():
-        pens, genres = gtzan_outputs(args.gtzan, args.cache_dir, settings.models_dir)
-        print(f"\ngenre of the 5 nearest other tracks, {len(pens)} GTZAN full30_22k tracks as the library")
-        for name, shares in genre_of_neighbours(pens, genres).items():
-            print(f"  {name:<18} " + ", ".join(f"{g} {v:.3f}" for g, v in shares.items()))
-    return 0
-
-
-SegmentScore = Callable[[np.ndarray], np.ndarray]
-"""(query segments, track segments) similarity blocks -> one score per track; given the (m, N) cosines of
-the query's m segments to all N library segments, reduced per track to (m, tracks) best matches."""
-
-SEGMENT_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "averaged max-sim": lambda best: best.mean(axis=0),
-    "max-sim, best half of the query": lambda best: np.sort(best, axis=0)[best.shape[0] // 2:].mean(axis=0),
-    "max-sim, median over the query": lambda best: np.median(best, axis=0),
-}
-"""(m, tracks) best match of each query segment per track -> a score per track."""
-
-
-def _entry_rows(tracks: list[Track], n: int, query: str) -> list[np.ndarray]:
-    """Each track's library segments (unit rows): n spread over the track, or for other-part n spread over
-    the segments that do not overlap the query's window."""
-    rows = []
-    for t in tracks:
-        keep = spread(len(t.pen), n)
-        if query == "other-part":
-            starts = np.arange(len(t.pen)) * SEGMENT_SECONDS
-            a, b = t.query_window
-            outside = np.flatnonzero((starts + SEGMENT_SECONDS <= a) | (starts >= b))
-            keep = outside[spread(len(outside), n)] if len(outside) else keep
-        rows.append(segment_match.unit_rows(t.pen[keep]))
-    return rows
-
-
-def _query_rows(t: Track, query: str) -> np.ndarray:
-    if query == "reencoded":  # the whole copy sent as an upload: the upload limit's segments
-        return segment_match.unit_rows(t.copy_pen[spread(len(t.copy_pen), UPLOAD_SEGMENTS)])
-    return segment_match.unit_rows(t.query_pen)
-
-
-def best_matches(tracks: list[Track], n: int, query: str) -> list[np.ndarray]:
-    """Per query track: (m, tracks) cosine of each of its segments to its best match in each track."""
-    rows = _entry_rows(tracks, n, query)
-    everything = np.concatenate(rows)
-    bounds = np.cumsum([0] + [len(r) for r in rows])[:-1]
-    return [np.maximum.reduceat(_query_rows(t, query) @ everything.T, bounds, axis=1) for t in tracks]
-
-
-def segment_figures(tracks: list[Track], n: int, score: Callable[[np.ndarray], np.ndarray]
-                    ) -> dict[str, dict[str, float]]:
-    """hit@1, hit@5 and MRR of each query kind when tracks are scored from segment matches."""
-    out = {}
-    for query in query_kinds(tracks):
-        sims = np.stack([score(b) for b in best_matches(tracks, n, query)])
-        r = (sims > np.diag(sims)[:, None]).sum(axis=1)
-        out[query] = {"hit1": int((r < 1).sum()), "hit5": int((r < 5).sum()), "mrr": float(np.mean(1 / (1 + r)))}
-    return out
-
-
-def same_recording(tracks: list[Track], n: int) -> dict[str, dict[str, np.ndarray]]:
-    """For the same-recording rule: per query kind, (averaged max-sim, best single segment match) of each
-    query's own track, and of every other track."""
-    out = {}
-    for query in query_kinds(tracks):
-        own, other = [], []
-        for i, best in enumerate(best_matches(tracks, n, query)):
-            pairs = np.stack([best.mean(axis=0), best.max(axis=0)], axis=1)
-            own.append(pairs[i])
-            other.append(np.delete(pairs, i, axis=0))
-        out[query] = {"own": np.stack(own), "other": np.concatenate(other)}
-    return out
-
-
-def same_rule(others: list[np.ndarray], owns: list[np.ndarray], margin: float = 0.01) -> tuple[float, float]:
-    """(averaged max-sim, best match) thresholds that no pair of different tracks in `others` reaches on
-    both, with `margin` to spare, recognising the most of `owns` (each query's own track): for each
-    averaged max-sim threshold, the best-match threshold just clearing every pair of different tracks
-    within `margin` below it."""
-    pairs, own = np.concatenate(others), np.concatenate(owns)
-    rules = []
-    for t_mean in np.arange(0.80, 1.0 + margin, 0.005):
-        above = pairs[pairs[:, 0] >= t_mean - margin]
-        rules.append((float(t_mean), float(above[:, 1].max() + margin) if len(above) else 0.0))
-    return max(rules, key=lambda rule: (recognised(own, rule), rule[0]))
-
-
-def recognised(own: np.ndarray, rule: tuple[float, float]) -> int:
-    return int(((own[:, 0] >= rule[0]) & (own[:, 1] >= rule[1])).sum())
-
-
 def gtzan_outputs(gtzan: Path, cache: Path, models_dir: Path) -> tuple[list[np.ndarray], list[str]]:
     """Per-segment embeddings (each 30-s GTZAN track analysed as an upload and as a library track are the
     same 10 segments) and genres of gtzan-audio's full30_22k tracks, cached."""
@@ -583,8 +514,9 @@ def shipped_pool(p: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def curve(tracks: list[Track], points: tuple[int, ...] = CURVE) -> dict[int, dict[str, dict[str, float]]]:
-    """Segments per library entry -> figures of the shipped kind (bench_reindex prints it beside speed)."""
-    return {m: figures(entries_and_queries(tracks, shipped_pool, m)) for m in points}
+    """Segments per library entry -> figures of the shipped scoring (averaged max-sim of the query's
+    segments; bench_reindex prints it beside speed)."""
+    return {m: segment_figures(tracks, m, SEGMENT_SCORES["averaged max-sim"]) for m in points}
 
 
 if __name__ == "__main__":
