@@ -435,7 +435,9 @@ class Service:
         """(display name, the query's analysis, the library track that is this very file or link, if any)."""
         from core.segment_match import QUERY_HOP
 
-        analyse = partial(self._analyse, genre=False, mood=False, hop=QUERY_HOP)
+        # mood costs nothing after the front-end and lets a reason say "both sound calm"; the genre model
+        # reads consecutive sections, which overlapping windows are not
+        analyse = partial(self._analyse, genre=False, mood=True, hop=QUERY_HOP)
         if isinstance(query, str) and is_link(query):
             _title, result = await self._with_link(query, analyse)
             same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
