@@ -69,3 +69,31 @@ def test_the_query_own_recording_comes_first_and_says_so() -> None:
 
 def test_clock_floors_minutes() -> None:
     assert [clock(s) for s in (0, 59.6, 63, 600)] == ["0:00", "0:59", "1:03", "10:00"]
+
+
+def _report(same: bool):
+    from core.service import SimilarReport, TrackHit
+
+    hits = [TrackHit(1, "Dawn", "/m/dawn.ogg", 0.95, "this is Dawn, already in the library", True)] if same else []
+    hits += [TrackHit(5, "Mist", "/m/mist.ogg", 0.86, "strongly alike; both ambient", False)]
+    return SimilarReport(query="upload.mp3", results=hits)
+
+
+def test_cli_and_json_say_this_is_the_track_first_and_the_rest_sounds_like() -> None:
+    from core.cli.similar import render_similar
+
+    text = render_similar(_report(same=True))
+    assert text.splitlines()[0] == "upload.mp3: this is *Dawn* [1], already in the library (0.95)."
+    assert text.splitlines()[1] == "sounds like:" and "Mist" in text.splitlines()[2]
+    assert _report(same=True).to_dict()["same_recording"]["title"] == "Dawn"
+    assert _report(same=False).to_dict()["same_recording"] is None
+    assert render_similar(_report(same=False)).startswith("closest to upload.mp3:\n1. [5] Mist")
+
+
+def test_the_bot_embed_opens_with_this_is_title() -> None:
+    from bot.render import similar_embed
+
+    description = similar_embed(_report(same=True), page=0, per_page=5).description
+    assert description.startswith("🎯 This is **Dawn**, already in the library.")
+    assert "**Sounds like**\n**2. Mist**" in description
+    assert "This is" not in similar_embed(_report(same=False), page=0, per_page=5).description
