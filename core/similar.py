@@ -28,9 +28,11 @@ TAG_NAMES: tuple[str, ...] = (
 """The front-end's 50 Million Song Dataset tags, in the order of its `tags` output (musicnn's FAQ)."""
 assert len(TAG_NAMES) == TAG_COUNT
 
-SAME_RECORDING = 0.925
-"""Averaged max-sim from which a match may be called the query's own recording..."""
-SAME_BEST = 0.975
+SAME_RECORDING = 0.965
+"""Averaged max-sim from which a match may be called the query's own recording... (the lowest pair of
+thresholds that no excerpt reaches against any other track of either dev library, with 0.01 to spare:
+ufoai's cues share whole passages, e.g. IntroSad and ufo1 at 0.954 / 0.982)"""
+SAME_BEST = 0.986
 """...when its best single segment match reaches this too. Neither alone is safe: a different cue of one
 soundtrack can match on average almost as well as an excerpt of the track itself, and two tracks that share
 a section (or silence) match one segment perfectly."""
@@ -41,11 +43,12 @@ contains better than the rest, while audio that does not change (a held tone, si
 window alike and cannot be told from another recording of the same sound (a 445-Hz tone against a 440-Hz
 one: averaged 0.982, best 0.983)."""
 
-STRONG = 0.85
-CLEAR = 0.79
-WEAK = 0.68
+STRONG = 0.89
+CLEAR = 0.84
+WEAK = 0.73
 """Averaged max-sim from which a match is called strongly, clearly or weakly alike; below WEAK a track is
-only "the nearest this library has". Chosen on the scores of different tracks (see models/similarity.md)."""
+only "the nearest this library has". The 99th, 95th and 80th percentiles of the scores of an excerpt
+against tracks other than its own, over both dev libraries at 24 segments (models/similarity.md)."""
 
 SHARED_TAG_Z = 1.0
 """A tag is named as shared when both tracks score it this many library standard deviations above the

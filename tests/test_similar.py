@@ -39,7 +39,7 @@ def test_labels_scale_with_the_score_and_say_nothing_alike_below_weak() -> None:
     assert strength(0.99) == "strongly" and strength(similar.STRONG) == "strongly"
     assert strength(similar.CLEAR) == "clearly" and strength(similar.WEAK) == "weakly"
     assert strength(similar.WEAK - 0.01) is None
-    matches = [SegmentMatch(5, 0.80, 1, 1, 0.9), SegmentMatch(3, 0.10, 0, 0, 0.2)]
+    matches = [SegmentMatch(5, similar.CLEAR + 0.01, 1, 1, 0.9), SegmentMatch(3, 0.10, 0, 0, 0.2)]
     near, far = explain_matches(matches, TRACKS, QUERY, ROWS)
     assert near.reason.startswith("clearly alike") and not near.same_recording
     assert far.reason.startswith("the nearest this library has, though not much alike")
@@ -47,7 +47,7 @@ def test_labels_scale_with_the_score_and_say_nothing_alike_below_weak() -> None:
 
 
 def test_a_reason_names_the_matching_section_and_what_the_two_share_that_others_do_not() -> None:
-    [got] = explain_matches([SegmentMatch(5, 0.86, 1, 1, 0.95)], TRACKS, QUERY, ROWS)
+    [got] = explain_matches([SegmentMatch(5, similar.STRONG + 0.01, 1, 1, 0.95)], TRACKS, QUERY, ROWS)
     assert got.reason == ("strongly alike; its 1:15 sounds like 0:03 of yours; both ambient; both sound calm; "
                           "both classical")
     [rock] = explain_matches([SegmentMatch(2, 0.86, 0, 0, 0.95)], TRACKS, QUERY, ROWS)
@@ -55,7 +55,7 @@ def test_a_reason_names_the_matching_section_and_what_the_two_share_that_others_
 
 
 def test_the_query_own_recording_comes_first_and_says_so() -> None:
-    matches = [SegmentMatch(5, 0.95, 0, 0, 0.97), SegmentMatch(1, 0.94, 0, 1, 0.99)]
+    matches = [SegmentMatch(5, 0.975, 0, 0, 0.98), SegmentMatch(1, 0.97, 0, 1, 0.99)]
     first, second = explain_matches(matches, TRACKS, QUERY, ROWS)
     assert first.track_id == 1 and first.same_recording  # above both thresholds: moved first
     assert first.reason.startswith("this is Dawn, already in the library")
@@ -63,7 +63,7 @@ def test_the_query_own_recording_comes_first_and_says_so() -> None:
     [by_file] = explain_matches([SegmentMatch(3, 0.5, 0, 0, 0.6)], TRACKS, QUERY, ROWS, same_file=3)
     assert by_file.same_recording  # the very file, whatever the score
     assert explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS) == []  # removed since
-    [tone] = explain_matches([SegmentMatch(3, 0.982, 0, 1, 0.983)], TRACKS, QUERY, ROWS)
+    [tone] = explain_matches([SegmentMatch(3, 0.990, 0, 1, 0.991)], TRACKS, QUERY, ROWS)
     assert not tone.same_recording  # a held tone matches every window alike: no moment was found
 
 
