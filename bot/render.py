@@ -6,6 +6,7 @@ pyplot global state), so the cogs can render in a worker thread while the event 
 from __future__ import annotations
 
 import io
+from pathlib import PurePath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import discord
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bot.text import percent, safe
+from bot.text import code, percent, safe
 
 ACCENT = discord.Colour(0x5865F2)
 WARN = discord.Colour(0xED4245)
@@ -41,7 +42,7 @@ def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
 
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
-    what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
+    what = f"link {code(report.title, 80)}" if report.title else f"file {code(report.file, 80)}"
     embed = discord.Embed(
         title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
         description=(f"too close to call: **{percent(report.top[0][1])}** {report.top[0][0]}, "
@@ -129,8 +130,16 @@ def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5, *, details:
     sources are library file paths and links an admin added, for admins' eyes."""
     if not details:
         return "The reasons are not listed in a public channel."
-    return bounded_lines([f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]],
-                         total=len(failed))
+    return bounded_lines([f"• {safe(shown_source(source), 60)}: {safe(reason, 150)}"
+                          for source, reason in failed[:limit]], total=len(failed))
+
+
+def shown_source(source: str) -> str:
+    """A failure's source as an admin's message shows it: a link as it is, a file of the server by its name
+    only (the bot's absolute paths say how the server is laid out, which is nobody's business on Discord)."""
+    if "://" in source[:16] or source.startswith("upload:"):
+        return source
+    return PurePath(source).name or source
 
 
 def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> discord.Embed:

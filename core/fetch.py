@@ -115,13 +115,27 @@ def fetch_audio(url: str, settings: Settings, workdir: Path, *, resolver: Resolv
     `resolver` and `connector` are the guard's DNS and socket seams (tests use them to simulate DNS).
     """
     check_url(url, settings)
+    with job_folder(workdir) as job_dir:
+        yield _fetch(url.strip(), settings, job_dir, resolver, connector)
+
+
+@contextmanager
+def job_folder(workdir: Path) -> Iterator[Path]:
+    """A fresh private folder under `workdir` for one fetch, removed when the block ends."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=workdir))
     try:
-        yield _fetch(url.strip(), settings, job_dir, resolver, connector)
+        yield job_dir
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def fetch_into(url: str, settings: Settings, job_dir: Path) -> FetchedAudio:
+    """`fetch_audio`'s work into `job_dir`, a folder the caller made and removes: the form a worker
+    process runs (`core.jobs.fetches`), so a killed worker leaves nothing the caller does not clean."""
+    check_url(url, settings)
+    return _fetch(url.strip(), settings, job_dir, system_resolver, direct_connector)
 
 
 def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
