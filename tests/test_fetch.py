@@ -458,3 +458,19 @@ def test_the_guard_proxy_refuses_connect_tunnels_to_private_addresses() -> None:
             answer = client.recv(4096)
     assert answer.startswith(b"HTTP/1.1 403")
     assert guard.stats.connections == [] and len(guard.stats.refusals) == 1
+
+
+def test_yt_dlp_messages_reach_the_log_as_one_line_without_control_characters(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A site controls what yt-dlp warns about (titles, error pages): it must not forge log lines or send
+    escape sequences to an operator's terminal."""
+    from core.fetch import _Job, _YtDlpLog
+
+    caplog.set_level("DEBUG", logger="core.fetch")
+    forged = ("[generic] title \x1b[2J\x1b[31mred\x1b[0m\r\nINFO core.service: admin granted\u202e\x07"
+              + "x" * 2000)
+    _YtDlpLog(_Job(settings)).warning(forged)
+    [record] = [r for r in caplog.records if r.name == "core.fetch"]
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message and "\u202e" not in message
+    assert "\\r\\nINFO core.service" in message and len(message) < 600

@@ -387,3 +387,16 @@ async def test_a_failed_add_in_one_server_keeps_another_servers_audio(service: S
     assert Path(theirs.audio_path).is_file()
     again = await service.reindex(OTHER_GUILD, full=True)
     assert again.failed == [] and again.analysed == 1
+
+
+@on_loop
+async def test_a_reindex_failure_names_no_server_path(service: Service, tmp_path: Path) -> None:
+    folder = tmp_path / "private-layout"
+    folder.mkdir()
+    path = write_audio(folder / "gone.ogg", synth_tone(6.0, sr=SR) * np.float32(0.5))
+    added = await service.add_to_library(GUILD, [path], added_by=ERIN)
+    assert len(added.added) == 1
+    path.unlink()
+    report = await service.reindex(GUILD, full=True)
+    [(source, reason)] = [f for f in report.failed if "gone" in f[1]]
+    assert "gone.ogg" in reason and str(folder) not in reason
