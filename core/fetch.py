@@ -6,7 +6,8 @@ ends, whether it ends normally or by an exception::
     with fetch_audio(url, settings, workdir) as fetched:
         segments = load_segments(fetched.path, max_seconds=..., max_segments=...)
 
-It blocks (network and ffmpeg): call it from a worker thread, never on the event loop.
+It blocks (network and ffmpeg): the bot runs it in a link worker process (`core.jobs.fetches`), the command
+line directly; never on the event loop.
 
 Policy, in the order it is applied:
 
@@ -78,8 +79,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _LOG_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 MAX_LOG_CHARS = 500
-_NEEDS_FFMPEG = re.compile(r"delegated to ffmpeg|ffmpeg (?:could not be found|is not installed)|DRM protected",
-                           re.IGNORECASE)
+_NEEDS_FFMPEG = re.compile(
+    r"delegated to ffmpeg|ffmpeg (?:could not be found|is not installed)|DRM protected", re.IGNORECASE)
 """yt-dlp's words when a download would need ffmpeg (which it is not given) or cannot be played at all."""
 
 
@@ -243,7 +244,8 @@ class _YtDlpLog:
 
 def guarded_extract(url: str, settings: Settings, options: dict[str, Any], *, download: bool,
                     byte_budget: int, resolver: Resolver = system_resolver,
-                    connector: Connector = direct_connector, job: _Job | None = None) -> tuple[Any, GuardStats]:
+                    connector: Connector = direct_connector,
+                    job: _Job | None = None) -> tuple[Any, GuardStats]:
     """One yt-dlp `extract_info` with every connection through a fresh `GuardProxy` (the job's deadline
     and `byte_budget`), yt-dlp's failures mapped to one-line user errors. `options` are added to the
     network and quiet options every job shares; `job` collects what yt-dlp's messages reveal. Returns
@@ -321,7 +323,8 @@ def _normalise(source: Path, target: Path, seconds: float) -> float | None:
     """Convert the first `seconds` of `source` to mono WAV at SAMPLE_RATE; return the source's length
     as ffmpeg reports it (None when the container does not say)."""
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-hide_banner", *ffmpeg_input(source), "-t", f"{seconds:.3f}", "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+        ffmpeg_exe(), "-nostdin", "-hide_banner", *ffmpeg_input(source), "-t", f"{seconds:.3f}",
+        "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
         "-c:a", "pcm_s16le", "-y", str(target),
     ]
     try:
@@ -351,7 +354,7 @@ def _wav_seconds(path: Path) -> float:
 
 def _map_error(exc: Exception, stats: GuardStats, settings: Settings, *, needs_ffmpeg: bool) -> UserError:
     """The user error behind a yt-dlp failure; the guard's view comes first, as it knows why."""
-    from yt_dlp.networking.exceptions import HTTPError, TransportError
+    from yt_dlp.networking.exceptions import HTTPError, NoSupportingHandlers, TransportError
     from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 
     if stats.refusals:
@@ -367,6 +370,8 @@ def _map_error(exc: Exception, stats: GuardStats, settings: Settings, *, needs_f
     for cause in _causes(exc):
         if isinstance(cause, UnsupportedError):
             return FetchRefused("That link is not a site or file we can get audio from.")
+        if isinstance(cause, NoSupportingHandlers):  # a key or segment at file://, tcp://, httpproxy://...
+            return FetchRefused("That link's stream points outside http(s), which we do not fetch.")
         if isinstance(cause, HTTPError):
             if cause.status in (404, 410):
                 return FetchFailed(f"The link is broken: the site answered {cause.status} (not found).")

@@ -70,6 +70,7 @@ async def test_a_password_with_url_delimiters_never_reaches_the_log(
 
     caplog.set_level(logging.DEBUG)
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver makes of the refused connection
-        await Store.connect(Settings(data_dir=tmp_path, database_url="postgresql://cd:se/cr#et?pw@127.0.0.1:1/x"))
+        await Store.connect(Settings(data_dir=tmp_path,
+                                     database_url="postgresql://cd:se/cr#et?pw@127.0.0.1:1/x"))
     assert "127.0.0.1:1/x" in caplog.text
     assert not any(piece in caplog.text for piece in ("se/cr", "cr#et", "et?pw", "cd:"))
