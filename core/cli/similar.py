@@ -8,6 +8,7 @@ from core.cli import Outcome
 from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
 from core.fetch import is_link
+from core.resolve import resolved_line
 from core.service import SimilarReport
 
 
@@ -31,4 +32,7 @@ def find_similar(args: argparse.Namespace, settings: Settings) -> Outcome:
     k = max(1, min(25, args.k))
     query: str | Path = args.query if is_link(args.query) else Path(args.query)
     report: SimilarReport = with_service(settings, lambda s: s.similar(args.guild, query, k=k))
-    return Outcome(report.to_dict(), f"closest to {report.query}:\n{render_hits(report.results)}")
+    header = f"closest to {report.query}:"
+    if report.resolved:
+        header = f"{resolved_line(report.resolved)}\n{header}"
+    return Outcome(report.to_dict(), f"{header}\n{render_hits(report.results)}")
