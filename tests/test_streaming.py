@@ -3,9 +3,12 @@ each service's documented format (see core/streaming.py for the sources), and fo
 through a search template pointed at a local feed. Nothing connects anywhere but 127.0.0.1."""
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
+
+from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
@@ -28,6 +31,7 @@ TIDAL_LINK = "https://tidal.com/browse/track/77646168/u"
 
 def spotify_page(title: str, artist: str, seconds: int) -> str:
     """Spotify's track page as it reaches a client without JavaScript: Open Graph and music:* tags."""
+    title, artist = html.escape(title), html.escape(artist)
     return ("<!DOCTYPE html><html><head><title>" + f"{title} - song and lyrics by {artist} | Spotify</title>"
             f'<meta property="og:title" content="{title}"/>'
             f'<meta property="og:description" content="{artist} · Midnight · Song · 2020"/>'
@@ -75,9 +79,9 @@ def tidal_page(title: str, artist: str) -> str:
 def feed_with_durations(items: list[tuple[str, str, str]]) -> bytes:
     """A podcast feed (title, audio URL, itunes:duration) that yt-dlp's generic extractor lists as search
     results: a title and a length per entry, like a flat YouTube search."""
-    body = "".join(f"<item><title>{title}</title><guid>{url}</guid><enclosure url=\"{url}\" type=\"audio/wav\" "
-                   f"length=\"1\"/><itunes:duration>{duration}</itunes:duration></item>"
-                   for title, url, duration in items)
+    body = "".join(f"<item><title>{escape(title)}</title><guid>{escape(url)}</guid><enclosure "
+                   f"url={quoteattr(url)} type=\"audio/wav\" length=\"1\"/><itunes:duration>{duration}"
+                   "</itunes:duration></item>" for title, url, duration in items)
     return ('<?xml version="1.0"?><rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">'
             f"<channel><title>Results</title>{body}</channel></rss>").encode()
 
