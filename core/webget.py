@@ -131,16 +131,12 @@ class WebSession:
             raise self._why(exc, what) from None
         finally:
             conn.close()
-        refusal = self._refusal()
-        if refusal is not None:  # the proxy answered 403 for a hop it refused
-            raise refusal
+        stats = self._guard.stats
+        if stats.refusals or stats.timed_out or stats.over_budget:  # a refused hop (the proxy answered
+            raise self._why(None, what)  # 403), or a body the guard cut short: never parse half a page
         return status, answer, body
 
-    def _refusal(self) -> UserError | None:
-        stats = self._guard.stats
-        return stats.refusals[0] if stats.refusals else None
-
-    def _why(self, exc: BaseException, what: str) -> UserError:
+    def _why(self, exc: BaseException | None, what: str) -> UserError:
         """The guard's reason comes first: it knows why a connection was cut."""
         stats = self._guard.stats
         if stats.refusals:

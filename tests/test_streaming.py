@@ -20,6 +20,7 @@ from core.trackmatch import Candidate, NotFound, find_recording, same_recording,
 from core.webget import WebSession
 from tests.conftest import wav_bytes
 from tests.http_fixture import LocalHTTPServer
+from tests.test_playlist import cli  # noqa: F401  (a fixture: `cratedigger ARGS` in this process)
 
 SPOTIFY_ID = "4cOdK2wGLETKBW3PvgPWqT"
 SPOTIFY_LINK = f"https://open.spotify.com/intl-de/track/{SPOTIFY_ID}?si=abc"
@@ -235,6 +236,15 @@ def test_a_declared_huge_page_is_not_read(http_server: LocalHTTPServer, settings
     assert "Deezer's API is larger than 4 MB" in one_line(exc)
 
 
+def test_a_slow_service_hits_the_time_cap(http_server: LocalHTTPServer, settings: Settings) -> None:
+    """Ten 64-KiB chunks a second apart can never arrive within a 2-s cap, however fast the machine."""
+    http_server.add_file(f"spotify/track/{SPOTIFY_ID}", b"<html>" + b" " * (640 * 1024), "text/html",
+                         drip_seconds=1.0)
+    with pytest.raises(FetchFailed) as exc:
+        read(SPOTIFY_LINK, settings.with_overrides(max_download_seconds=2.0))
+    assert one_line(exc) == "Spotify's page took longer than 2 s to answer."
+
+
 def test_a_wrong_content_type_is_refused(http_server: LocalHTTPServer, settings: Settings) -> None:
     http_server.add_file("deezer-api/track/3135556", deezer_track(1, "a", "b", 1), "text/html")
     with pytest.raises(FetchRefused) as exc:
@@ -397,69 +407,61 @@ def test_tidal_albums_are_refused_with_a_reason(settings: Settings) -> None:
 # -- the CLI, end to end -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, http_server: LocalHTTPServer,
-        capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    from core.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"DATA_DIR": str(tmp_path / "data"), "FETCH_ALLOW_HOSTS": http_server.netloc,
-                        "WORKERS": "1", "MAX_PLAYLIST_ENTRIES": "2", "LINK_ANALYSE_SECONDS": "4",
-                        "SPOTIFY_URL": http_server.url("spotify"), "DEEZER_API_URL": http_server.url("deezer-api"),
+def streaming_cli(cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch,
+                  http_server: LocalHTTPServer) -> Callable[..., tuple[int, str, str]]:
+    """test_playlist's `cratedigger ARGS` (local server allowed, 2 playlist entries per call), with Spotify
+    and Deezer at the local server and the search pointed at its feed."""
+    for name, value in {"LINK_ANALYSE_SECONDS": "4", "SPOTIFY_URL": http_server.url("spotify"),
+                        "DEEZER_API_URL": http_server.url("deezer-api"),
                         "TRACK_SEARCH": http_server.url("search.xml") + "?q={artist}%20{title}"}.items():
         monkeypatch.setenv(f"CRATEDIGGER_{name}", value)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return cli
 
 
 @pytest.mark.slow
-def test_cli_genre_and_similar_of_a_spotify_link(cli: Callable[..., tuple[int, str, str]],
+def test_cli_genre_and_similar_of_a_spotify_link(streaming_cli: Callable[..., tuple[int, str, str]],
                                                  http_server: LocalHTTPServer) -> None:
     audio = http_server.add_file("night.wav", wav_bytes(5, freq=330, seed=1), "audio/wav")
     http_server.add_page(f"spotify/track/{SPOTIFY_ID}", spotify_page("Night Drive", "The Synths", 200))
     http_server.add_file("search.xml", feed_with_durations([("The Synths - Night Drive (Live)", audio, "200"),
                                                             ("The Synths - Night Drive", audio, "201")]),
                          "application/rss+xml")
-    code, out, err = cli("genre", "--json", SPOTIFY_LINK)
+    code, out, err = streaming_cli("genre", "--json", SPOTIFY_LINK)
     assert code == 0, err
     [doc] = json.loads(out)
     assert doc["file"] == SPOTIFY_LINK and doc["title"] == "The Synths – Night Drive" and doc["segments"] >= 1
     assert doc["resolved"] == {"service": "Spotify", "artist": "The Synths", "title": "Night Drive",
                                "duration": 200.0, "link": SPOTIFY_LINK, "source_url": audio,
                                "source": http_server.netloc, "found_by": "its title and length"}
-    code, out, err = cli("genre", SPOTIFY_LINK)
+    code, out, err = streaming_cli("genre", SPOTIFY_LINK)
     assert code == 0, err
     assert (f"{SPOTIFY_LINK}: analysed The Synths – Night Drive from {http_server.netloc}, found by its title "
             f"and length: {audio}") in out
 
     library = [http_server.add_file(f"lib{i}.wav", wav_bytes(4, freq=200 + 150 * i, seed=i), "audio/wav")
                for i in range(2)]
-    code, out, err = cli("library", "add", *library)
+    code, out, err = streaming_cli("library", "add", *library)
     assert code == 0, err
-    code, out, err = cli("similar", "--json", SPOTIFY_LINK)
+    code, out, err = streaming_cli("similar", "--json", SPOTIFY_LINK)
     assert code == 0, err
     doc = json.loads(out)
     assert doc["query"] == "The Synths – Night Drive" and len(doc["results"]) == 2
     assert doc["resolved"]["source_url"] == audio and doc["resolved"]["service"] == "Spotify"
-    code, out, err = cli("similar", SPOTIFY_LINK)
+    code, out, err = streaming_cli("similar", SPOTIFY_LINK)
     assert code == 0, err
     assert out.startswith(f"analysed The Synths – Night Drive from {http_server.netloc}, found by its title "
                           f"and length: {audio}\nclosest to The Synths – Night Drive:")
 
     http_server.add_file("search.xml", feed_with_durations([("Someone Else - Night Drive", audio, "200")]),
                          "application/rss+xml")
-    code, out, err = cli("genre", SPOTIFY_LINK)
+    code, out, err = streaming_cli("genre", SPOTIFY_LINK)
     assert code == 2 and out == ""
     assert err.strip() == "cratedigger: I could not find The Synths – Night Drive anywhere I can listen to."
     assert not list((Path("data") / "tmp").iterdir())
 
 
 @pytest.mark.slow
-def test_cli_library_add_of_a_deezer_album(cli: Callable[..., tuple[int, str, str]],
+def test_cli_library_add_of_a_deezer_album(streaming_cli: Callable[..., tuple[int, str, str]],
                                            http_server: LocalHTTPServer) -> None:
     """Entry by entry: each track resolved and searched; one not found is reported, the limit of 2 leaves
     the last two out, and adding the album again continues with them."""
@@ -476,12 +478,12 @@ def test_cli_library_add_of_a_deezer_album(cli: Callable[..., tuple[int, str, st
             results.append((f"The Synths - {title}", url, "1:40"))
     http_server.add_file("search.xml", feed_with_durations(results), "application/rss+xml")
     link = "https://www.deezer.com/en/album/302127"
-    code, out, err = cli("library", "add", link)
+    code, out, err = streaming_cli("library", "add", link)
     assert code == 0, err
     assert "added 1 track(s), 0 already there, 1 failed" in out and "] One" in out
     assert "! https://www.deezer.com/track/2: I could not find The Synths – Two anywhere I can listen to." in out
     assert "2 playlist entries left out (at most 2 are downloaded per call" in out
-    code, out, err = cli("library", "add", "--json", link)
+    code, out, err = streaming_cli("library", "add", "--json", link)
     assert code == 0, err
     doc = json.loads(out)  # One is there, Two is tried again (and still not found), Three goes in
     assert [a["title"] for a in doc["added"]] == ["Three"] and doc["left_out"] == 1
