@@ -51,6 +51,7 @@ class Settings:
     # Streaming-service links (core.streaming): where each service publishes its metadata without a key,
     # and the search that finds the same recording on a site yt-dlp can download from.
     spotify_url: str = "https://open.spotify.com"
+    """Spotify's pages and its oEmbed endpoint (``/oembed``, which also resolves spotify.link short links)."""
     apple_music_url: str = "https://music.apple.com"
     deezer_api_url: str = "https://api.deezer.com"
     deezer_share_url: str = "https://deezer.page.link"

@@ -345,10 +345,9 @@ class Service:
         """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
         async with self._fetched(url) as (fetched, resolved):
-            await self.library.register_file(
-                guild_id, fetched.path, source=url, title=title or (resolved.title if resolved else fetched.title),
-                artist=resolved.artist if resolved else fetched.artist, added_by=added_by, copy=True,
-                report=report)
+            named = (resolved.artist, resolved.title) if resolved else (fetched.artist, fetched.title)
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or named[1],
+                                             artist=named[0], added_by=added_by, copy=True, report=report)
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
                                  room: int, progress: Progress | None) -> int:
@@ -436,7 +435,8 @@ class Service:
         self._indexes[guild_id] = (version, index)
         return index
 
-    async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int], Any]:
+    async def _query_embedding(self, guild_id: int,
+                               query: str | Upload | Path) -> tuple[str, Any, set[int], Any]:
         """(display name, embedding, track ids to exclude: the query itself if it is in the library, what a
         streaming link was resolved to or None)."""
         if isinstance(query, str) and is_link(query):

@@ -14,7 +14,8 @@ What each service publishes without a key, and what is read from it (read 2026-1
   so the track page itself is read: ``og:title`` (the track's name), ``music:musician_description`` (its
   artists, comma-separated), ``music:duration`` (seconds), ``og:description`` ("Artist · Album · Song ·
   Year") as the artist's fallback. An album or playlist page lists its tracks as ``music:song`` meta tags
-  (links to track pages).
+  (links to track pages). A short link (``spotify.link/…``) is resolved through oEmbed, which accepts
+  it (same reference): the ``src`` of the ``html`` iframe names the track, album or playlist.
 * **Apple Music** — the page's JSON-LD (schema.org): a song page holds a ``MusicRecording`` (in
   ``<script id="schema:song">``, often as the ``audio`` of a ``MusicComposition``) with ``name``,
   ``byArtist`` and an ISO 8601 ``duration``; an album page a ``MusicAlbum`` whose ``tracks`` are
@@ -24,7 +25,8 @@ What each service publishes without a key, and what is read from it (read 2026-1
   ``/track/ID`` answers ``title``, ``duration`` (s) and ``artist.name``; ``/album/ID`` and ``/playlist/ID``
   answer ``title``, ``nb_tracks`` and ``tracks.data`` (each with ``id``, ``title``, ``duration``,
   ``artist.name``, ``link``). A failure is an ``{"error": {...}}`` object with HTTP 200. Share links
-  (``deezer.page.link/…``) redirect to a deezer.com link; only that redirect is read.
+  (``deezer.page.link/…``) redirect to a deezer.com link; only that redirect is read (newer
+  ``link.deezer.com`` links are not recognised: they are left to yt-dlp, which refuses them).
 * **Tidal** — its catalogue API needs a token and its oEmbed (``oembed.tidal.com``) gives at most a
   title, so the track page is read: ``og:title`` is "Artist - Title" (split at the first " - "),
   ``music:duration`` when present. Album and playlist pages load their track lists with JavaScript, so
@@ -32,11 +34,12 @@ What each service publishes without a key, and what is read from it (read 2026-1
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from core.config import Settings
 from core.errors import FetchFailed, FetchRefused, PlaylistLink
@@ -55,7 +58,14 @@ _APPLE_PLAYLIST = re.compile(r"^pl\.[A-Za-z0-9.-]{1,80}$")
 _DEEZER_LANG = re.compile(r"^[a-z]{2}(?:-[a-z]{2})?$")
 _TIDAL_ID = re.compile(r"^(?:\d{1,20}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 _SHARE_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SRC = re.compile(r"""\bsrc\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 _APPLE_OG = re.compile(r"^(?P<title>.+) by (?P<artist>.+?) on Apple\xa0?\s?Music$")
+
+
+Fields = tuple[Any, Any, float | None]
+"""A track's artist, title (as the service spells them, cleaned later) and length in seconds."""
+Listing = tuple[str | None, list[str], int | None]
+"""An album's or playlist's title, its tracks' links, and how many tracks it says it has."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,8 @@ class StreamingLink:
     service: str
     """A key of `SERVICES`."""
     kind: str
-    """"track", "album", "playlist", or "share" (a Deezer share link, resolved by its redirect)."""
+    """"track", "album", "playlist", or "share" (a short link: Deezer's by its redirect, Spotify's by
+    oEmbed)."""
     id: str
     url: str
     path: str = ""
@@ -104,6 +115,8 @@ def parse_link(url: str) -> StreamingLink | None:
         return None
     if host == "open.spotify.com":
         return _spotify(url, segs)
+    if host == "spotify.link" and len(segs) == 1 and _SHARE_CODE.match(segs[0]):
+        return StreamingLink("spotify", "share", segs[0], url)
     if host == "music.apple.com":
         return _apple(url, segs, parse_qs(parts.query))
     if host in ("deezer.com", "www.deezer.com"):
@@ -157,6 +170,7 @@ def _apple(url: str, segs: list[str], query: dict[str, list[str]]) -> StreamingL
 def read_track(link: StreamingLink, settings: Settings, web: WebSession) -> ServiceTrack:
     """The artist, title and length the service publishes for a track link (`FetchFailed` when it does
     not say who and what)."""
+    sent = link.url
     link = _unshare(link, settings, web)
     if link.kind != "track":
         raise PlaylistLink(f"That {link.service_name} link is {'an' if link.kind == 'album' else 'a'} "
@@ -167,7 +181,7 @@ def read_track(link: StreamingLink, settings: Settings, web: WebSession) -> Serv
     artist, title = clean_text(artist), clean_text(title)
     if not artist or not title:
         raise FetchFailed(f"{link.service_name} did not say which track that link is.")
-    return ServiceTrack(link.service, artist, title, duration if duration and duration > 0 else None, link.url)
+    return ServiceTrack(link.service, artist, title, duration if duration and duration > 0 else None, sent)
 
 
 def list_tracks(link: StreamingLink, settings: Settings, web: WebSession, *,
@@ -189,14 +203,33 @@ def list_tracks(link: StreamingLink, settings: Settings, web: WebSession, *,
 
 
 def _unshare(link: StreamingLink, settings: Settings, web: WebSession) -> StreamingLink:
-    """A Deezer share link's target (read from its redirect, which must be a deezer.com link)."""
+    """A short link's target, which must be a link of the same service: Deezer's is read from its
+    redirect (not followed), Spotify's from its oEmbed iframe."""
     if link.kind != "share":
         return link
-    target = web.redirect_target(f"{settings.deezer_share_url.rstrip('/')}/{link.id}", what="Deezer's share link")
+    if link.service == "deezer":
+        target = web.redirect_target(f"{settings.deezer_share_url.rstrip('/')}/{link.id}",
+                                     what="Deezer's share link")
+    else:
+        short = quote(f"https://spotify.link/{link.id}", safe="")
+        answer = web.get(f"{settings.spotify_url.rstrip('/')}/oembed?url={short}", accept=JSON,
+                         what="Spotify's oEmbed")
+        target = _iframe_src(answer.text)
     resolved = parse_link(target)
-    if resolved is None or resolved.service != "deezer" or resolved.kind == "share":
-        raise FetchRefused("That Deezer share link does not lead to a Deezer track, album or playlist.")
+    if resolved is None or resolved.service != link.service or resolved.kind == "share":
+        raise FetchRefused(f"That {link.service_name} short link does not lead to a {link.service_name} "
+                           "track, album or playlist.")
     return resolved
+
+
+def _iframe_src(text: str) -> str:
+    """The iframe's address in an oEmbed answer's ``html`` ("" when there is none)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return ""
+    match = _SRC.search(str(doc.get("html") or "")) if isinstance(doc, dict) else None
+    return html.unescape(match.group(1)) if match else ""
 
 
 def _page(web: WebSession, url: str, what: str) -> PageMeta:
@@ -211,7 +244,7 @@ def _number(value: Any) -> float | None:
     return number if 0 < number < float("inf") else None
 
 
-def _spotify_track(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, ...]:
+def _spotify_track(link: StreamingLink, settings: Settings, web: WebSession) -> Fields:
     page = _page(web, f"{settings.spotify_url.rstrip('/')}/track/{link.id}", "Spotify's page")
     artist = page.first("music:musician_description")
     if not artist:
@@ -220,7 +253,7 @@ def _spotify_track(link: StreamingLink, settings: Settings, web: WebSession) -> 
     return artist, page.first("og:title", "twitter:title"), _number(page.first("music:duration"))
 
 
-def _spotify_listing(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, list[str], int | None]:
+def _spotify_listing(link: StreamingLink, settings: Settings, web: WebSession) -> Listing:
     page = _page(web, f"{settings.spotify_url.rstrip('/')}/{link.kind}/{link.id}", "Spotify's page")
     urls = []
     for song in page.all("music:song"):
@@ -231,7 +264,7 @@ def _spotify_listing(link: StreamingLink, settings: Settings, web: WebSession) -
     return page.first("og:title"), urls, int(count) if count else None
 
 
-def _apple_track(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, ...]:
+def _apple_track(link: StreamingLink, settings: Settings, web: WebSession) -> Fields:
     page = _page(web, settings.apple_music_url.rstrip("/") + link.path, "Apple Music's page")
     recordings = list(json_ld_objects(page, "MusicRecording"))
     mine = [r for r in recordings if str(r.get("url") or "").rstrip("/").endswith(link.id)
@@ -247,7 +280,7 @@ def _apple_track(link: StreamingLink, settings: Settings, web: WebSession) -> tu
     return None, None, None
 
 
-def _apple_listing(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, list[str], int | None]:
+def _apple_listing(link: StreamingLink, settings: Settings, web: WebSession) -> Listing:
     page = _page(web, settings.apple_music_url.rstrip("/") + link.path, "Apple Music's page")
     for group in json_ld_objects(page, "MusicAlbum", "MusicPlaylist"):
         tracks = group.get("tracks") or group.get("track") or []
@@ -272,13 +305,13 @@ def _deezer_api(web: WebSession, settings: Settings, path: str) -> dict[str, Any
     return doc
 
 
-def _deezer_track(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, ...]:
+def _deezer_track(link: StreamingLink, settings: Settings, web: WebSession) -> Fields:
     doc = _deezer_api(web, settings, f"track/{link.id}")
     artist = doc.get("artist")
     return (names(artist)[0] if names(artist) else None), doc.get("title"), _number(doc.get("duration"))
 
 
-def _deezer_listing(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, list[str], int | None]:
+def _deezer_listing(link: StreamingLink, settings: Settings, web: WebSession) -> Listing:
     doc = _deezer_api(web, settings, f"{link.kind}/{link.id}")
     tracks = (doc.get("tracks") or {}).get("data") if isinstance(doc.get("tracks"), dict) else None
     urls = [f"https://www.deezer.com/track/{int(t['id'])}" for t in tracks or []
@@ -287,7 +320,7 @@ def _deezer_listing(link: StreamingLink, settings: Settings, web: WebSession) ->
     return clean_text(doc.get("title")), urls, total if isinstance(total, int) else None
 
 
-def _tidal_track(link: StreamingLink, settings: Settings, web: WebSession) -> tuple[str | None, ...]:
+def _tidal_track(link: StreamingLink, settings: Settings, web: WebSession) -> Fields:
     page = _page(web, f"{settings.tidal_url.rstrip('/')}/browse/track/{link.id}", "Tidal's page")
     artist, sep, title = (page.first("og:title") or "").partition(" - ")
     if not sep:

@@ -34,7 +34,8 @@ OTHER_VERSIONS = frozenset({"live", "cover", "karaoke", "remix", "instrumental",
                             "slowed", "reverb", "sped", "8d", "tribute", "reaction", "lesson", "tutorial"})
 """Words in a result's title that mark another recording than the one the service names."""
 SOURCE_NAMES = {"youtube": "YouTube", "soundcloud": "SoundCloud", "bandcamp": "Bandcamp",
-                "vimeo": "Vimeo", "mixcloud": "Mixcloud", "audiomack": "Audiomack", "dailymotion": "Dailymotion"}
+                "vimeo": "Vimeo", "mixcloud": "Mixcloud", "audiomack": "Audiomack",
+                "dailymotion": "Dailymotion"}
 _FEATURING = re.compile(r"[(\[]\s*(?:feat|ft|with)\b[^)\]]*[)\]]", re.IGNORECASE)
 _VERSION_SUFFIX = re.compile(r"\s+-\s+(?:\d{4}\s+)?(?:remaster(?:ed)?|single version|radio edit|mono|stereo)"
                              r"\b.*$", re.IGNORECASE)

@@ -70,7 +70,8 @@ class WebSession:
                  tb: TracebackType | None) -> None:
         self._guard.__exit__(kind, exc, tb)
 
-    def get(self, url: str, *, accept: tuple[str, ...], what: str, max_bytes: int = MAX_PAGE_BYTES) -> WebAnswer:
+    def get(self, url: str, *, accept: tuple[str, ...], what: str,
+            max_bytes: int = MAX_PAGE_BYTES) -> WebAnswer:
         """GET `url`, following redirects; `what` names the source in errors ("Spotify's page").
 
         Raises `FetchRefused` (a hop at a private address, a wrong content type), `TooLarge`, or

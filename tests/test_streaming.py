@@ -125,6 +125,7 @@ def one_line(exc: pytest.ExceptionInfo[UserError]) -> str:
     (DEEZER_LINK, ("deezer", "track", "3135556")),
     ("https://deezer.com/album/302127", ("deezer", "album", "302127")),
     ("https://deezer.page.link/aBc123", ("deezer", "share", "aBc123")),
+    ("https://spotify.link/AbC123xyz", ("spotify", "share", "AbC123xyz")),
     (TIDAL_LINK, ("tidal", "track", "77646168")),
     ("https://listen.tidal.com/album/77646164", ("tidal", "album", "77646164")),
 ])
@@ -196,7 +197,29 @@ def test_deezer_share_link_follows_only_its_redirect(http_server: LocalHTTPServe
     http_server.add_redirect("share/evil", "https://example.com/track/1")
     with pytest.raises(FetchRefused) as exc:
         read("https://deezer.page.link/evil", settings)
-    assert "does not lead to a Deezer track" in one_line(exc)
+    assert one_line(exc) == "That Deezer short link does not lead to a Deezer track, album or playlist."
+
+
+def spotify_oembed(src: str) -> bytes:
+    """Spotify's oEmbed answer (developer.spotify.com/documentation/embeds/reference/oembed)."""
+    return json.dumps({"html": f'<iframe width="100%" height="152" title="Spotify Embed: Night Drive" '
+                               f'frameborder="0" allowfullscreen src="{src}"></iframe>',
+                       "iframe_url": src, "width": 456, "height": 152, "version": "1.0",
+                       "provider_name": "Spotify", "provider_url": "https://spotify.com", "type": "rich",
+                       "title": "Night Drive"}).encode()
+
+
+def test_spotify_short_link_through_oembed(http_server: LocalHTTPServer, settings: Settings) -> None:
+    http_server.add_file("spotify/oembed", spotify_oembed(f"https://open.spotify.com/embed/track/{SPOTIFY_ID}"
+                                                          "?utm_source=oembed&amp;x=1"), "application/json")
+    http_server.add_page(f"spotify/track/{SPOTIFY_ID}", spotify_page("Night Drive", "The Synths", 200))
+    track = read("https://spotify.link/AbC123xyz", settings)
+    assert (track.title, track.link) == ("Night Drive", "https://spotify.link/AbC123xyz")
+    assert http_server.paths_requested() == ["/spotify/oembed", f"/spotify/track/{SPOTIFY_ID}"]
+    http_server.add_file("spotify/oembed", spotify_oembed("http://10.0.0.1/embed/track/x"), "application/json")
+    with pytest.raises(FetchRefused) as exc:
+        read("https://spotify.link/AbC123xyz", settings)
+    assert one_line(exc) == "That Spotify short link does not lead to a Spotify track, album or playlist."
 
 
 def test_deezer_error_object(http_server: LocalHTTPServer, settings: Settings) -> None:

@@ -8,9 +8,10 @@ as the top genre; the probabilities are in "top".
 For a link, "file" is the link as given and "title" what the site calls the track. A Spotify, Apple Music,
 Deezer or Tidal track link is resolved to its artist and title and searched for (CRATEDIGGER_TRACK_SEARCH);
 "resolved" then says what was analysed: {"service", "artist", "title", "duration", "link", "source_url",
-"source", "found_by"}, and the text says "analysed Artist – Title from YouTube, found by its title". Links get the bot's
-rules: the same pre-check and guard proxy (private and local addresses refused), download and duration caps,
-and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist is refused.
+"source", "found_by"}, and the text says "analysed Artist – Title from YouTube, found by its title".
+Links get the bot's rules: the same pre-check and guard proxy (private and local addresses refused),
+download and duration caps, and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist (or a
+streaming service's album) is refused.
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
 more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
@@ -76,7 +77,8 @@ def _analyse(item: str, settings: Settings) -> dict[str, Any]:
     from core.resolve import resolve_link
 
     resolved = resolve_link(item, settings)
-    with fetch_audio(resolved.source_url if resolved else item, settings, settings.data_dir / "tmp") as fetched:
+    source = resolved.source_url if resolved else item
+    with fetch_audio(source, settings, settings.data_dir / "tmp") as fetched:
         doc = file_report(analyse(fetched.path, limits, genre=True, mood=False, embedding=False, name=item))
     if resolved is None:
         return {"file": doc.pop("file"), "title": fetched.title, **doc}
