@@ -407,8 +407,8 @@ async def test_a_spotify_link_names_what_was_analysed(world: World):
     link = f"https://open.spotify.com/track/{SPOTIFY_ID}"
     audio = world.songs.add_file("tunes/spotify-night.wav", wav_bytes(8, freq=335, seed=41), "audio/wav")
     world.songs.add_page(f"spotify/track/{SPOTIFY_ID}", spotify_page(HOSTILE_TITLE, "The Synths", 200))
-    world.songs.add_file("search.xml", feed_with_durations([(f"The Synths - {HOSTILE_TITLE}", audio, "3:19")]),
-                         "application/rss+xml")
+    results = feed_with_durations([(f"The Synths - {HOSTILE_TITLE}", audio, "3:19")])
+    world.songs.add_file("search.xml", results, "application/rss+xml")
     ix, message = await world.run(world.member(), "similar", link=link, timeout=120)
     assert not message.ephemeral and message.embeds[0]["title"].startswith("Tracks like"), message.text()
     first, shown = message.embeds[0]["description"].split("\n")[:2]

@@ -35,16 +35,19 @@ def test_embeds_name_what_a_streaming_link_was_resolved_to_without_its_markup():
     the found link cannot open or close markdown around itself."""
     resolved = {"service": "Spotify", "artist": "@everyone <@&123456789012345678>",
                 "title": "**Bold** [click](http://evil)", "duration": 200.0,
-                "link": "https://open.spotify.com/track/x", "source": "YouTube", "found_by": "its title and length",
+                "link": "https://open.spotify.com/track/x", "source": "YouTube",
+                "found_by": "its title and length",
                 "source_url": "https://www.youtube.com/watch?v=abc)[x](http://evil"}
-    genre = GenreReport(file=resolved["link"], genre="rock", confidence=0.9, top=[("rock", 0.9), ("pop", 0.1)],
-                        segments=3, clip_seconds=9.0, model="m", title="t", resolved=resolved)
+    genre = GenreReport(file=resolved["link"], genre="rock", confidence=0.9, segments=3, clip_seconds=9.0,
+                        top=[("rock", 0.9), ("pop", 0.1)], model="m", title="t", resolved=resolved)
     similar = SimilarReport("q", [TrackHit(1, "A", "s", 0.9, "r")], resolved=resolved)
     for embed in (genre_embed(genre), similar_embed(similar, page=0, per_page=5)):
         first = embed.description.splitlines()[0]
-        assert first.startswith("analysed *") and first.endswith("* from YouTube, found by its title and length")
+        assert first.startswith("analysed *")
+        assert first.endswith("* from YouTube, found by its title and length")
         assert "@everyone" not in first and "<@&123456789012345678>" not in first and "**Bold**" not in first
-        assert embed.description.splitlines()[1] == "https://www.youtube.com/watch?v=abc%29%5Bx%5D%28http://evil"
+        shown = embed.description.splitlines()[1]
+        assert shown == "https://www.youtube.com/watch?v=abc%29%5Bx%5D%28http://evil"
         assert embed.url == embed.description.splitlines()[1]
     plain = GenreReport(file="f.wav", genre="rock", confidence=0.9, top=[("rock", 0.9)], segments=3,
                         clip_seconds=9.0, model="m")

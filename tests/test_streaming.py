@@ -83,7 +83,8 @@ def feed_with_durations(items: list[tuple[str, str, str]]) -> bytes:
     body = "".join(f"<item><title>{escape(title)}</title><guid>{escape(url)}</guid><enclosure "
                    f"url={quoteattr(url)} type=\"audio/wav\" length=\"1\"/><itunes:duration>{duration}"
                    "</itunes:duration></item>" for title, url, duration in items)
-    return ('<?xml version="1.0"?><rss version="2.0" xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">'
+    return ('<?xml version="1.0"?><rss version="2.0" '
+            'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">'
             f"<channel><title>Results</title>{body}</channel></rss>").encode()
 
 
@@ -136,7 +137,8 @@ def test_service_links_are_recognised(link: str, expected: tuple[str, str, str])
 
 @pytest.mark.parametrize("link", [
     "https://open.spotify.com/artist/1Xyo4u8uXC1ZmMpatF05PJ", "https://open.spotify.com/track/short",
-    "https://open.spotify.com.evil.example/track/" + SPOTIFY_ID, "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+    "https://open.spotify.com.evil.example/track/" + SPOTIFY_ID,
+    "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
     "ftp://open.spotify.com/track/" + SPOTIFY_ID, "https://www.deezer.com/track/12ab",
     "https://music.apple.com/us/artist/x/123", "https://example.com/song.mp3"])
 def test_other_links_are_left_to_yt_dlp(link: str) -> None:
@@ -154,7 +156,8 @@ def test_spotify_track_page(http_server: LocalHTTPServer, settings: Settings) ->
     assert http_server.paths_requested() == [f"/spotify/track/{SPOTIFY_ID}"]  # the link's id, our address
 
 
-def test_spotify_artist_falls_back_to_the_description(http_server: LocalHTTPServer, settings: Settings) -> None:
+def test_spotify_artist_falls_back_to_the_description(http_server: LocalHTTPServer,
+                                                     settings: Settings) -> None:
     page = spotify_page("Night Drive", "The Synths", 200).replace("music:musician_description", "x")
     http_server.add_page(f"spotify/track/{SPOTIFY_ID}", page)
     assert read(SPOTIFY_LINK, settings).artist == "The Synths"
@@ -189,7 +192,8 @@ def test_deezer_public_api(http_server: LocalHTTPServer, settings: Settings) -> 
                                                                           "Night Drive", 200.0)
 
 
-def test_deezer_share_link_follows_only_its_redirect(http_server: LocalHTTPServer, settings: Settings) -> None:
+def test_deezer_share_link_follows_only_its_redirect(http_server: LocalHTTPServer,
+                                                     settings: Settings) -> None:
     http_server.add_redirect("share/aBc123", "https://www.deezer.com/en/track/3135556?utm_source=x")
     http_server.add_file("deezer-api/track/3135556", deezer_track(3135556, "Night Drive", "The Synths", 200),
                          "application/json")
@@ -216,7 +220,8 @@ def test_spotify_short_link_through_oembed(http_server: LocalHTTPServer, setting
     track = read("https://spotify.link/AbC123xyz", settings)
     assert (track.title, track.link) == ("Night Drive", "https://spotify.link/AbC123xyz")
     assert http_server.paths_requested() == ["/spotify/oembed", f"/spotify/track/{SPOTIFY_ID}"]
-    http_server.add_file("spotify/oembed", spotify_oembed("http://10.0.0.1/embed/track/x"), "application/json")
+    http_server.add_file("spotify/oembed", spotify_oembed("http://10.0.0.1/embed/track/x"),
+                         "application/json")
     with pytest.raises(FetchRefused) as exc:
         read("https://spotify.link/AbC123xyz", settings)
     assert one_line(exc) == "That Spotify short link does not lead to a Spotify track, album or playlist."
@@ -231,7 +236,8 @@ def test_deezer_error_object(http_server: LocalHTTPServer, settings: Settings) -
 
 
 def test_tidal_track_page(http_server: LocalHTTPServer, settings: Settings) -> None:
-    http_server.add_page("tidal/browse/track/77646168", tidal_page("Night Drive - 2011 Remaster", "The Synths"))
+    http_server.add_page("tidal/browse/track/77646168",
+                         tidal_page("Night Drive - 2011 Remaster", "The Synths"))
     track = read(TIDAL_LINK, settings)
     assert (track.artist, track.title, track.duration) == ("The Synths", "Night Drive - 2011 Remaster", None)
 
@@ -312,7 +318,8 @@ def test_a_page_without_the_track_says_so(http_server: LocalHTTPServer, settings
     assert one_line(exc) == "Spotify did not say which track that link is."
 
 
-def test_markup_in_titles_is_kept_as_text_on_one_line(http_server: LocalHTTPServer, settings: Settings) -> None:
+def test_markup_in_titles_is_kept_as_text_on_one_line(http_server: LocalHTTPServer,
+                                                      settings: Settings) -> None:
     title = "**Bold** [click](https://evil.example) @everyone <@&123>\n# Header"
     body = deezer_track(3135556, title, "`DJ` _x_\u0000", 200)
     http_server.add_file("deezer-api/track/3135556", body, "application/json")
@@ -321,11 +328,12 @@ def test_markup_in_titles_is_kept_as_text_on_one_line(http_server: LocalHTTPServ
     assert track.title == "**Bold** [click](https://evil.example) @everyone <@&123> # Header"
 
 
-# -- finding the same recording with the real yt-dlp ----------------------------------------------------------
+# -- finding the same recording with the real yt-dlp ------------------------------------------------------
 
 def test_search_template() -> None:
     assert search_query("ytsearch5:{artist} {title}", "AC/DC", "T.N.T.\n") == "ytsearch5:AC/DC T.N.T."
-    assert search_query("https://s.example/?q={artist}+{title}", "A&B", "x y") == "https://s.example/?q=A%26B+x%20y"
+    assert (search_query("https://s.example/?q={artist}+{title}", "A&B", "x y")
+            == "https://s.example/?q=A%26B+x%20y")
 
 
 @pytest.mark.parametrize(("title", "channel", "duration", "same"), [
@@ -338,7 +346,8 @@ def test_search_template() -> None:
     ("The Synths - Day Drive", "", 200.0, (False, False)),
 ])
 def test_same_recording(title: str, channel: str, duration: float | None, same: tuple[bool, bool]) -> None:
-    track = ServiceTrack("spotify", "The Synths, Guest", "Night Drive (feat. Guest) - 2011 Remaster", 200.0, "x")
+    track = ServiceTrack("spotify", "The Synths, Guest", "Night Drive (feat. Guest) - 2011 Remaster", 200.0,
+                         "x")
     assert same_recording(track, Candidate("https://x/1", title, channel, duration, "youtube")) == same
 
 
@@ -404,11 +413,13 @@ def test_deezer_album_lists_its_tracks(http_server: LocalHTTPServer, settings: S
     http_server.add_file("deezer-api/album/302127", json.dumps(album).encode(), "application/json")
     playlist = list_streaming("https://www.deezer.com/album/302127", settings)
     assert playlist is not None and playlist.title == "Midnight" and playlist.total == 3
-    assert [e.url for e in playlist.entries] == ["https://www.deezer.com/track/1", "https://www.deezer.com/track/2"]
+    assert [e.url for e in playlist.entries] == ["https://www.deezer.com/track/1",
+                                                 "https://www.deezer.com/track/2"]
 
 
 def test_spotify_and_apple_listings(http_server: LocalHTTPServer, settings: Settings) -> None:
-    songs = "".join(f'<meta name="music:song" content="https://open.spotify.com/track/{c * 22}"/>' for c in "ab")
+    songs = "".join(f'<meta name="music:song" content="https://open.spotify.com/track/{c * 22}"/>'
+                    for c in "ab")
     http_server.add_page(f"spotify/playlist/{SPOTIFY_ID}", f'<html><head><meta property="og:title" '
                                                            f'content="Mix"/>{songs}<meta name="music:song" '
                                                            'content="http://10.0.0.1/x"/></head></html>')
@@ -452,14 +463,15 @@ def test_cli_genre_and_similar_of_a_spotify_link(streaming_cli: Callable[..., tu
     code, out, err = streaming_cli("genre", "--json", SPOTIFY_LINK)
     assert code == 0, err
     [doc] = json.loads(out)
-    assert doc["file"] == SPOTIFY_LINK and doc["title"] == "The Synths – Night Drive" and doc["segments"] >= 1
+    assert doc["file"] == SPOTIFY_LINK and doc["title"] == "The Synths – Night Drive"
+    assert doc["segments"] >= 1
     assert doc["resolved"] == {"service": "Spotify", "artist": "The Synths", "title": "Night Drive",
                                "duration": 200.0, "link": SPOTIFY_LINK, "source_url": audio,
                                "source": http_server.netloc, "found_by": "its title and length"}
     code, out, err = streaming_cli("genre", SPOTIFY_LINK)
     assert code == 0, err
-    assert (f"{SPOTIFY_LINK}: analysed The Synths – Night Drive from {http_server.netloc}, found by its title "
-            f"and length: {audio}") in out
+    assert (f"{SPOTIFY_LINK}: analysed The Synths – Night Drive from {http_server.netloc}, found by its "
+            f"title and length: {audio}") in out
 
     library = [http_server.add_file(f"lib{i}.wav", wav_bytes(4, freq=200 + 150 * i, seed=i), "audio/wav")
                for i in range(2)]
@@ -472,8 +484,8 @@ def test_cli_genre_and_similar_of_a_spotify_link(streaming_cli: Callable[..., tu
     assert doc["resolved"]["source_url"] == audio and doc["resolved"]["service"] == "Spotify"
     code, out, err = streaming_cli("similar", SPOTIFY_LINK)
     assert code == 0, err
-    assert out.startswith(f"analysed The Synths – Night Drive from {http_server.netloc}, found by its title "
-                          f"and length: {audio}\nclosest to The Synths – Night Drive:")
+    assert out.startswith(f"analysed The Synths – Night Drive from {http_server.netloc}, found by its "
+                          f"title and length: {audio}\nclosest to The Synths – Night Drive:")
 
     http_server.add_file("search.xml", feed_with_durations([("Someone Else - Night Drive", audio, "200")]),
                          "application/rss+xml")
@@ -495,7 +507,8 @@ def test_cli_library_add_of_a_deezer_album(streaming_cli: Callable[..., tuple[in
     http_server.add_file("deezer-api/album/302127", json.dumps(album).encode(), "application/json")
     results = []
     for i, title, _ in tracks:
-        http_server.add_file(f"deezer-api/track/{i}", deezer_track(i, title, "The Synths", 100), "application/json")
+        http_server.add_file(f"deezer-api/track/{i}", deezer_track(i, title, "The Synths", 100),
+                             "application/json")
         if title != "Two":  # nowhere to be found
             url = http_server.add_file(f"{title}.wav", wav_bytes(4, freq=200 + 90 * i, seed=i), "audio/wav")
             results.append((f"The Synths - {title}", url, "1:40"))
@@ -504,7 +517,8 @@ def test_cli_library_add_of_a_deezer_album(streaming_cli: Callable[..., tuple[in
     code, out, err = streaming_cli("library", "add", link)
     assert code == 0, err
     assert "added 1 track(s), 0 already there, 1 failed" in out and "] One" in out
-    assert "! https://www.deezer.com/track/2: I could not find The Synths – Two anywhere I can listen to." in out
+    assert ("! https://www.deezer.com/track/2: I could not find The Synths – Two anywhere I can listen to."
+            in out)
     assert "2 playlist entries left out (at most 2 are downloaded per call" in out
     code, out, err = streaming_cli("library", "add", "--json", link)
     assert code == 0, err
