@@ -1,4 +1,9 @@
-"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library."""
+"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library.
+
+JSON: {"query", "results": [{"track_id", "title", "source", "score", "reason"}]}. For a Spotify, Apple Music,
+Deezer or Tidal track link, "query" is "Artist – Title" and "resolved" says what was analysed (as in
+`cratedigger genre`); the text's first line says it too.
+"""
 from __future__ import annotations
 
 import argparse
