@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +22,7 @@ from typing import Any, TypeVar
 
 from core.config import Settings
 from core.errors import Busy, FetchFailed
-from core.fetch import NORMALISE_TIMEOUT_SECONDS, FetchedAudio, fetch_into
+from core.fetch import NORMALISE_TIMEOUT_SECONDS, FetchedAudio, fetch_into, job_folder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,13 +69,9 @@ class FetchPool:
     @contextlib.asynccontextmanager
     async def fetched(self, url: str, workdir: Path) -> AsyncIterator[FetchedAudio]:
         """The audio behind `url` (see `core.fetch`), in a job folder under `workdir` removed on exit,
-        whatever happened to the worker."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        job_dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=workdir))
-        try:
+        whatever happened to the worker (removing a folder of one short WAV does not hold the loop)."""
+        with job_folder(workdir) as job_dir:
             yield await self.run(fetch_into, url, self.settings, job_dir)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, job_dir, ignore_errors=True)
 
     async def _in_pool(self, call: Callable[[], T]) -> T:
         pool = self._pool
