@@ -1,4 +1,4 @@
-"""`cratedigger train frontend|genre` (rebuild the shipped front-end and genre head) and
+"""`cratedigger train frontend|genre|mood` (rebuild the shipped front-end, genre head and mood model) and
 `cratedigger evaluate` (score the shipped genre model on a folder in GTZAN's layout).
 
 The training code is imported only when one of these verbs runs, so every other verb starts fast; TensorFlow
@@ -34,7 +34,7 @@ def shown_path(path: Path) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    train = subparsers.add_parser("train", help="rebuild the front-end or the genre model",
+    train = subparsers.add_parser("train", help="rebuild the front-end, the genre model or the mood model",
                                   description="Rebuild a shipped model artefact from its sources.")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=type(train))
     frontend = kinds.add_parser(
@@ -61,6 +61,20 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     genre.add_argument("--report", type=Path, default=None, metavar="FILE",
                        help="also write every figure as JSON here (the model card quotes them)")
     genre.set_defaults(handler=handle_train_genre)
+
+    mood = kinds.add_parser(
+        "mood", parents=[parent], help="choose and save the mood model (4Q + Emotify)",
+        description="Cross-validate the mood recipes on 4Q (grouped by artist) and Emotify, score the chosen "
+                    "one once on the artists set aside, refit it on everything and save models/mood.npz.")
+    mood.add_argument("--shared", type=Path, default=None, metavar="DIR",
+                      help=f"the team's data folder (default: {SHARED_HELP})")
+    mood.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                      help="front-end output cache (default: ~/.cache/cratedigger/mood-embeddings)")
+    mood.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
+    mood.add_argument("--workers", type=_positive, default=2, help="processes embedding audio")
+    mood.add_argument("--report", type=Path, default=None, metavar="FILE",
+                      help="also write every figure as JSON here (the model card quotes them)")
+    mood.set_defaults(handler=handle_train_mood)
 
     evaluate = subparsers.add_parser(
         "evaluate", parents=[parent], help="score the shipped genre model on a GTZAN-layout folder",
@@ -108,6 +122,34 @@ def handle_train_genre(args: argparse.Namespace, settings: Settings) -> Outcome:
     lines += [f"chosen: {report.chosen['name']}, temperature {report.calibration['temperature']:.3f}, "
               f"ECE {report.calibration['ece']:.3f}", "wrote " + ", ".join(Path(f).name for f in report.files)]
     return Outcome(json.loads(report.to_json()), "\n".join(lines))
+
+
+def handle_train_mood(args: argparse.Namespace, settings: Settings) -> Outcome:
+    from core.training.genre_data import DEFAULT_SHARED
+    from core.training.mood_train import DEFAULT_CACHE, train
+
+    shared, out = args.shared or DEFAULT_SHARED, args.out or settings.models_dir
+    for folder in ("mood4q-dev", "emotify"):
+        if not (shared / folder).is_dir():
+            raise FileMissing(f"no {folder} folder in {shared} (point --shared at the team's data folder)")
+    command = shlex.join(["cratedigger", "train", "mood", "--shared", shown_path(shared)])
+    report = train(shared, out, args.cache or DEFAULT_CACHE, args.workers, settings.models_dir, command)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1))
+    cv = report["cv"][report["chosen"]]  # type: ignore[index]
+    lines = [f"{name:<40} quadrant {r['clean']['quadrant']:.3f} balanced {r['clean']['balanced']:.3f} "
+             f"top-{_top_k()} fit {sum(r['top_fit'].values()) / len(r['top_fit']):.2f}"
+             for name, r in report["cv"].items()]  # type: ignore[union-attr]
+    lines += [f"chosen: {report['chosen']} (quadrant {cv['clean']['quadrant']:.3f}); untouched artists: "
+              f"quadrant {report['untouched']['clean']['quadrant']:.3f}; Emotify GEMS R² "  # type: ignore[index]
+              f"{report['gems_cv']['r2_mean']:.3f}", f"wrote {report['artefact']}"]  # type: ignore[index]
+    return Outcome(report, "\n".join(lines))
+
+
+def _top_k() -> int:
+    from core.training.mood_train import TOP_K
+
+    return TOP_K
 
 
 def _confusion_text(confusion: list[list[int]], genres: list[str]) -> str:
