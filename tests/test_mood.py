@@ -284,3 +284,27 @@ def test_cli_without_a_model_says_so(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["mood", str(clip)]) == 2
     err = capsys.readouterr().err
     assert "no mood model" in err and err.count("\n") == 1
+
+
+def test_cli_evaluate_mood_on_a_4q_layout_folder(shared_data: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`cratedigger evaluate --model mood` reads a 4Q-layout tracks.csv (here eight songs of mood4q-dev,
+    two per quadrant, listed by absolute path) through the upload path and reports both readings."""
+    with open(shared_data / "mood4q-dev" / "tracks.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked = [r for q in ("Q1", "Q2", "Q3", "Q4") for r in [r for r in rows if r["quadrant"] == q][:2]]
+    with open(tmp_path / "tracks.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "quadrant"])
+        writer.writeheader()
+        writer.writerows({"file": str(shared_data / "mood4q-dev" / r["file"]), "quadrant": r["quadrant"]}
+                         for r in picked)
+    assert main(["evaluate", "--model", "mood", "--data", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["songs"] == 8 and doc["skipped"] == []
+    for reading in ("six_moods_as_quadrant", "valence_arousal_signs"):
+        figures = doc[reading]
+        assert set(figures["recall"]) == {"Q1", "Q2", "Q3", "Q4"}
+        assert all(0.0 <= figures[k] <= 1.0 for k in ("quadrant", "balanced", "arousal", "valence"))
+    (tmp_path / "tracks.csv").unlink()
+    assert main(["evaluate", "--model", "mood", "--data", str(tmp_path)]) == 2
+    assert "no tracks.csv" in capsys.readouterr().err

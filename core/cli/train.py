@@ -77,10 +77,14 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     mood.set_defaults(handler=handle_train_mood)
 
     evaluate = subparsers.add_parser(
-        "evaluate", parents=[parent], help="score the shipped genre model on a GTZAN-layout folder",
-        description="Track accuracy per genre, and the confusion matrix, of the model the manifest "
-                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext.")
-    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR", help="folder in GTZAN's layout")
+        "evaluate", parents=[parent], help="score the shipped genre or mood model on labelled audio",
+        description="Genre: track accuracy per genre, and the confusion matrix, of the model the manifest "
+                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext. Mood "
+                    "(--model mood): quadrant, balanced, arousal and valence accuracy on a folder in 4Q's "
+                    "layout.")
+    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR",
+                          help="folder in GTZAN's layout (genre) or 4Q's (mood: tracks.csv with quadrants)")
+    evaluate.add_argument("--model", choices=("genre", "mood"), default="genre", help="which model to score")
     evaluate.add_argument("--split", type=Path, default=None, metavar="DIR",
                           help="folder with {train,valid,test}_filtered.txt (default: gtzan-split of "
                                f"{SHARED_HELP})")
@@ -160,8 +164,18 @@ def _confusion_text(confusion: list[list[int]], genres: list[str]) -> str:
 
 
 def handle_evaluate(args: argparse.Namespace, settings: Settings) -> Outcome:
-    from core.training.evaluate import evaluate_folder
+    from core.training.evaluate import evaluate_folder, evaluate_mood_folder
     from core.training.genre_data import DEFAULT_SHARED
+
+    if args.model == "mood":
+        result = evaluate_mood_folder(args.data, settings)
+        lines = [f"mood model on {result['songs']} songs of {args.data}"]
+        for reading in ("six_moods_as_quadrant", "valence_arousal_signs"):
+            f = result[reading]
+            lines.append(f"{reading.replace('_', ' ')}: quadrant {f['quadrant']:.3f}, balanced {f['balanced']:.3f}, "
+                         f"arousal {f['arousal']:.3f}, valence {f['valence']:.3f}, recall "
+                         + ", ".join(f"{q} {r:.2f}" for q, r in f["recall"].items()))
+        return Outcome(result, "\n".join(lines))
 
     result = evaluate_folder(args.data, args.split or DEFAULT_SHARED / "gtzan-split", args.subset, settings)
     per_genre = ", ".join(f"{g} {v['recall']:.2f} ({v['n']})" for g, v in result["per_genre"].items())
