@@ -49,7 +49,8 @@ def test_parse_mood_accepts_the_six_names(text: str, mood: str) -> None:
     assert parse_mood(text) == mood
 
 
-@pytest.mark.parametrize(("text", "suggestion"), [("chill", "calm"), ("Melancholy", "sad"), ("dark", "tense")])
+@pytest.mark.parametrize(("text", "suggestion"),
+                         [("chill", "calm"), ("Melancholy", "sad"), ("dark", "tense")])
 def test_a_synonym_is_never_taken_silently_but_suggested(text: str, suggestion: str) -> None:
     """`recommend --mood chill` used to mean calm without a word: now it is refused, naming the mood."""
     with pytest.raises(UnknownMood) as info:

@@ -67,7 +67,8 @@ def test_a_new_members_picks_fit_the_mood(shared_data: Path) -> None:
         for mood, quadrants in FITS.items():
             picks = recommend(library, NEW_MEMBER, mood, K, now=0.0)
             assert len(picks) == K and all(0.0 <= p.score <= 1.0 for p in picks)
-            fit_share[mood].append(float(np.isin(fourq.quadrant[[p.track_id for p in picks]], quadrants).mean()))
+            picked = fourq.quadrant[[p.track_id for p in picks]]
+            fit_share[mood].append(float(np.isin(picked, quadrants).mean()))
     per_mood = {m: float(np.mean(v)) for m, v in fit_share.items()}
     log.warning("share of %d picks that fit, per mood (mean of the two halves): %s", K,
                 {m: round(v * K, 1) for m, v in per_mood.items()})

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from core.mood import ENERGY_WORDS, GEMS, MOODS, NOSTALGIA_WORDS, QUADRANT_MOOD, QUADRANTS, mood_z, track_vector
+from core.mood import (
+    ENERGY_WORDS,
+    GEMS,
+    MOODS,
+    NOSTALGIA_WORDS,
+    QUADRANT_MOOD,
+    QUADRANTS,
+    mood_z,
+    track_vector,
+)
 from core.training.genre_data import Clip, embed_clips
 
 UNTOUCHED_SHARE = 7

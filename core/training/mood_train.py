@@ -62,7 +62,8 @@ GAMMA_SCALES = (0.25, 0.5, 1.0)
 ALPHAS = (0.1, 0.3, 1.0)
 TOP_K = 20
 """Songs ranked highest per mood whose fit is counted (about /recommend's k in a library of this size)."""
-FITS: dict[str, tuple[int, ...]] = {"calm": (3,), "happy": (0,), "sad": (2,), "tense": (1,), "energetic": (0, 1)}
+FITS: dict[str, tuple[int, ...]] = {"calm": (3,), "happy": (0,), "sad": (2,), "tense": (1,),
+                                    "energetic": (0, 1)}
 """Which quadrants (indices into QUADRANTS) a pick for each mood must be in to fit it."""
 SEED = 0
 
@@ -174,7 +175,8 @@ def fit_heads(recipe: Recipe, feats: Features, fourq: FourQ, emotify: Emotify, s
 # --- measurement ----------------------------------------------------------------------------------------
 
 
-def artist_folds(fourq: FourQ, songs: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def artist_folds(fourq: FourQ, songs: np.ndarray, n_folds: int,
+                 seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds over `songs` (indices), grouped by artist and stratified by quadrant."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -341,7 +343,8 @@ def load_features(fourq: FourQ, emotify: Emotify, models_dir: Path, cache_dir: P
                   variants: tuple[str, ...] = AUGMENTED) -> Features:
     """Track vectors of both sources, clean and in `variants` (embedded once, then read from the cache)."""
     def matrix(prefix: str, files: list[Path], variant: str) -> np.ndarray:
-        return track_matrix(prefix, files, variant, models_dir=models_dir, cache_dir=cache_dir, workers=workers)
+        return track_matrix(prefix, files, variant, models_dir=models_dir, cache_dir=cache_dir,
+                            workers=workers)
 
     return Features(
         clean=matrix("mood4q", fourq.files, "clean"),
