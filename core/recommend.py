@@ -57,8 +57,6 @@ NOVELTY_PENALTY = 0.8
 a fitting mood, so asking twice in a row gives fresh music."""
 NOVELTY_HALF_LIFE_S = 12 * 3600.0
 """The penalty halves every 12 hours: tomorrow the same favourites may come back."""
-NOVELTY_SAYS = 0.05
-"""A penalty from which the reason says the track was held back (recommended within about two days)."""
 DIVERSITY_WEIGHT = 0.15
 """MMR: a candidate loses this times its highest cosine to an already picked result, so a cluster of
 near-identical tracks yields one pick until its others are clearly better than the alternatives. Half the
@@ -228,22 +226,26 @@ def recommend(tracks: list[TrackInfo], user: UserSignals, mood: str, k: int, *,
     by_id = {t.track_id: t for t in tracks}
     anchors = [by_id[tid] for tid in sorted(user.liked_ids | user.queried_ids)
                if tid in by_id and tid not in user.disliked_ids]
-    picks = [(fitting[i], True) for i in _rank(fitting, user, mood, by_id, k, now)]
+    order = _rank(fitting, user, mood, by_id, k, now)
+    fresh_order = _rank(fitting, user, mood, by_id, len(fitting), now, novelty=False)
+    held_back = {fitting[i].track_id for n, i in enumerate(order) if n > fresh_order.index(i)}
+    picks = [(fitting[i], True) for i in order]
     if len(picks) < k:  # too few fit: the nearest to the mood, strictly by estimate, and said so
         rest = sorted((t for t in candidates if not fits(t, mood, user.user_id)),
                       key=lambda t: (-float(t.moods.get(mood, 0.0)), t.track_id))
         picks += [(t, False) for t in rest[: k - len(picks)]]
     return [
         Recommendation(t.track_id, t.title, round(fit_score(t, mood, user.user_id), 4),
-                       _recommend_reason(t, mood, user, anchors, now) if fitting_track
+                       _recommend_reason(t, mood, user, anchors, now, t.track_id in held_back) if fits_mood
                        else f"nearest to {mood} in this library, though not clearly {mood}")
-        for t, fitting_track in picks
+        for t, fits_mood in picks
     ]
 
 
 def _rank(fitting: list[TrackInfo], user: UserSignals, mood: str, by_id: Mapping[int, TrackInfo], k: int,
-          now: float) -> list[int]:
-    """Indices into `fitting` of the MMR picks of the blended relevance, best first."""
+          now: float, *, novelty: bool = True) -> list[int]:
+    """Indices into `fitting` of the MMR picks of the blended relevance, best first (without the novelty
+    penalty when `novelty` is false: where each track would be if nothing had been recommended lately)."""
     if not fitting:
         return []
     centroid = taste_centroid(by_id, user)
@@ -251,7 +253,7 @@ def _rank(fitting: list[TrackInfo], user: UserSignals, mood: str, by_id: Mapping
     relevance = np.array([
         mood_fit(t, mood, user.user_id)
         + (LIKED_BOOST if t.track_id in user.liked_ids else 0.0)
-        - novelty_penalty(user.recently_recommended.get(t.track_id), now)
+        - (novelty_penalty(user.recently_recommended.get(t.track_id), now) if novelty else 0.0)
         for t in fitting
     ])
     if centroid is not None:
@@ -281,9 +283,10 @@ def _ago(seconds: float) -> str:
 
 
 def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: list[TrackInfo],
-                      now: float) -> str:
-    """The strongest mood evidence, then the taste link if any, then freshness when the track was held
-    back, e.g. "tagged calm by you; you liked it; recommended to you 2 h ago, so lower this time"."""
+                      now: float, held_back: bool) -> str:
+    """The strongest mood evidence, then the taste link if any, then freshness when the track comes later
+    than it would have because it was recommended lately (`held_back`), e.g. "tagged calm by you; you
+    liked it; recommended to you 2 h ago, so it comes later this time"."""
     parts: list[str] = []
     others = track.others_tagged(user.user_id, mood)
     estimate = float(track.moods.get(mood, 0.0))
@@ -305,8 +308,8 @@ def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: l
             verb = "liked" if anchor.track_id in user.liked_ids else "asked about"
             parts.append(f"close to {anchor.title} you {verb}")
     when = user.recently_recommended.get(track.track_id)
-    if novelty_penalty(when, now) >= NOVELTY_SAYS and when is not None:
-        parts.append(f"recommended to you {_ago(max(0.0, now - when))}, so lower this time")
+    if held_back and when is not None:
+        parts.append(f"recommended to you {_ago(max(0.0, now - when))}, so it comes later this time")
     return "; ".join(parts)
 
 

@@ -84,7 +84,7 @@ def test_recommend_embed_shows_how_well_each_pick_fits_the_mood():
 
     hits = [TrackHit(3, "Aurora", "upload:a.ogg", 0.82, "sounds calm"),
             TrackHit(5, "Dusk", "upload:b.ogg", 0.51, "likely sounds calm; recommended to you 2 h ago, so "
-                                                     "lower this time")]
+                                                     "it comes later this time")]
     text = recommend_embed(hits, "calm").description
     assert "**1. Aurora** · fits calm 82 %" in text and "**2. Dusk** · fits calm 51 %" in text
-    assert "so lower this time" in text and "-" not in text.replace("↳", "")
+    assert "so it comes later this time" in text and "-" not in text.replace("↳", "")

@@ -112,7 +112,7 @@ def test_novelty_demotes_what_was_just_recommended_and_forgets_it_with_time():
     just_now = UserSignals(user_id=ME, recently_recommended={1: NOW - 60})
     got = recommend([best, runner_up], just_now, "calm", 2, now=NOW)
     assert ids(got) == [2, 1]
-    assert got[1].reason == "tagged calm by you; recommended to you just now, so lower this time"
+    assert got[1].reason == "tagged calm by you; recommended to you just now, so it comes later this time"
     assert got[1].score == 1.0  # its fit is unchanged: only its place in the list moved
     last_week = UserSignals(user_id=ME, recently_recommended={1: NOW - 14 * NOVELTY_HALF_LIFE_S})
     assert ids(recommend([best, runner_up], last_week, "calm", 2, now=NOW)) == [1, 2]
@@ -176,12 +176,14 @@ def test_scores_shown_are_fits_in_zero_one_whatever_the_penalties():
     library = [track(i, axis(i % 7), calm=c) for i, c in enumerate([0.0, 0.3, 0.55, 0.8, 1.0])]
     library.append(track(7, axis(6), calm=0.1, mine=True))
     user = UserSignals(user_id=ME, liked_ids=frozenset({3}),
-                       recently_recommended={t.track_id: NOW - 30 for t in library})
+                       recently_recommended={3: NOW - 3 * 3600, 7: NOW})
     got = recommend(library, user, "calm", 6, now=NOW)
     assert len(got) == 6 and all(0.0 <= r.score <= 1.0 for r in got)
     assert {r.track_id: r.score for r in got}[7] == 1.0
     liked = next(r for r in got if r.track_id == 3)
-    assert "you liked it" in liked.reason and "so lower this time" in liked.reason
+    assert liked.reason == "sounds calm; you liked it; recommended to you 3 h ago, so it comes later this time"
+    everyone_lately = UserSignals(user_id=ME, recently_recommended={t.track_id: NOW for t in library})
+    assert not any("later" in r.reason for r in recommend(library, everyone_lately, "calm", 6, now=NOW))
 
 
 def test_user_signals_from_the_store():
