@@ -181,7 +181,8 @@ def test_scores_shown_are_fits_in_zero_one_whatever_the_penalties():
     assert len(got) == 6 and all(0.0 <= r.score <= 1.0 for r in got)
     assert {r.track_id: r.score for r in got}[7] == 1.0
     liked = next(r for r in got if r.track_id == 3)
-    assert liked.reason == "sounds calm; you liked it; recommended to you 3 h ago, so it comes later this time"
+    assert liked.reason == ("sounds calm; you liked it; "
+                            "recommended to you 3 h ago, so it comes later this time")
     everyone_lately = UserSignals(user_id=ME, recently_recommended={t.track_id: NOW for t in library})
     assert not any("later" in r.reason for r in recommend(library, everyone_lately, "calm", 6, now=NOW))
 
