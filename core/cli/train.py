@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         description="Cross-validate the mood recipes on 4Q (grouped by artist) and Emotify, score the chosen "
                     "one once on the artists set aside, refit it on everything and save models/mood.npz.")
     _data_options(mood, "~/.cache/cratedigger/mood-embeddings")
-    mood.add_argument("--augment", default="mp3,gain_noise,offset", metavar="VARIANTS",
+    mood.add_argument("--augment", default="mp3", metavar="VARIANTS",
                       help="upload variants whose copies join the training songs, comma-separated "
                            "('' for none)")
     mood.set_defaults(handler=handle_train_mood)

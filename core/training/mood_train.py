@@ -10,7 +10,7 @@ Protocol (figures in models/mood.md come from this script's output):
   (mean per-quadrant recall), arousal (Q1+Q2 vs Q3+Q4) and valence (Q1+Q4 vs Q2+Q3) accuracy, per-quadrant
   recall (all from the quadrant head), and how many of the 20 songs ranked highest for each mood by the
   mood heads fit it (calm Q4, happy Q1, sad Q3, tense Q2, energetic Q1 or Q2; the way /recommend uses the
-  scores). Held-out songs are scored clean and as 64 kb/s mp3.
+  scores). Held-out songs are scored clean and, when that variant is loaded, as mp3 (64 or 96 kb/s).
 - Emotify: the GEMS head (kernel ridge, nested CV as before, 5 folds x 5 repeats stratified by genre) and
   the mood heads' rank correlation with listeners' moods, out of fold.
 - The chosen recipe is scored once on the untouched artists (fitted on all the others), then refitted on
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="front-end output cache")
     parser.add_argument("--workers", type=int, default=2, help="processes embedding uncached audio")
     parser.add_argument("--models", type=Path, default=PACKAGE_ROOT / "models", help="where the front-end is")
-    parser.add_argument("--augment", default=",".join(AUGMENTED),
+    parser.add_argument("--augment", default="mp3",
                         help="comma-separated upload variants for training rows ('' for none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
