@@ -296,7 +296,7 @@ def r2_scores(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return 1.0 - ((y - p) ** 2).sum(axis=0) / ((y - y.mean(axis=0)) ** 2).sum(axis=0)
 
 
-def _kr_out_of_fold(x: np.ndarray, y: np.ndarray, genres: np.ndarray, fit: Callable[..., KernelRidge],
+def gems_out_of_fold(x: np.ndarray, y: np.ndarray, genres: np.ndarray, fit: Callable[..., KernelRidge],
                     n_folds: int, seed: int) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
 
@@ -314,7 +314,7 @@ def choose_gems_params(x: np.ndarray, y: np.ndarray, genres: np.ndarray) -> tupl
             def fit(xt: np.ndarray, yt: np.ndarray, _g: np.ndarray) -> KernelRidge:
                 return fit_kernel_ridge(xt, yt, gamma_scale=gamma_scale, alpha=alpha)
 
-            pred = _kr_out_of_fold(x, y, genres, fit, INNER_FOLDS, SEED)
+            pred = gems_out_of_fold(x, y, genres, fit, INNER_FOLDS, SEED)
             scored.append((float(r2_scores(y, pred).mean()), gamma_scale, alpha))
     best = max(scored, key=lambda s: s[0])
     return best[1], best[2]
@@ -329,7 +329,7 @@ def fit_gems_head(x: np.ndarray, y: np.ndarray, genres: np.ndarray) -> KernelRid
 def gems_cv(x: np.ndarray, emotify: Emotify) -> dict[str, object]:
     """Nested CV of the GEMS head on Emotify: R² per emotion (pooled over held-out tracks, mean of
     repeats) and their mean."""
-    preds = [_kr_out_of_fold(x, emotify.gems, emotify.genres, fit_gems_head, GEMS_FOLDS, SEED + r)
+    preds = [gems_out_of_fold(x, emotify.gems, emotify.genres, fit_gems_head, GEMS_FOLDS, SEED + r)
              for r in range(GEMS_REPEATS)]
     r2 = np.mean([r2_scores(emotify.gems, p) for p in preds], axis=0)
     return {"r2": {g: round(float(v), 3) for g, v in zip(GEMS, r2)}, "r2_mean": round(float(r2.mean()), 3),
