@@ -309,3 +309,14 @@ def test_cli_evaluate_mood_on_a_4q_layout_folder(shared_data: Path, tmp_path: Pa
     (tmp_path / "tracks.csv").unlink()
     assert main(["evaluate", "--model", "mood", "--data", str(tmp_path)]) == 2
     assert "no tracks.csv" in capsys.readouterr().err
+
+
+def test_cli_train_mood_without_the_data_exits_2_with_one_line(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "mood", "--shared", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no mood4q-dev folder" in err
+    (tmp_path / "mood4q-dev").mkdir()
+    (tmp_path / "emotify").mkdir()
+    assert main(["train", "mood", "--shared", str(tmp_path), "--augment", "mp3,vinyl"]) == 2
+    assert "unknown --augment variant(s) vinyl" in capsys.readouterr().err
