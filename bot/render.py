@@ -85,11 +85,12 @@ def genre_embed(report: Any) -> discord.Embed:
     return _with_resolved(embed, getattr(report, "resolved", None))
 
 
-def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
-    """Numbered tracks with similarity and the reason core gives."""
+def hits_lines(hits: Sequence[Any], *, start: int = 0, score_label: str = "") -> str:
+    """Numbered tracks with their score (similarity, or how well they fit a mood: `score_label` says
+    which) and the reason core gives."""
     lines = []
     for i, hit in enumerate(hits, start=start + 1):
-        lines.append(f"**{i}. {safe(hit.title, 80)}** · {percent(max(0.0, hit.score))}\n"
+        lines.append(f"**{i}. {safe(hit.title, 80)}** · {score_label}{percent(max(0.0, hit.score))}\n"
                      f"  ↳ {safe(hit.reason, 150)}")
     return "\n".join(lines) or "nothing found"
 
@@ -105,7 +106,8 @@ def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
 
 
 def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:
-    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT, description=hits_lines(hits))
+    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT,
+                          description=hits_lines(hits, score_label=f"fits {mood} "))
     embed.set_footer(text="rate a track below: your ratings change what you get next time")
     return embed
 

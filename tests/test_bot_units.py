@@ -137,3 +137,15 @@ def test_titles_cannot_break_their_code_span_and_embeds_show_no_server_paths():
               ("https://example.com/a.mp3", "404"), ("upload:x.wav", "bad")]
     text = failures_text(failed)
     assert "/srv" not in text and "song.ogg" in text and "example.com" in text and "upload:x.wav" in text
+
+
+def test_recommend_embed_shows_how_well_each_pick_fits_the_mood():
+    from bot.render import recommend_embed
+    from core.service import TrackHit
+
+    hits = [TrackHit(3, "Aurora", "upload:a.ogg", 0.82, "sounds calm"),
+            TrackHit(5, "Dusk", "upload:b.ogg", 0.51, "likely sounds calm; recommended to you 2 h ago, so "
+                                                     "it comes later this time")]
+    text = recommend_embed(hits, "calm").description
+    assert "**1. Aurora** · fits calm 82 %" in text and "**2. Dusk** · fits calm 51 %" in text
+    assert "so it comes later this time" in text and "-" not in text.replace("↳", "")
