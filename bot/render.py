@@ -119,12 +119,17 @@ def history_embed(items: Sequence[Any]) -> discord.Embed:
     return embed
 
 
+STATS_LABELS = {"tracks": "Tracks", "ready": "Ready", "pending": "Waiting for a reindex", "failed": "Failed",
+                "indexed": "Searchable"}
+"""The stats an admin reads, in plain words (the models' version string is for `--json`, not for people)."""
+
+
 def stats_embed(stats: Mapping[str, Any]) -> discord.Embed:
     embed = discord.Embed(title="Library", colour=ACCENT)
-    for key in ("tracks", "ready", "pending", "failed", "indexed"):
-        embed.add_field(name=key, value=str(stats.get(key, 0)))
-    embed.set_footer(text=f"index: {stats.get('index_backend', '?')} · analysis: "
-                          f"{safe(stats.get('analysis_version', '?'), 150)}")
+    for key, label in STATS_LABELS.items():
+        embed.add_field(name=label, value=str(stats.get(key, 0)))
+    embed.set_footer(text="/library reindex analyses the tracks waiting, and those the current models "
+                          "have not analysed yet")
     return embed
 
 

@@ -406,7 +406,8 @@ async def test_library_commands_are_admin_only_server_side(world: World):
     ix, message = await world.run(world.member(role="DJ"), "library stats")  # the configured role
     assert message.ephemeral and message.embeds[0]["title"] == "Library"
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["tracks"] == str(len(world.titles)) and fields["indexed"] == str(len(world.titles))
+    assert fields["Tracks"] == str(len(world.titles)) and fields["Searchable"] == str(len(world.titles))
+    assert "=" not in message.text() and "|" not in message.text()  # no "frontend=...|genre=..." jargon
 
 
 async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World):

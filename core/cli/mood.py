@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli import Outcome
+from core.cli import Outcome, items_outcome
 from core.config import Settings
 from core.errors import UserError
 
@@ -26,11 +26,18 @@ def estimate_moods(args: argparse.Namespace, settings: Settings) -> Outcome:
     limits = Limits.of(settings)
     documents: list[dict[str, Any]] = []
     lines: list[str] = []
+    failures: list[tuple[str, str]] = []
     for path in args.files:
-        result = analyse(path, limits, genre=False, mood=True, embedding=False)
+        try:
+            result = analyse(path, limits, genre=False, mood=True, embedding=False)
+        except UserError as exc:  # the others are still tried; the document lists this one's reason
+            documents.append({"file": str(path), "error": str(exc)})
+            failures.append((str(path), str(exc)))
+            lines.append(f"{path}: error: {exc}")
+            continue
         documents.append({"file": str(path), "mood": result.mood, "confidence": result.mood_confidence,
                           "moods": result.mood_scores, "gems": result.gems})
         ranked = sorted((result.mood_scores or {}).items(), key=lambda kv: kv[1], reverse=True)
         lines.append(f"{path}: {result.mood} (confidence {result.mood_confidence:.0%}; "
                      + ", ".join(f"{m} {s:.2f}" for m, s in ranked) + ")")
-    return Outcome(documents, "\n".join(lines))
+    return items_outcome(documents, "\n".join(lines), failures, len(documents), "files")

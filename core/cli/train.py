@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     frontend.add_argument("--musicnn-dir", type=Path, default=None, metavar="DIR",
                           help="the installed musicnn package folder (default: found on the Python path)")
     frontend.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
-    frontend.set_defaults(handler=handle_train_frontend)
+    frontend.set_defaults(handler=handle_train_frontend, long_running=True)  # its progress is the log
 
     genre = kinds.add_parser(
         "genre", parents=[parent], help="choose, calibrate and save the BiLSTM over the front-end",
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     genre.add_argument("--workers", type=_positive, default=2, help="processes embedding audio")
     genre.add_argument("--report", type=Path, default=None, metavar="FILE",
                        help="also write every figure as JSON here (the model card quotes them)")
-    genre.set_defaults(handler=handle_train_genre)
+    genre.set_defaults(handler=handle_train_genre, long_running=True)
 
     evaluate = subparsers.add_parser(
         "evaluate", parents=[parent], help="score the shipped genre model on a GTZAN-layout folder",
