@@ -366,6 +366,8 @@ def _map_error(exc: Exception, stats: GuardStats, settings: Settings) -> UserErr
     if stats.timed_out:
         return FetchFailed(f"The download took longer than {settings.max_download_seconds:g} s; "
                            "try again later or another link.")
+    if stats.unreachable and not stats.connections:  # the guard's 502: no site ever answered
+        return FetchFailed("Could not reach the site: nothing answered at that address; check the link.")
     for cause in _causes(exc):
         if isinstance(cause, UnsupportedError):
             return FetchRefused("That link is not a site or file we can get audio from.")
