@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.cli import log_level
+from core.native_stderr import quiet_native_stderr
 from tests.conftest import REPO_ROOT
 from tests.processes import CRATEDIGGER, process_env
 
@@ -45,6 +47,21 @@ def test_a_text_file_named_mp3_gets_one_line_and_no_decoder_noise(tmp_path: Path
     assert run.stdout == ""
     assert stderr_lines(run) == ["cratedigger: 'notes.mp3' is not audio we can decode (it may be corrupt or "
                                  "another kind of file)."], run.stderr
+
+
+def test_only_the_decoders_lines_are_held_back(capfd: pytest.CaptureFixture[str],
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever else reaches fd 2 during a decode (another thread's log line, a warning) is written back."""
+    caplog.set_level(logging.DEBUG, logger="core.native_stderr")
+    with quiet_native_stderr():
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 28.\n")
+        with quiet_native_stderr():  # nested, as decode inside load_segments
+            os.write(2, b"Note: Trying to resync...\n")
+        os.write(2, b"2026-12-07 06:52:21,028 WARNING somewhere: keep me\n")
+    assert capfd.readouterr().err == "2026-12-07 06:52:21,028 WARNING somewhere: keep me\n"
+    assert [r.getMessage() for r in caplog.records] == [
+        "decoder said: Note: Illegal Audio-MPEG-Header 0x00000000 at offset 28.",
+        "decoder said: Note: Trying to resync..."]  # in the log for -v
 
 
 def test_a_good_file_prints_its_answer_and_no_log_lines_unless_verbose(tmp_path: Path) -> None:
