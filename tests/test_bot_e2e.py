@@ -654,7 +654,7 @@ async def test_guild_isolation(world: World):
                                                         [r for r in world.other.roles if r.name == "Mods"]),
                                   "library stats")
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["tracks"] == "2"
+    assert fields["Tracks"] == "2"
 
 
 # ------------------------------------------------------------------------------------------------- load
