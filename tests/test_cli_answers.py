@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import log_level
+from bot.launcher import register
+from core.cli import build_parser, log_level
 from core.native_stderr import quiet_native_stderr
 from tests.conftest import REPO_ROOT
 from tests.processes import CRATEDIGGER, process_env
@@ -79,6 +80,10 @@ def test_long_running_verbs_keep_the_configured_log_level() -> None:
     assert log_level("INFO", verbose=False, long_running=False) == logging.WARNING  # a one-shot answer
     assert log_level("INFO", verbose=True, long_running=False) == logging.INFO
     assert log_level("ERROR", verbose=False, long_running=False) == logging.ERROR
+    parser = build_parser([register])  # the `cratedigger` command's verbs, the bot's included
+    assert [getattr(parser.parse_args(verb), "long_running", False) for verb in (
+        ["run"], ["worker"], ["train", "genre"], ["genre", "x.wav"], ["sync-commands"], ["demo"])] == [
+        True, True, True, False, False, False]
 
 
 def test_library_add_exit_codes_follow_the_readme(tmp_path: Path, not_mp3: Path) -> None:

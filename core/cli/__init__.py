@@ -69,7 +69,7 @@ def common_options(*, defaults: bool) -> argparse.ArgumentParser:
     parent.add_argument("--json", action="store_true", default=default(False),
                         help="print one JSON document on stdout")
     parent.add_argument("-v", "--verbose", action="store_true", default=default(False),
-                        help="also log what is going on (INFO; DEBUG for run and worker) on stderr")
+                        help="also log what is going on, on stderr (INFO; DEBUG for the long-running verbs)")
     return parent
 
 
