@@ -108,11 +108,12 @@ def along_the_track(sections: Sequence[Mapping[str, Any]]) -> str:
     return bounded_lines([f"{clock(a)}–{clock(b)} {genre}" for a, b, genre in runs])
 
 
-def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
-    """Numbered tracks with similarity and the reason core gives."""
+def hits_lines(hits: Sequence[Any], *, start: int = 0, score_label: str = "") -> str:
+    """Numbered tracks with their score (similarity, or how well they fit a mood: `score_label` says
+    which) and the reason core gives."""
     lines = []
     for i, hit in enumerate(hits, start=start + 1):
-        lines.append(f"**{i}. {safe(hit.title, 80)}** · {percent(max(0.0, hit.score))}\n"
+        lines.append(f"**{i}. {safe(hit.title, 80)}** · {score_label}{percent(max(0.0, hit.score))}\n"
                      f"  ↳ {safe(hit.reason, 150)}")
     return "\n".join(lines) or "nothing found"
 
@@ -128,7 +129,8 @@ def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
 
 
 def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:
-    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT, description=hits_lines(hits))
+    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT,
+                          description=hits_lines(hits, score_label=f"fits {mood} "))
     embed.set_footer(text="rate a track below: your ratings change what you get next time")
     return embed
 

@@ -84,6 +84,8 @@ class MoodReport:
     confidence: float | None
     moods: dict[str, float]
     gems: dict[str, float]
+    valence: float | None = None
+    arousal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,7 +250,8 @@ class Service:
         if guild_id is not None and user_id is not None and result.mood is not None:
             await self.store.log_history(guild_id, user_id, "mood", [(None, f"{result.name}: {result.mood}")])
         return MoodReport(file=result.name, mood=result.mood, confidence=result.mood_confidence,
-                          moods=result.mood_scores or {}, gems=result.gems or {})
+                          moods=result.mood_scores or {}, gems=result.gems or {}, valence=result.valence,
+                          arousal=result.arousal)
 
     async def _require_track(self, guild_id: int, track_id: int) -> None:
         if await self.store.track(guild_id, track_id) is None:

@@ -101,3 +101,15 @@ def test_invite_asks_for_the_right_scopes_and_minimum_permissions():
     assert permissions.send_messages and permissions.attach_files and permissions.embed_links
     assert not permissions.administrator and not permissions.manage_guild
     assert INTENTS.value == discord.Intents(guilds=True).value  # no message content, no members
+
+
+def test_recommend_embed_shows_how_well_each_pick_fits_the_mood():
+    from bot.render import recommend_embed
+    from core.service import TrackHit
+
+    hits = [TrackHit(3, "Aurora", "upload:a.ogg", 0.82, "sounds calm"),
+            TrackHit(5, "Dusk", "upload:b.ogg", 0.51, "likely sounds calm; recommended to you 2 h ago, so "
+                                                     "it comes later this time")]
+    text = recommend_embed(hits, "calm").description
+    assert "**1. Aurora** · fits calm 82 %" in text and "**2. Dusk** · fits calm 51 %" in text
+    assert "so it comes later this time" in text and "-" not in text.replace("↳", "")
