@@ -129,7 +129,9 @@ def features_summary(features: SegmentFeatures) -> dict[str, Any]:
     return {"segments": len(features), "families": features.computed()}
 
 
-def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+def _genre_fields(features: SegmentFeatures, limits: Limits, clip_seconds: float) -> dict[str, Any]:
+    from core.genre import track_parts
+
     model = genre_model(limits.models_dir)
     if model is None:
         return {}
@@ -142,7 +144,7 @@ def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         "genre_model": verdict.model,
         "sections": [
             {"start": s.start, "end": s.end, "genre": s.genre, "confidence": s.confidence}
-            for s in verdict.sections
+            for s in track_parts(verdict.sections, clip_seconds)
         ],
     }
 
@@ -165,7 +167,7 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
     features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}
     if genre:
-        fields.update(_genre_fields(features, limits))
+        fields.update(_genre_fields(features, limits, segments.clip_seconds))
     if mood:
         fields.update(_mood_fields(features, limits))
     if embedding:

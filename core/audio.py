@@ -32,6 +32,7 @@ from core.constants import (
     TRIM_HOP_LENGTH,
 )
 from core.errors import EmptyAudio, FileMissing, TooLong, UnsupportedAudio
+from core.native_stderr import quiet
 
 if TYPE_CHECKING:
     import soundfile
@@ -87,6 +88,7 @@ def _check_file(path: Path) -> None:
         raise EmptyAudio(f"'{path.name}' is empty (0 bytes).")
 
 
+@quiet
 def decode(path: str | Path, *, max_seconds: float) -> np.ndarray:
     """Decode `path` to mono float32 at SAMPLE_RATE. Raises a typed `UserError` for anything unusable."""
     path = Path(path)
@@ -640,6 +642,7 @@ def _load_sections(path: Path, *, max_seconds: float, max_segments: int) -> Segm
                      name=path.name)
 
 
+@quiet
 def load_segments(path: str | Path, *, max_seconds: float, max_segments: int) -> Segments:
     """decode → trim → segment, the path every analysis takes.
 

@@ -367,6 +367,8 @@ def _map_error(exc: Exception, stats: GuardStats, settings: Settings, *, needs_f
     if needs_ffmpeg:
         return FetchRefused("That link streams audio in a way we do not fetch (encrypted or needing an "
                             "external downloader); try another link.")
+    if stats.unreachable and not stats.connections:  # the guard's 502: no site ever answered
+        return FetchFailed("Could not reach the site: nothing answered at that address; check the link.")
     for cause in _causes(exc):
         if isinstance(cause, UnsupportedError):
             return FetchRefused("That link is not a site or file we can get audio from.")

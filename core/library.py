@@ -23,6 +23,7 @@ from core.analysis import ClipAnalysis
 from core.audio import AUDIO_EXTENSIONS, check_extension
 from core.config import Settings
 from core.errors import FileMissing, UserError
+from core.native_stderr import quiet
 from core.shelf import FolderShelf, IndexShelf
 from core.store import Analysis, Store, TrackRow
 
@@ -100,6 +101,7 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+@quiet
 def title_from_tags(path: Path) -> tuple[str, str | None]:
     """(title, artist) from the file's own tags when libsndfile can read them, else the file name."""
     import soundfile as sf

@@ -190,6 +190,17 @@ def test_a_missing_file_is_a_fetch_failure(http_server: LocalHTTPServer, setting
         fetch(http_server.url("nothing-here.wav"), settings, workdir)
 
 
+def test_a_port_where_nothing_listens_is_unreachable_not_a_site_error(settings: Settings,
+                                                                        workdir: Path) -> None:
+    """The guard could not connect, so no site answered: its own 502 must not read as the site's error."""
+    with socket.socket() as probe:  # a port that was free a moment ago and that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(FetchFailed) as refused:
+        fetch(f"http://127.0.0.1:{port}/song.mp3", settings, workdir)
+    assert str(refused.value) == "Could not reach the site: nothing answered at that address; check the link."
+
+
 @pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "no-length"])
 def test_a_file_over_the_size_cap_is_refused_and_removed(send_length: bool, http_server: LocalHTTPServer,
                                                          settings: Settings, workdir: Path) -> None:

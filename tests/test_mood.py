@@ -273,8 +273,9 @@ def test_cli_bad_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Captu
     fake.write_text("not audio at all")
     assert main(["mood", str(fake), "--json"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == ""
     assert captured.err.count("\n") == 1 and "song.mp3" in captured.err
+    [doc] = json.loads(captured.out)  # --json: still one document, the file's reason in it
+    assert doc == {"file": str(fake), "error": captured.err.strip().removeprefix("cratedigger: ")}
 
 
 def test_cli_without_a_model_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],

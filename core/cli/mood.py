@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from core.cli import Outcome
+from core.cli import Outcome, items_outcome
 from core.config import Settings
 from core.errors import UserError
 
@@ -40,9 +40,17 @@ def estimate_moods(args: argparse.Namespace, settings: Settings) -> Outcome:
                         "`cratedigger train mood`")
     limits = Limits.of(settings)
     documents: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
     for path in args.files:
-        result = analyse(path, limits, genre=False, mood=True, embedding=False)
+        try:
+            result = analyse(path, limits, genre=False, mood=True, embedding=False)
+        except UserError as exc:  # the others are still tried; the document lists this one's reason
+            documents.append({"file": str(path), "error": str(exc)})
+            failures.append((str(path), str(exc)))
+            continue
         documents.append({"file": str(path), "mood": result.mood, "confidence": result.mood_confidence,
                           "moods": result.mood_scores, "valence": result.valence, "arousal": result.arousal,
                           "gems": result.gems})
-    return Outcome(documents, "\n".join(mood_text(p, d) for p, d in zip(args.files, documents)))
+    text = "\n".join(f"{p}: error: {d['error']}" if "error" in d else mood_text(p, d)
+                     for p, d in zip(args.files, documents))
+    return items_outcome(documents, text, failures, len(documents), "files")

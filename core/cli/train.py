@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     frontend.add_argument("--musicnn-dir", type=Path, default=None, metavar="DIR",
                           help="the installed musicnn package folder (default: found on the Python path)")
     frontend.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
-    frontend.set_defaults(handler=handle_train_frontend)
+    frontend.set_defaults(handler=handle_train_frontend, long_running=True)  # its progress is the log
 
     genre = kinds.add_parser(
         "genre", parents=[parent], help="choose, calibrate and save the BiLSTM over the front-end",
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "temperature on held-out verdicts, refit it on everything and save it.")
     _data_options(genre, "~/.cache/cratedigger/genre-embeddings")
     genre.add_argument("--folds", type=_positive, default=5, help="cross-validation folds")
-    genre.set_defaults(handler=handle_train_genre)
+    genre.set_defaults(handler=handle_train_genre, long_running=True)
 
     mood = kinds.add_parser(
         "mood", parents=[parent], help="choose and save the mood model (4Q + Emotify)",
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     mood.add_argument("--augment", default="mp3", metavar="VARIANTS",
                       help="upload variants whose copies join the training songs, comma-separated "
                            "('' for none)")
-    mood.set_defaults(handler=handle_train_mood)
+    mood.set_defaults(handler=handle_train_mood, long_running=True)
 
     evaluate = subparsers.add_parser(
         "evaluate", parents=[parent], help="score the shipped genre or mood model on labelled audio",
