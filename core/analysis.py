@@ -67,6 +67,8 @@ class ClipAnalysis:
     mood: str | None = None
     mood_confidence: float | None = None
     mood_scores: dict[str, float] | None = None
+    valence: float | None = None
+    arousal: float | None = None
     gems: dict[str, float] | None = None
     embedding: np.ndarray | None = None
     embedding_kind: str | None = None
@@ -134,7 +136,9 @@ def features_summary(features: SegmentFeatures) -> dict[str, Any]:
     return {"segments": len(features), "families": features.computed()}
 
 
-def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+def _genre_fields(features: SegmentFeatures, limits: Limits, clip_seconds: float) -> dict[str, Any]:
+    from core.genre import track_parts
+
     model = genre_model(limits.models_dir)
     if model is None:
         return {}
@@ -147,7 +151,7 @@ def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         "genre_model": verdict.model,
         "sections": [
             {"start": s.start, "end": s.end, "genre": s.genre, "confidence": s.confidence}
-            for s in verdict.sections
+            for s in track_parts(verdict.sections, clip_seconds)
         ],
     }
 
@@ -158,7 +162,7 @@ def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         return {}
     estimate = model.predict(features)
     return {"mood": estimate.mood, "mood_confidence": estimate.confidence, "mood_scores": estimate.moods,
-            "gems": estimate.gems}
+            "valence": estimate.valence, "arousal": estimate.arousal, "gems": estimate.gems}
 
 
 def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,
@@ -178,7 +182,7 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
     features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}
     if genre:
-        fields.update(_genre_fields(features, limits))
+        fields.update(_genre_fields(features, limits, segments.clip_seconds))
     if mood:
         fields.update(_mood_fields(features, limits))
     if embedding:

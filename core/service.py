@@ -3,7 +3,9 @@ feedback, history, forget, add to library, reindex, stats.
 
 CPU-heavy work (decoding, features, inference) runs wherever the service's scheduler puts it (`core.jobs`:
 this process's worker pool, or the job queue's workers), behind a bounded backlog: when it is full, callers
-get `Busy` with an estimate of when to retry instead of piling up.
+get `Busy` with an estimate of when to retry instead of piling up. Links are fetched in worker processes of
+their own (`core.jobs.fetches`), bounded the same way. A member has one request in flight at a time
+(`MemberBusy` for a second), so no member can fill either backlog.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
+from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
+from core.jobs.fetches import FetchPool
 from core.library import AddReport, Library, Progress, ReindexReport, report_progress
 from core.shelf import shelf_for
 from core.store import Store
@@ -55,6 +58,8 @@ class GenreReport:
     sections: list[dict[str, Any]] = field(default_factory=list)
     title: str | None = None
     """What the site calls the track, for a link (`file` is then the link as sent)."""
+    resolved: dict[str, Any] | None = None
+    """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
     @property
     def verdict(self) -> str:
@@ -82,6 +87,8 @@ class MoodReport:
     confidence: float | None
     moods: dict[str, float]
     gems: dict[str, float]
+    valence: float | None = None
+    arousal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +113,8 @@ class TrackHit:
 class SimilarReport:
     query: str
     results: list[TrackHit]
+    resolved: dict[str, Any] | None = None
+    """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
     @property
     def same_recording(self) -> TrackHit | None:
@@ -114,8 +123,11 @@ class SimilarReport:
 
     def to_dict(self) -> dict[str, Any]:
         same = self.same_recording
-        return {"query": self.query, "same_recording": same.to_dict() if same else None,
-                "results": [r.to_dict() for r in self.results]}
+        doc: dict[str, Any] = {"query": self.query, "same_recording": same.to_dict() if same else None,
+                               "results": [r.to_dict() for r in self.results]}
+        if self.resolved is not None:
+            doc["resolved"] = self.resolved
+        return doc
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.jobs = jobs
+        self.fetches = FetchPool(settings)
+        self._members_in_flight: set[int] = set()
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
         self.limits = Limits.of(settings)
@@ -167,8 +181,24 @@ class Service:
         return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
+        await self.fetches.close()
         await self.jobs.close()
         await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _member(self, user_id: int | None) -> AsyncIterator[None]:
+        """One heavy request (analysis, link, library add) per member at a time, in this process; None (the
+        command line's own calls) is not limited."""
+        if user_id is None:
+            yield
+            return
+        if user_id in self._members_in_flight:
+            raise MemberBusy("You already have a request running; wait for its answer, then try again.")
+        self._members_in_flight.add(user_id)
+        try:
+            yield
+        finally:
+            self._members_in_flight.discard(user_id)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` on a worker, behind the bounded backlog and under the task time bound."""
@@ -228,27 +258,33 @@ class Service:
         and fetched like `/similar`'s links; any other `str` is a path)."""
         analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
         title: str | None = None
-        if isinstance(item, str) and is_link(item):
-            title, result = await self._with_link(item, analyse)
-            file = item.strip()
-        else:
-            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
-            file = result.name
+        resolved: dict[str, Any] | None = None
+        async with self._member(user_id):
+            if isinstance(item, str) and is_link(item):
+                title, result, found = await self._with_link(item, analyse)
+                resolved = found.to_dict() if found else None
+                file = item.strip()
+            else:
+                result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+                file = result.name
         report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
-                             model=result.genre_model, sections=result.sections, title=title)
+                             model=result.genre_model, sections=result.sections, title=title,
+                             resolved=resolved)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
         return report
 
     async def mood(self, item: Item, *, guild_id: int | None = None, user_id: int | None = None) -> MoodReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
+        async with self._member(user_id):
+            result: ClipAnalysis = await self._with_file(
+                item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
         if guild_id is not None and user_id is not None and result.mood is not None:
             await self.store.log_history(guild_id, user_id, "mood", [(None, f"{result.name}: {result.mood}")])
         return MoodReport(file=result.name, mood=result.mood, confidence=result.mood_confidence,
-                          moods=result.mood_scores or {}, gems=result.gems or {})
+                          moods=result.mood_scores or {}, gems=result.gems or {}, valence=result.valence,
+                          arousal=result.arousal)
 
     async def _require_track(self, guild_id: int, track_id: int) -> None:
         if await self.store.track(guild_id, track_id) is None:
@@ -308,7 +344,7 @@ class Service:
         follows those downloads; `progress`, the analysis."""
         report = AddReport()
         room = self.settings.max_playlist_entries
-        async with self._library_exclusive(guild_id, wait=True):
+        async with self._member(added_by), self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
                     room -= await self._register(guild_id, source, added_by=added_by, report=report,
@@ -344,16 +380,14 @@ class Service:
                              report: AddReport) -> None:
         """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
-        async with self._fetched(url) as fetched:
-            await self.library.register_file(guild_id, fetched.path, source=url, title=title or fetched.title,
-                                             artist=fetched.artist, added_by=added_by, copy=True,
-                                             report=report)
+        async with self._fetched(url) as (fetched, resolved):
+            named = (resolved.artist, resolved.title) if resolved else (fetched.artist, fetched.title)
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or named[1],
+                                             artist=named[0], added_by=added_by, copy=True, report=report)
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
                                  room: int, progress: Progress | None) -> int:
-        from core.playlist import list_playlist
-
-        playlist = await asyncio.to_thread(list_playlist, url, self.settings)
+        playlist = await self.fetches.run(_list_entries, url, self.settings)
         if not playlist.entries:
             report.failed.append((url, "that playlist has no entries."))
             return 0
@@ -393,23 +427,25 @@ class Service:
         check_url(url, self.settings)
 
     @contextlib.asynccontextmanager
-    async def _fetched(self, url: str) -> AsyncIterator[Any]:
-        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends."""
-        from core.fetch import fetch_audio
+    async def _fetched(self, url: str) -> AsyncIterator[tuple[Any, Any]]:
+        """Resolve and download a link in the link workers; its job folder is gone when the block ends.
 
-        manager = fetch_audio(url, self.settings, self._staging_dir())
-        fetched = await asyncio.to_thread(manager.__enter__)
-        try:
-            yield fetched
-        finally:
-            await asyncio.to_thread(manager.__exit__, None, None, None)
+        Yields (the fetched audio, `core.resolve.Resolved` or None): a streaming service's track link is
+        first resolved to the same recording on a site we can download from, and that is fetched."""
+        from core.resolve import resolve_link
 
-    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any]:
-        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result)."""
+        resolved = await self.fetches.run(resolve_link, url, self.settings)
+        async with self.fetches.fetched(resolved.source_url if resolved else url,
+                                        self._staging_dir()) as fetched:
+            yield fetched, resolved
+
+    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any, Any]:
+        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result,
+        what a streaming link was resolved to or None)."""
         self.check_link(url)
-        async with self._fetched(url) as fetched:
-            title = fetched.title or url
-            return title, await fn(fetched.path, title)
+        async with self._fetched(url) as (fetched, resolved):
+            title = resolved.label if resolved else fetched.title or url
+            return title, await fn(fetched.path, title), resolved
 
     async def _index(self, guild_id: int) -> Any:
         """The served index of a guild, or None if none was published yet. Reloaded whenever a newer version
@@ -431,17 +467,19 @@ class Service:
         self._indexes[guild_id] = (version, index)
         return index
 
-    async def _query_analysis(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, int | None]:
-        """(display name, the query's analysis, the library track that is this very file or link, if any)."""
+    async def _query_analysis(self, guild_id: int,
+                              query: str | Upload | Path) -> tuple[str, Any, int | None, Any]:
+        """(display name, the query's analysis, the library track that is this very file or link if any,
+        what a streaming link was resolved to or None)."""
         from core.segment_match import QUERY_HOP
 
         # mood costs nothing after the front-end and lets a reason say "both sound calm"; the genre model
         # reads consecutive sections, which overlapping windows are not
         analyse = partial(self._analyse, genre=False, mood=True, hop=QUERY_HOP)
         if isinstance(query, str) and is_link(query):
-            _title, result = await self._with_link(query, analyse)
-            same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
-            return query, result, same.id if same else None
+            _title, result, resolved = await self._with_link(query, analyse)
+            same = await self.store.find_duplicate(guild_id, source=query.strip(), content_hash=None)
+            return (resolved.label if resolved else query), result, same.id if same else None, resolved
         item: Item = Path(query) if isinstance(query, str) else query
         result = await self._with_file(item, analyse)
         digest = None
@@ -455,7 +493,7 @@ class Service:
             digest = hashlib.sha256(item.data).hexdigest()
         source = str(item.resolve()) if isinstance(item, Path) else f"upload:{item.filename}"
         same = await self.store.find_duplicate(guild_id, source=source, content_hash=digest)
-        return result.name, result, same.id if same else None
+        return result.name, result, same.id if same else None, None
 
     async def _library_or_fail(self, guild_id: int) -> Any:
         index = await self._index(guild_id)
@@ -473,7 +511,8 @@ class Service:
         from core.similar import QueryProfile, explain_matches
 
         index = await self._library_or_fail(guild_id)
-        name, result, same_file = await self._query_analysis(guild_id, query)
+        async with self._member(user_id):
+            name, result, same_file, resolved = await self._query_analysis(guild_id, query)
         query_rows = unit_rows(result.segment_embeddings if result.segment_embeddings is not None
                                else result.embedding)
         hits = index.query(query_rows, CANDIDATES_PER_SEGMENT)
@@ -492,7 +531,7 @@ class Service:
                for e in explained if e.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
-        return SimilarReport(query=name, results=out)
+        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None)
 
     async def _track_infos(self, guild_id: int) -> dict[int, Any]:
         """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex)."""
@@ -531,6 +570,14 @@ def _indexed_tracks(index: Any) -> int:
     from core.segment_match import track_of
 
     return 0 if index is None else len(set(track_of(index.ids()).tolist()))
+
+
+def _list_entries(url: str, settings: Settings) -> Any:
+    """A playlist's entries: a streaming service's album or playlist, else whatever yt-dlp lists."""
+    from core.playlist import list_playlist
+    from core.resolve import list_streaming
+
+    return list_streaming(url, settings) or list_playlist(url, settings)
 
 
 def _describe(source: str | Upload | Path) -> str:

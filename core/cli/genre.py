@@ -5,19 +5,24 @@ JSON: always a list, one object per file or link, in the order given:
    "clip_seconds", "verdict"}
 `verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
 as the top genre; the probabilities are in "top".
-For a link, "file" is the link as given and "title" what the site calls the track. Links get the bot's
-rules: the same pre-check and guard proxy (private and local addresses refused), download and duration caps,
-and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist is refused.
+For a link, "file" is the link as given and "title" what the site calls the track. A Spotify, Apple Music,
+Deezer or Tidal track link is resolved to its artist and title and searched for (CRATEDIGGER_TRACK_SEARCH);
+"resolved" then says what was analysed: {"service", "artist", "title", "duration", "link", "source_url",
+"source", "found_by"}, and the text says "analysed Artist – Title from YouTube, found by its title".
+Links get the bot's rules: the same pre-check and guard proxy (private and local addresses refused),
+download and duration caps, and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist (or a
+streaming service's album) is refused.
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
-more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
+more than one ~30-s window; they are the track's consecutive parts (0 to its end, no gaps), each judged on
+the 3-s segments analysed inside it (a long track's segments are spread over it, so not every second of
+a part is heard). Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
 
-Bad input: one file -> exit 2 with its one-line reason on stderr. Several files -> every file is tried; if
-any failed, the document is still printed (a failed file's object is {"file", "error"}) and the command
-exits 2 with one line on stderr naming how many failed and the first reason.
+Bad input: every file is tried; if any failed, the document is still printed (a failed file's object is
+{"file", "error"}) and the command exits 2 with one line on stderr: the reason when there was one file, else
+how many failed and the first reason.
 
-Files run one after another in this process; the model is loaded once (core.analysis caches it per models
-folder), so a list of files costs one start-up.
+Several files are analysed one after another with the model loaded once, so a list costs one start-up.
 """
 from __future__ import annotations
 
@@ -26,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from core.analysis import ClipAnalysis, Limits, analyse
-from core.cli import Outcome
+from core.cli import Outcome, items_outcome
 from core.config import Settings
 from core.errors import UserError
 from core.fetch import is_link
-from core.genre import verdict_label
+from core.genre import clock, verdict_label
+from core.resolve import resolved_line
 
 NO_MODEL = "no genre model installed"
 
@@ -69,10 +75,15 @@ def _analyse(item: str, settings: Settings) -> dict[str, Any]:
         path = Path(item)
         return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
     from core.fetch import fetch_audio
+    from core.resolve import resolve_link
 
-    with fetch_audio(item, settings, settings.data_dir / "tmp") as fetched:
+    resolved = resolve_link(item, settings)
+    source = resolved.source_url if resolved else item
+    with fetch_audio(source, settings, settings.data_dir / "tmp") as fetched:
         doc = file_report(analyse(fetched.path, limits, genre=True, mood=False, embedding=False, name=item))
-    return {"file": doc.pop("file"), "title": fetched.title, **doc}
+    if resolved is None:
+        return {"file": doc.pop("file"), "title": fetched.title, **doc}
+    return {"file": doc.pop("file"), "title": resolved.label, **doc, "resolved": resolved.to_dict()}
 
 
 def render(docs: list[dict[str, Any]]) -> str:
@@ -92,8 +103,11 @@ def render(docs: list[dict[str, Any]]) -> str:
                          f"{d['segments']:>4}  {top}")
     for d in docs:
         for s in d.get("sections", []):
-            lines.append(f"  {d['file']} {s['start']:6.0f}-{s['end']:.0f} s: {s['genre']} "
+            lines.append(f"  {d['file']} {clock(s['start']):>5}-{clock(s['end'])}: {s['genre']} "
                          f"({s['confidence']:.0%})")
+    for d in docs:
+        if d.get("resolved"):
+            lines.append(f"  {d['file']}: {resolved_line(d['resolved'])}")
     models = {d["model"] for d in docs if d.get("model")}
     if models:
         lines.append(f"model: {', '.join(sorted(models))}")
@@ -101,17 +115,11 @@ def render(docs: list[dict[str, Any]]) -> str:
 
 
 def classify_files(args: argparse.Namespace, settings: Settings) -> Outcome:
-    if len(args.files) == 1:
-        docs = [_analyse(args.files[0], settings)]
-        return Outcome(docs, render(docs))
     docs, failures = [], []
     for item in args.files:
         try:
             docs.append(_analyse(item, settings))
         except UserError as exc:
             docs.append({"file": item, "error": str(exc)})
-            failures.append(str(exc))
-    if failures:
-        return Outcome(docs, render(docs), error=f"{len(failures)} of {len(docs)} files could not be "
-                                                 f"analysed; first: {failures[0]}")
-    return Outcome(docs, render(docs))
+            failures.append((item, str(exc)))
+    return items_outcome(docs, render(docs), failures, len(docs), "files")

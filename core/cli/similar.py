@@ -1,4 +1,9 @@
-"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library."""
+"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library.
+
+JSON: {"query", "results": [{"track_id", "title", "source", "score", "reason"}]}. For a Spotify, Apple Music,
+Deezer or Tidal track link, "query" is "Artist – Title" and "resolved" says what was analysed (as in
+`cratedigger genre`); the text's first line says it too.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +13,7 @@ from core.cli import Outcome
 from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
 from core.fetch import is_link
+from core.resolve import resolved_line
 from core.service import SimilarReport
 
 
@@ -36,10 +42,11 @@ def find_similar(args: argparse.Namespace, settings: Settings) -> Outcome:
 
 def render_similar(report: SimilarReport) -> str:
     """"this is *Title*, already in the library" first when the query is a library track's own recording,
-    then what it sounds like."""
+    then what it sounds like (after what a streaming link was resolved to, if it was)."""
     same = report.same_recording
     others = [h for h in report.results if not h.same_recording]
+    resolved = f"{resolved_line(report.resolved)}\n" if report.resolved else ""
     if same is None:
-        return f"closest to {report.query}:\n{render_hits(others)}"
+        return f"{resolved}closest to {report.query}:\n{render_hits(others)}"
     head = f"{report.query}: this is *{same.title}* [{same.track_id}], already in the library ({same.score:.2f})."
-    return f"{head}\nsounds like:\n{render_hits(others)}" if others else head
+    return resolved + (f"{head}\nsounds like:\n{render_hits(others)}" if others else head)
