@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,8 +35,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     root = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRATEDIGGER_", "DISCORD_", "PYTHON"))}
     env["CRATEDIGGER_DATA_DIR"] = str(root / "data")
+    # Built from a copy: setuptools builds in the source folder, and its build/ would keep deleted modules.
+    source = root / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "data"))
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-                  "-w", str(root / "dist"), str(REPO_ROOT)], root, env)
+                  "-w", str(root / "dist"), str(source)], root, env)
     assert built.returncode == 0, built.stderr[-3000:]
     wheel = next((root / "dist").glob("cratedigger-*.whl"))
 
