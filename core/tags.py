@@ -50,5 +50,6 @@ def clear_tags(segment_tags: np.ndarray, table: dict[str, float]) -> list[str]:
     if not len(segment_tags) or not table:
         return []
     scores = np.asarray(segment_tags, np.float64).mean(axis=0)
-    over = [(scores[TAGS.index(tag)] / t, tag) for tag, t in table.items() if scores[TAGS.index(tag)] >= t]
+    over = [(scores[TAGS.index(tag)] / max(t, 1e-6), tag) for tag, t in table.items()
+            if scores[TAGS.index(tag)] >= t]
     return [DISPLAY.get(tag, tag) for _, tag in sorted(over, reverse=True)[:MAX_SHOWN]]

@@ -8,7 +8,7 @@ A tag is shown only where we can check it and it is right most of the time it is
 counted. A tag with no entry there is never shown (decades, voices, instruments: nothing here labels them).
 
 A clip's tag score is the mean of its segments' tag probabilities, as the runtime computes it
-(core.tags.tag_scores). Per tag, the threshold is the lowest score at which the tag's precision on the
+(core.tags.clear_tags), on the clip decoded and segmented as an upload to /genre is. Per tag, the threshold is the lowest score at which the tag's precision on the
 *selection* half reaches TARGET_PRECISION with at least MIN_SHOWN clips shown; tags that never get there are
 dropped. The other half (*check*: mood4q artists hashed to the other side, GTZAN's valid split) is never
 looked at while choosing, and gives the precision the model card reports. GTZAN's test split is not used.
@@ -180,22 +180,79 @@ def load_clips(shared: Path) -> tuple[list, list[frozenset[str]], np.ndarray]:
     return clips, labels, np.asarray(halves)
 
 
+def _clip_scores(job: tuple[str, str, int]) -> tuple[str, list[float] | str]:
+    """In a worker: the clip's mean tag probabilities over at most `max_segments` segments spread over it
+    (core.audio.load_segments, as an analysis takes them), the front-end on ONNX Runtime (LiteRT's outputs
+    within 1e-5, and faster here). A clip that cannot be decoded gives its error instead."""
+    from core.audio import load_segments
+    from core.config import Settings
+    from core.errors import UserError
+    from core.frontend import load_frontend
+
+    path, models_dir, max_segments = job
+    global _frontend
+    if _frontend is None:
+        _frontend = load_frontend(Path(models_dir), runtime="onnx")
+    try:
+        segments = load_segments(path, max_seconds=Settings().max_clip_seconds, max_segments=max_segments)
+    except UserError as exc:
+        return path, str(exc)
+    return path, _frontend.embed_segments(segments.audio)["tags"].mean(axis=0).tolist()
+
+
+_frontend = None
+
+
+def clip_scores(paths: list[Path], models_dir: Path, cache: Path, *, workers: int, max_segments: int,
+                cached_only: bool = False) -> dict[str, np.ndarray]:
+    """Path -> mean tag probabilities, for every clip that decodes. Each result is appended to `cache` (JSON
+    lines) as it comes, so an interrupted run resumes where it stopped; `cached_only` fits on what is there.
+    Clips are scored in a fixed random order, so the cache is at any point a sample of every source."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core.analysis import init_worker
+
+    done: dict[str, list[float] | str] = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            path, value = json.loads(line)
+            done[path] = value
+    order = np.random.default_rng(0).permutation(len(paths))
+    todo = [] if cached_only else [(str(paths[i]), str(models_dir), max_segments) for i in order
+                                   if str(paths[i]) not in done]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker) as pool, cache.open("a") as out:
+        for i, (path, value) in enumerate(pool.map(_clip_scores, todo, chunksize=2), 1):
+            done[path] = value
+            out.write(json.dumps([path, value]) + "\n")
+            out.flush()
+            if i % 25 == 0 or i == len(todo):
+                log.info("%d of %d clips scored", i, len(todo))
+    for path, value in done.items():
+        if isinstance(value, str):
+            log.warning("skipping %s: %s", path, value)
+    return {p: np.asarray(v, np.float32) for p, v in done.items() if not isinstance(v, str)}
+
+
 def main() -> None:
     from core.config import DEFAULT_MODELS_DIR, PACKAGE_ROOT
-    from core.training.genre_data import embed_clips
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=PACKAGE_ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR / "tags.json")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "cratedigger" / "tag-embeddings")
+    parser.add_argument("--cache", type=Path,
+                        default=Path.home() / ".cache" / "cratedigger" / "tag-scores.jsonl")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-segments", type=int, default=4,
+                        help="segments per clip, spread over it (a 30-s clip has 10; 4 cost less)")
+    parser.add_argument("--cached-only", action="store_true", help="fit on the clips already scored")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     clips, labels, halves = load_clips(args.shared)
-    embedded = embed_clips(clips, "clean", models_dir=DEFAULT_MODELS_DIR, cache_dir=args.cache,
-                           workers=args.workers)
-    present = np.unique(embedded.clip)
-    scores = np.stack([embedded.tags[embedded.clip == i].mean(axis=0) for i in present])
+    by_path = clip_scores([c.path for c in clips], DEFAULT_MODELS_DIR, args.cache, workers=args.workers,
+                          max_segments=args.max_segments, cached_only=args.cached_only)
+    present = [i for i, c in enumerate(clips) if str(c.path) in by_path]
+    scores = np.stack([by_path[str(clips[i].path)] for i in present])
     table = fit(scores, [labels[i] for i in present], halves[present])
     shown = {t: e for t, e in table.items() if "threshold" in e}
     doc = {
@@ -204,7 +261,8 @@ def main() -> None:
         "evidence": f"mood4q-dev ({sum(c.split == 'mood4q' for c in clips)} songs, AllMusic genres, quadrant "
                     f"and mood words) and gtzan-audio train+valid ({sum(c.split != 'mood4q' for c in clips)} "
                     "clips); thresholds chosen on the selection half, precision checked on the other",
-        "command": "python -m core.training.tag_thresholds",
+        "command": f"python -m core.training.tag_thresholds --max-segments {args.max_segments}",
+        "clips_scored": len(present),
         "thresholds": {t: e["threshold"] for t, e in shown.items()},
         "tags": table,
     }
