@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Quick start, with nothing but Python 3.11+:
 
-    python3 dev.py run     # install the runtime into .venv, then run the bot (DISCORD_TOKEN set) or the offline demo
+    python3 dev.py run     # install the runtime into .venv, then run the bot (token set) or the offline demo
     python3 dev.py test    # install it with the test and train extras, then run the whole test suite
 
 Extra arguments after `test` go to pytest. `run` installs no TensorFlow (the runtime runs its networks on

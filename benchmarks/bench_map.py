@@ -75,7 +75,8 @@ def main() -> None:
     runs = [timed(draw_map, points, genres, **draw) for _ in range(args.repeats + 1)]
     png = runs[0][0]
     print(f"drawing:    {min(s for _, s in runs[1:]):.2f} s (first call {runs[0][1]:.2f} s), "
-          f"peak {peak_memory(draw_map, points, genres, **draw) / 2**20:.0f} MB, PNG {len(png) / 1024:.0f} kB")
+          f"peak {peak_memory(draw_map, points, genres, **draw) / 2**20:.0f} MB, "
+          f"PNG {len(png) / 1024:.0f} kB")
     args.out.write_bytes(png)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
     print(f"whole process (library, projection, drawing, matplotlib's native buffers): peak RSS {rss:.0f} MB")

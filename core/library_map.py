@@ -92,7 +92,9 @@ def draw_map(points: np.ndarray, genres: Sequence[str | None], *, title: str,
                    zorder=5, label=mark_label or "your clip")
     handles, names = ax.get_legend_handles_labels()
     by_name = dict(zip(names, handles))
-    legend_order = [f"{g} ({counts[g]})" for g in order] + ([mark_label or "your clip"] if mark is not None else [])
+    legend_order = [f"{g} ({counts[g]})" for g in order]
+    if mark is not None:
+        legend_order.append(mark_label or "your clip")
     legend = ax.legend([by_name[n] for n in legend_order], legend_order, loc="upper left",
                        bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=12, labelcolor=TEXT,
                        handletextpad=0.3, borderaxespad=0)

@@ -194,7 +194,7 @@ class OnnxRunner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: its warnings are about graph rewrites, not ours to act on
+        options.log_severity_level = 3  # errors only: its warnings are about graph rewrites, not ours
         return cls(onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -235,5 +235,5 @@ def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = 
             return OnnxRunner.from_bytes(str(onnx), threads)
         if name == "keras" and keras_path.is_file() and keras_available():
             return KerasRunner.load(keras_path, threads)
-    raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}: install ai-edge-litert "
-                            "or onnxruntime (`pip install .` picks the one for this platform)")
+    raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}: install "
+                            "ai-edge-litert or onnxruntime (`pip install .` picks the one for this platform)")

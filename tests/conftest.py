@@ -24,7 +24,7 @@ def _tensorflow_installed() -> bool:
 
 
 needs_tensorflow = pytest.mark.skipif(
-    not _tensorflow_installed() and os.environ.get("CI") != "true",  # CI installs it: there a missing one fails
+    not _tensorflow_installed() and os.environ.get("CI") != "true",  # CI installs it: missing there, fail
     reason="TensorFlow and Keras are not installed: they are the `train` extra (python3 dev.py test installs "
            "it; pip install -e '.[train]')")
 """For tests of training and of the Keras originals; the runtime needs neither."""

@@ -67,7 +67,8 @@ def _models_with(tmp_path: Path, table: dict[str, float]) -> Path:
 
 @pytest.mark.parametrize(("threshold", "shown"), [(0.0, ["rock"]), (1.01, [])])
 def test_genre_json_carries_the_tags(threshold: float, shown: list[str], tmp_path: Path, tone,
-                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     import soundfile as sf
 
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,5 @@
-"""A built wheel carries everything the runtime and the demo read (clips, models, migrations): installed into a
-fresh environment, outside the source tree, `cratedigger demo` and `cratedigger genre` run from it.
+"""A built wheel carries everything the runtime and the demo read (clips, models, migrations): installed into
+a fresh environment, outside the source tree, `cratedigger demo` and `cratedigger genre` run from it.
 
 The wheel's own dependencies are not downloaded again: the fresh environment sees this one's site-packages
 through a path file (whose own .pth files, such as an editable install's finder, are not run), and the wheel
@@ -38,7 +38,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     # Built from a copy: setuptools builds in the source folder, and its build/ would keep deleted modules.
     source = root / "source"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "data"))
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
+        "data"))
     built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
                   "-w", str(root / "dist"), str(source)], root, env)
     assert built.returncode == 0, built.stderr[-3000:]
@@ -59,7 +60,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 def test_the_installed_package_is_the_wheels_not_the_source_tree(installed: tuple[Path, dict[str, str]],
                                                                  tmp_path: Path) -> None:
     bin_dir, env = installed
-    where = _run([str(bin_dir / "python"), "-c", "import core, models, demo; print(core.__file__)"], tmp_path, env)
+    where = _run([str(bin_dir / "python"), "-c", "import core, models, demo; print(core.__file__)"],
+                 tmp_path, env)
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(bin_dir.parent)
 

@@ -6,7 +6,7 @@ names the outputs after TensorFlow's tensors, so they are renamed to ours by the
 `penultimate`, 50 is `tags`), and the export is refused unless ONNX Runtime's outputs match LiteRT's on
 real patches.
 
-    python -m core.training.onnx_export   # models/frontend_msd_musicnn.tflite -> .onnx, checked on the demo clips
+    python -m core.training.onnx_export   # models/frontend_msd_musicnn.tflite -> .onnx, checked on demo clips
 """
 from __future__ import annotations
 

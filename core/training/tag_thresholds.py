@@ -8,7 +8,7 @@ A tag is shown only where we can check it and it is right most of the time it is
 counted. A tag with no entry there is never shown (decades, voices, instruments: nothing here labels them).
 
 A clip's tag score is the mean of its segments' tag probabilities, as the runtime computes it
-(core.tags.clear_tags), on the clip decoded and segmented as an upload to /genre is. Per tag, the threshold is the lowest score at which the tag's precision on the
+(core.tags.clear_tags). Per tag, the threshold is the lowest score at which the tag's precision on the
 *selection* half reaches TARGET_PRECISION with at least MIN_SHOWN clips shown; tags that never get there are
 dropped. The other half (*check*: mood4q artists hashed to the other side, GTZAN's valid split) is never
 looked at while choosing, and gives the precision the model card reports. GTZAN's test split is not used.
@@ -22,7 +22,6 @@ import csv
 import json
 import logging
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +40,6 @@ HAPPY_WORDS = {"Happy", "Joyous", "Cheerful", "Fun", "Playful", "Carefree", "Pos
                "Party/Celebratory", "Rollicking"}
 CALM_WORDS = {"Calm", "Peaceful", "Soothing", "Mellow", "Relaxed", "Laid-Back", "Gentle", "Soft", "Quiet",
               "Smooth", "Dreamy", "Delicate"}
-
-
-@dataclass(frozen=True)
-class Labels:
-    """What one clip is known to be: genre labels ("allmusic:Jazz", "gtzan:jazz") and mood labels."""
-
-    labels: frozenset[str]
-    half: str
-    """"selection" or "check"."""
 
 
 def _genre(pos_allmusic: set[str], pos_gtzan: set[str]) -> tuple[set[str], set[str]]:
