@@ -5,7 +5,8 @@ The front-end scores 50 last.fm tags per 3-s segment (core.frontend.TAGS); a cli
 mean over its segments. A tag is shown only if `models/tags.json` gives it a threshold, chosen on labelled
 audio so that the tag is right at least 80 % of the times it is shown (core.training.tag_thresholds, which
 also says how); tags nothing labels (decades, voices, instruments) have none and are never shown. At most
-MAX_SHOWN tags, the clearest first (score over threshold).
+MAX_SHOWN tags, the clearest first: by how far the score is over the threshold in log-odds, a measure that
+does not favour the tags whose scores are small (sad, happy and mellow fire at probabilities of 0.004-0.02).
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def clear_tags(segment_tags: np.ndarray, table: dict[str, float]) -> list[str]:
     first, at most MAX_SHOWN."""
     if not len(segment_tags) or not table:
         return []
-    scores = np.asarray(segment_tags, np.float64).mean(axis=0)
-    over = [(scores[TAGS.index(tag)] / max(t, 1e-6), tag) for tag, t in table.items()
-            if scores[TAGS.index(tag)] >= t]
+    scores = np.clip(np.asarray(segment_tags, np.float64).mean(axis=0), 1e-6, 1 - 1e-6)
+    logit = np.log(scores / (1 - scores))
+    over = [(logit[TAGS.index(tag)] - np.log(max(t, 1e-6) / (1 - min(t, 1 - 1e-6))), tag)
+            for tag, t in table.items() if scores[TAGS.index(tag)] >= t]
     return [DISPLAY.get(tag, tag) for _, tag in sorted(over, reverse=True)[:MAX_SHOWN]]

@@ -13,7 +13,14 @@ from core.cli import main
 from core.config import DEFAULT_MODELS_DIR
 from core.frontend import TAGS
 from core.tags import ARTEFACT, KIND, MAX_SHOWN, clear_tags, thresholds
-from core.training.tag_thresholds import MIN_SHOWN, TARGET_PRECISION, choose_threshold, mood4q_labels
+from core.training.tag_thresholds import (
+    LOWER_BOUND,
+    MIN_SHOWN,
+    TARGET_PRECISION,
+    choose_threshold,
+    mood4q_labels,
+    wilson_lower,
+)
 
 
 def _segments(**scores: float) -> np.ndarray:
@@ -26,7 +33,7 @@ def _segments(**scores: float) -> np.ndarray:
 def test_only_tags_over_their_threshold_clearest_first_at_most_three() -> None:
     table = {"rock": 0.3, "jazz": 0.2, "blues": 0.1, "country": 0.1, "Hip-Hop": 0.05}
     tags = clear_tags(_segments(rock=0.35, jazz=0.5, blues=0.3, country=0.09, **{"Hip-Hop": 0.5}), table)
-    assert tags == ["hip-hop", "blues", "jazz"]  # margins 10, 3, 2.5; rock (1.17) is the fourth
+    assert tags == ["hip-hop", "jazz", "blues"]  # log-odds over the threshold 2.94, 1.39, 1.35; rock 0.23
     assert len(tags) == MAX_SHOWN
     assert clear_tags(_segments(guitar=0.99), table) == []  # no threshold: never shown, however sure
     assert clear_tags(np.zeros((0, len(TAGS))), table) == []
@@ -44,8 +51,13 @@ def test_the_threshold_is_the_lowest_score_that_is_right_often_enough() -> None:
     truth = np.array([1] * 10 + [1, 0] * 5 + [0] * 20)  # the top 10 right, then half right, then wrong
     threshold = choose_threshold(scores, truth)
     shown = scores >= threshold
-    assert truth[shown].mean() >= TARGET_PRECISION and shown.sum() >= MIN_SHOWN
-    assert truth[scores >= scores[shown.sum()]].mean() < TARGET_PRECISION  # one more clip would fall below
+
+    def trusted(k: int) -> bool:
+        right = truth[:k].sum()
+        return right / k >= TARGET_PRECISION and wilson_lower(np.array(right), np.array(k)) >= LOWER_BOUND
+
+    assert shown.sum() >= MIN_SHOWN and trusted(int(shown.sum()))
+    assert not any(trusted(k) for k in range(int(shown.sum()) + 1, 41))  # no lower threshold would do
     assert choose_threshold(scores, np.zeros(40, int)) is None  # never right: never shown
     assert choose_threshold(scores[:5], truth[:5]) is None  # right, but on too few clips to trust
 
