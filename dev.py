@@ -46,7 +46,10 @@ def ensure_installed(extras: tuple[str, ...]) -> None:
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
     subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
     target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
-    subprocess.run([*pip, "-e", target], check=True)
+    # setuptools warns in a box that folders named like a package may shadow it, for any editable install of
+    # a project laid out in its root: true of every such project, and nothing a user can act on.
+    quiet_backend = {**os.environ, "PYTHONWARNINGS": "ignore:Editable installation"}
+    subprocess.run([*pip, "-e", target], check=True, env=quiet_backend)
     stamp.write_text(" ".join([digest, *sorted(set(extras) | set(done[1:] if done[:1] == [digest] else []))]))
 
 
