@@ -68,6 +68,8 @@ class GenreReport:
     """MSD tags that fire clearly on the clip (core.tags), clearest first; often none."""
     resolved: dict[str, Any] | None = None
     """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
+    map_png: bytes | None = None
+    """The library map with the clip marked, when asked for (`classify(..., with_map=True)`); not in JSON."""
 
     @property
     def verdict(self) -> str:
@@ -83,6 +85,7 @@ class GenreReport:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        del doc["map_png"]
         doc["top"] = [[g, p] for g, p in self.top]
         doc["verdict"] = self.verdict
         return doc
@@ -247,10 +250,12 @@ class Service:
 
     # -- use cases ----------------------------------------------------------------------------------------
     async def classify(self, item: Item | str, *, guild_id: int | None = None,
-                       user_id: int | None = None) -> GenreReport:
+                       user_id: int | None = None, with_map: bool = False) -> GenreReport:
         """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
-        and fetched like `/similar`'s links; any other `str` is a path)."""
-        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        and fetched like `/similar`'s links; any other `str` is a path). `with_map` (with a guild) also
+        embeds the clip in the same analysis and marks it on the guild's library map, if it has one."""
+        with_map = with_map and guild_id is not None
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=with_map)
         title: str | None = None
         resolved: dict[str, Any] | None = None
         if isinstance(item, str) and is_link(item):
@@ -260,10 +265,17 @@ class Service:
         else:
             result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
             file = result.name
+        map_png = None
+        if with_map:
+            try:
+                marked = await self._draw_map(guild_id, mark=(title or file, result.embedding))  # type: ignore[arg-type]
+                map_png = marked.png
+            except EmptyLibrary:  # no library to place it in: the genre answer stands alone
+                map_png = None
         report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
                              model=result.genre_model, sections=result.sections, title=title,
-                             resolved=resolved, tags=result.tags)
+                             resolved=resolved, tags=result.tags, map_png=map_png)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])

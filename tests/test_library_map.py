@@ -92,3 +92,13 @@ async def test_the_map_is_cached_per_index_version_and_marks_the_asked_clip(serv
 async def test_an_empty_library_has_no_map(service: Service) -> None:
     with pytest.raises(EmptyLibrary):
         await service.library_map(EMPTY_GUILD)
+    report = await service.classify(str(DEMO_CLIPS / "etr-race1.ogg"), guild_id=EMPTY_GUILD, with_map=True)
+    assert report.genre and report.map_png is None  # the genre answer stands without a map
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_genre_can_mark_the_clip_on_the_map(service: Service) -> None:
+    report = await service.classify(str(DEMO_CLIPS / "etr-race1.ogg"), guild_id=GUILD, with_map=True)
+    assert report.map_png is not None and _pixels(report.map_png).shape[:2] == (600, 800)
+    assert "map_png" not in report.to_dict()  # the JSON answer carries no image bytes
+    assert (await service.classify(str(DEMO_CLIPS / "etr-race1.ogg"), guild_id=GUILD)).map_png is None
