@@ -74,6 +74,8 @@ def test_the_demo_runs_from_the_wheel(installed: tuple[Path, dict[str, str]], tm
     assert len(doc["library"]["add"]["added"]) == len(list(DEMO_CLIPS.glob("*.ogg")))
     assert doc["genre"]["genre"] == doc["genre"]["top"][0][0]
     assert doc["similar"]["results"]
+    assert doc["library_map"]["tracks"] == len(doc["library"]["add"]["added"])
+    assert Path(doc["library_map"]["file"]).read_bytes().startswith(b"\x89PNG")
 
 
 def test_genre_runs_from_the_wheel(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
