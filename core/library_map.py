@@ -79,9 +79,11 @@ def draw_map(points: np.ndarray, genres: Sequence[str | None], *, title: str,
 
     fig = Figure(figsize=(8, 6), dpi=100, layout="constrained", facecolor=BACKGROUND)
     FigureCanvasAgg(fig)
+    fig.get_layout_engine().set(w_pad=0.15, h_pad=0.12)  # inches: nothing touches the card's edge
     ax = fig.add_subplot()
+    ax.margins(0.06)
     ax.set_facecolor(BACKGROUND)
-    size = float(np.clip(3000 / max(1, len(points)) ** 0.8, 2, 40))
+    size = float(np.clip(3000 / max(1, len(points)) ** 0.8, 2, 90))
     order = [g for g in (*GENRES, UNKNOWN) if counts.get(g)]
     for genre in sorted(order, key=lambda g: -counts[g]):  # the largest first, so small genres stay visible
         chosen = labels == genre
