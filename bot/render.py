@@ -6,6 +6,7 @@ pyplot global state), so the cogs can render in a worker thread while the event 
 from __future__ import annotations
 
 import io
+from pathlib import PurePath
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +15,7 @@ import discord
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bot.text import percent, safe
+from bot.text import code, percent, safe
 
 ACCENT = discord.Colour(0x5865F2)
 WARN = discord.Colour(0xED4245)
@@ -67,7 +68,7 @@ def _with_resolved(embed: discord.Embed, resolved: Mapping[str, Any] | None) -> 
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME.
     For a streaming service's link, the first line says which recording was analysed, and where."""
-    what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
+    what = f"link {code(report.title, 80)}" if report.title else f"file {code(report.file, 80)}"
     embed = discord.Embed(
         title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
         description=(f"too close to call: **{percent(report.top[0][1])}** {report.top[0][0]}, "
@@ -87,11 +88,12 @@ def genre_embed(report: Any) -> discord.Embed:
     return _with_resolved(embed, getattr(report, "resolved", None))
 
 
-def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
-    """Numbered tracks with similarity and the reason core gives."""
+def hits_lines(hits: Sequence[Any], *, start: int = 0, score_label: str = "") -> str:
+    """Numbered tracks with their score (similarity, or how well they fit a mood: `score_label` says
+    which) and the reason core gives."""
     lines = []
     for i, hit in enumerate(hits, start=start + 1):
-        lines.append(f"**{i}. {safe(hit.title, 80)}** · {percent(max(0.0, hit.score))}\n"
+        lines.append(f"**{i}. {safe(hit.title, 80)}** · {score_label}{percent(max(0.0, hit.score))}\n"
                      f"  ↳ {safe(hit.reason, 150)}")
     return "\n".join(lines) or "nothing found"
 
@@ -107,7 +109,8 @@ def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
 
 
 def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:
-    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT, description=hits_lines(hits))
+    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT,
+                          description=hits_lines(hits, score_label=f"fits {mood} "))
     embed.set_footer(text="rate a track below: your ratings change what you get next time")
     return embed
 
@@ -170,8 +173,16 @@ def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5, *, details:
     sources are library file paths and links an admin added, for admins' eyes."""
     if not details:
         return "The reasons are not listed in a public channel."
-    return bounded_lines([f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]],
-                         total=len(failed))
+    return bounded_lines([f"• {safe(shown_source(source), 60)}: {safe(reason, 150)}"
+                          for source, reason in failed[:limit]], total=len(failed))
+
+
+def shown_source(source: str) -> str:
+    """A failure's source as an admin's message shows it: a link as it is, a file of the server by its name
+    only (the bot's absolute paths say how the server is laid out, which is nobody's business on Discord)."""
+    if "://" in source[:16] or source.startswith("upload:"):
+        return source
+    return PurePath(source).name or source
 
 
 def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> discord.Embed:

@@ -69,6 +69,8 @@ class ClipAnalysis:
     mood: str | None = None
     mood_confidence: float | None = None
     mood_scores: dict[str, float] | None = None
+    valence: float | None = None
+    arousal: float | None = None
     gems: dict[str, float] | None = None
     embedding: np.ndarray | None = None
     embedding_kind: str | None = None
@@ -156,7 +158,7 @@ def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         return {}
     estimate = model.predict(features)
     return {"mood": estimate.mood, "mood_confidence": estimate.confidence, "mood_scores": estimate.moods,
-            "gems": estimate.gems}
+            "valence": estimate.valence, "arousal": estimate.arousal, "gems": estimate.gems}
 
 
 def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,

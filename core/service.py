@@ -3,7 +3,9 @@ feedback, history, forget, add to library, reindex, stats.
 
 CPU-heavy work (decoding, features, inference) runs wherever the service's scheduler puts it (`core.jobs`:
 this process's worker pool, or the job queue's workers), behind a bounded backlog: when it is full, callers
-get `Busy` with an estimate of when to retry instead of piling up.
+get `Busy` with an estimate of when to retry instead of piling up. Links are fetched in worker processes of
+their own (`core.jobs.fetches`), bounded the same way. A member has one request in flight at a time
+(`MemberBusy` for a second), so no member can fill either backlog.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
+from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
+from core.jobs.fetches import FetchPool
 from core.library import AddReport, Library, Progress, ReindexReport, report_progress
 from core.shelf import shelf_for
 from core.store import Store
@@ -98,6 +101,8 @@ class MoodReport:
     confidence: float | None
     moods: dict[str, float]
     gems: dict[str, float]
+    valence: float | None = None
+    arousal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +169,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.jobs = jobs
+        self.fetches = FetchPool(settings)
+        self._members_in_flight: set[int] = set()
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
         self.limits = Limits.of(settings)
@@ -194,8 +201,24 @@ class Service:
         return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
+        await self.fetches.close()
         await self.jobs.close()
         await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _member(self, user_id: int | None) -> AsyncIterator[None]:
+        """One heavy request (analysis, link, library add) per member at a time, in this process; None (the
+        command line's own calls) is not limited."""
+        if user_id is None:
+            yield
+            return
+        if user_id in self._members_in_flight:
+            raise MemberBusy("You already have a request running; wait for its answer, then try again.")
+        self._members_in_flight.add(user_id)
+        try:
+            yield
+        finally:
+            self._members_in_flight.discard(user_id)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` on a worker, behind the bounded backlog and under the task time bound."""
@@ -258,13 +281,14 @@ class Service:
         analyse = partial(self._analyse, genre=True, mood=False, embedding=with_map)
         title: str | None = None
         resolved: dict[str, Any] | None = None
-        if isinstance(item, str) and is_link(item):
-            title, result, found = await self._with_link(item, analyse)
-            resolved = found.to_dict() if found else None
-            file = item.strip()
-        else:
-            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
-            file = result.name
+        async with self._member(user_id):
+            if isinstance(item, str) and is_link(item):
+                title, result, found = await self._with_link(item, analyse)
+                resolved = found.to_dict() if found else None
+                file = item.strip()
+            else:
+                result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+                file = result.name
         map_png = None
         if with_map:
             try:
@@ -282,12 +306,14 @@ class Service:
         return report
 
     async def mood(self, item: Item, *, guild_id: int | None = None, user_id: int | None = None) -> MoodReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
+        async with self._member(user_id):
+            result: ClipAnalysis = await self._with_file(
+                item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
         if guild_id is not None and user_id is not None and result.mood is not None:
             await self.store.log_history(guild_id, user_id, "mood", [(None, f"{result.name}: {result.mood}")])
         return MoodReport(file=result.name, mood=result.mood, confidence=result.mood_confidence,
-                          moods=result.mood_scores or {}, gems=result.gems or {})
+                          moods=result.mood_scores or {}, gems=result.gems or {}, valence=result.valence,
+                          arousal=result.arousal)
 
     async def _require_track(self, guild_id: int, track_id: int) -> None:
         if await self.store.track(guild_id, track_id) is None:
@@ -347,7 +373,7 @@ class Service:
         follows those downloads; `progress`, the analysis."""
         report = AddReport()
         room = self.settings.max_playlist_entries
-        async with self._library_exclusive(guild_id, wait=True):
+        async with self._member(added_by), self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
                     room -= await self._register(guild_id, source, added_by=added_by, report=report,
@@ -390,7 +416,7 @@ class Service:
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
                                  room: int, progress: Progress | None) -> int:
-        playlist = await asyncio.to_thread(_list_entries, url, self.settings)
+        playlist = await self.fetches.run(_list_entries, url, self.settings)
         if not playlist.entries:
             report.failed.append((url, "that playlist has no entries."))
             return 0
@@ -431,20 +457,16 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def _fetched(self, url: str) -> AsyncIterator[tuple[Any, Any]]:
-        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends.
+        """Resolve and download a link in the link workers; its job folder is gone when the block ends.
 
         Yields (the fetched audio, `core.resolve.Resolved` or None): a streaming service's track link is
         first resolved to the same recording on a site we can download from, and that is fetched."""
-        from core.fetch import fetch_audio
         from core.resolve import resolve_link
 
-        resolved = await asyncio.to_thread(resolve_link, url, self.settings)
-        manager = fetch_audio(resolved.source_url if resolved else url, self.settings, self._staging_dir())
-        fetched = await asyncio.to_thread(manager.__enter__)
-        try:
+        resolved = await self.fetches.run(resolve_link, url, self.settings)
+        async with self.fetches.fetched(resolved.source_url if resolved else url,
+                                        self._staging_dir()) as fetched:
             yield fetched, resolved
-        finally:
-            await asyncio.to_thread(manager.__exit__, None, None, None)
 
     async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any, Any]:
         """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result,
@@ -508,7 +530,8 @@ class Service:
         from core.recommend import similar_results
 
         index = await self._library_or_fail(guild_id)
-        name, vector, exclude, resolved = await self._query_embedding(guild_id, query)
+        async with self._member(user_id):
+            name, vector, exclude, resolved = await self._query_embedding(guild_id, query)
         hits = index.query(vector, k, exclude=exclude)[0]
         tracks = await self._track_infos(guild_id)
         results = similar_results(hits, tracks, None)

@@ -13,6 +13,7 @@ from typing import Any
 from core.cli import Outcome
 from core.cli._service import with_service
 from core.config import PACKAGE_ROOT, Settings
+from core.mood import mood_summary
 from core.service import Service
 
 DEMO_CLIPS = PACKAGE_ROOT / "demo" / "clips"
@@ -63,7 +64,8 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
     mood = await service.mood(probe)
     doc["mood"] = mood.to_dict()
     out += ["", f"» mood of {probe.name}"]
-    out.append(f"  {mood.mood} ({(mood.confidence or 0):.0%})" if mood.mood else "  no mood model installed")
+    out.append(f"  {mood_summary(mood.mood, mood.moods, mood.valence, mood.arousal)}" if mood.mood
+               else "  no mood model installed")
 
     similar = await service.similar(DEMO_GUILD, probe, k=3, user_id=DEMO_USER)
     doc["similar"] = similar.to_dict()

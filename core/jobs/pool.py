@@ -74,11 +74,16 @@ class ProcessPool(Scheduler):
         """Kill the workers of `broken` and start a new pool, once per broken pool."""
         if self._pool is not broken:
             return
-        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()
-        broken.shutdown(wait=False, cancel_futures=True)
+        kill_pool(broken)
         self._pool = _new_pool(self.settings)
+
+
+def kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's processes and drop its queued tasks: ProcessPoolExecutor offers no way to stop a
+    running task (terminate_workers arrives in 3.14)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _new_pool(settings: Settings) -> ProcessPoolExecutor:
