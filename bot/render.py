@@ -21,6 +21,7 @@ from core.genre import clock
 ACCENT = discord.Colour(0x5865F2)
 WARN = discord.Colour(0xED4245)
 CHART_FILENAME = "genre.png"
+MAP_FILENAME = "library-map.png"
 
 
 CHART_INK = "#8C93A0"
@@ -88,6 +89,8 @@ def genre_embed(report: Any) -> discord.Embed:
                      f"**{percent(report.top[1][1])}** {report.top[1][0]}" if report.close_call
                      else f"**{percent(report.confidence)}** confident") + f" · {what}")
     embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
+    if getattr(report, "tags", None):
+        embed.add_field(name="Sounds like", value=" · ".join(safe(t, 40) for t in report.tags), inline=False)
     embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
                                            f"({report.clip_seconds:.0f} s of audio)")
     if report.sections and len(report.sections) > 1:
@@ -165,6 +168,19 @@ def stats_embed(stats: Mapping[str, Any]) -> discord.Embed:
         embed.add_field(name=label, value=str(stats.get(key, 0)))
     embed.set_footer(text="/library reindex analyses the tracks waiting, and those the current models "
                           "have not analysed yet")
+    return embed
+
+
+def map_embed(report: Any) -> discord.Embed:
+    """The library map (attached as MAP_FILENAME): how many tracks, the biggest genres, the marked clip."""
+    genres = sorted(report.genres.items(), key=lambda kv: -kv[1])[:5]
+    described = ", ".join(f"{g} {n}" for g, n in genres) or "no genres yet"
+    embed = discord.Embed(title="🗺️ This server's library", colour=ACCENT,
+                          description=f"{report.tracks} tracks · {described}")
+    if report.marked:
+        embed.add_field(name="★", value=f"where `{safe(report.marked, 80)}` falls")
+    embed.set_image(url=f"attachment://{MAP_FILENAME}")
+    embed.set_footer(text="each dot is a track; close dots sound alike")
     return embed
 
 

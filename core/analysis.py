@@ -64,6 +64,8 @@ class ClipAnalysis:
     genre_probs: dict[str, float] | None = None
     genre_model: str | None = None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    """MSD tags that fire clearly on the clip (core.tags), clearest first."""
     mood: str | None = None
     mood_confidence: float | None = None
     mood_scores: dict[str, float] | None = None
@@ -143,7 +145,10 @@ def _genre_fields(features: SegmentFeatures, limits: Limits, clip_seconds: float
     if model is None:
         return {}
     verdict = model.predict(features)
+    from core.tags import clear_tags, thresholds
+
     return {
+        "tags": clear_tags(features.tags, thresholds(limits.models_dir)),
         "genre": verdict.genre,
         "genre_confidence": verdict.confidence,
         "genre_top": verdict.top(3),

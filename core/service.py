@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -46,6 +47,14 @@ class Upload:
 Item = Upload | Path
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A reader never sees half a cached file, even with two processes drawing the same map."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class GenreReport:
     file: str
@@ -58,8 +67,12 @@ class GenreReport:
     sections: list[dict[str, Any]] = field(default_factory=list)
     title: str | None = None
     """What the site calls the track, for a link (`file` is then the link as sent)."""
+    tags: list[str] = field(default_factory=list)
+    """MSD tags that fire clearly on the clip (core.tags), clearest first; often none."""
     resolved: dict[str, Any] | None = None
     """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
+    map_png: bytes | None = None
+    """The library map with the clip marked, when asked for (`classify(..., with_map=True)`); not in JSON."""
 
     @property
     def verdict(self) -> str:
@@ -75,6 +88,7 @@ class GenreReport:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        del doc["map_png"]
         doc["top"] = [[g, p] for g, p in self.top]
         doc["verdict"] = self.verdict
         return doc
@@ -113,6 +127,8 @@ class TrackHit:
 class SimilarReport:
     query: str
     results: list[TrackHit]
+    map_png: bytes | None = None
+    """The library map with the query marked, when asked for (`similar(..., with_map=True)`)."""
     resolved: dict[str, Any] | None = None
     """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
@@ -128,6 +144,20 @@ class SimilarReport:
         if self.resolved is not None:
             doc["resolved"] = self.resolved
         return doc
+
+
+@dataclass(frozen=True)
+class MapReport:
+    """The library map (PNG bytes) of the guild's served index version, and what it shows."""
+
+    png: bytes
+    tracks: int
+    version: str
+    genres: dict[str, int]
+    marked: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tracks": self.tracks, "version": self.version, "genres": self.genres, "marked": self.marked}
 
 
 @dataclass(frozen=True)
@@ -253,10 +283,12 @@ class Service:
 
     # -- use cases ----------------------------------------------------------------------------------------
     async def classify(self, item: Item | str, *, guild_id: int | None = None,
-                       user_id: int | None = None) -> GenreReport:
+                       user_id: int | None = None, with_map: bool = False) -> GenreReport:
         """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
-        and fetched like `/similar`'s links; any other `str` is a path)."""
-        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        and fetched like `/similar`'s links; any other `str` is a path). `with_map` (with a guild) also
+        embeds the clip in the same analysis and marks it on the guild's library map, if it has one."""
+        with_map = with_map and guild_id is not None
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=with_map)
         title: str | None = None
         resolved: dict[str, Any] | None = None
         async with self._member(user_id):
@@ -267,10 +299,17 @@ class Service:
             else:
                 result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
                 file = result.name
+        map_png = None
+        if with_map:
+            try:
+                marked = await self._draw_map(guild_id, mark=(title or file, result.embedding))  # type: ignore[arg-type]
+                map_png = marked.png
+            except EmptyLibrary:  # no library to place it in: the genre answer stands alone
+                map_png = None
         report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
                              model=result.genre_model, sections=result.sections, title=title,
-                             resolved=resolved)
+                             resolved=resolved, tags=result.tags, map_png=map_png)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
@@ -503,10 +542,11 @@ class Service:
         return index
 
     async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
-                      user_id: int | None = None) -> SimilarReport:
+                      user_id: int | None = None, with_map: bool = False) -> SimilarReport:
         """The k library tracks whose segments best match the query's (core.segment_match), each with a
         reason; a library track that is the query's very recording (the same file, or a match above the
-        same-recording threshold) comes first and says so."""
+        same-recording threshold) comes first and says so. `with_map` adds the library map with the query
+        marked by its track vector (same analysis)."""
         from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks, unit_rows
         from core.similar import QueryProfile, explain_matches
 
@@ -531,7 +571,76 @@ class Service:
                for e in explained if e.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
-        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None)
+        png = (await self._draw_map(guild_id, mark=(name, result.embedding))).png if with_map else None
+        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None,
+                             map_png=png)
+
+    async def library_map(self, guild_id: int, *, mark: str | Upload | Path | None = None) -> MapReport:
+        """Every analysed track of the served index's version as a point, coloured by genre (cached per
+        version); `mark` (a file, upload or link) is analysed and drawn as a star where it falls."""
+        marked = None
+        if mark is not None:
+            await self._library_or_fail(guild_id)
+            name, vector, _, _ = await self._query_embedding(guild_id, mark)
+            marked = (name, vector)
+        return await self._draw_map(guild_id, mark=marked)
+
+    async def _draw_map(self, guild_id: int, *, mark: tuple[str, Any] | None) -> MapReport:
+        from core.library_map import draw_map
+
+        version = await self.shelf.current(guild_id)
+        if version is None:
+            await self._library_or_fail(guild_id)  # raises the library-is-empty error
+        folder = self.settings.data_dir / "maps" / str(guild_id)
+        stem = folder / "".join(c if c.isalnum() or c in "-_." else "_" for c in str(version))
+        layout = await self._map_layout(guild_id, stem)
+        genres = [g or None for g in layout["genres"].tolist()]
+        counts = {g: genres.count(g) for g in sorted(set(genres), key=str) if g}
+        title = f"Your library: {len(genres):,} tracks".replace(",", " ")
+        if mark is None:
+            png_path = stem.with_suffix(".png")
+            if not png_path.is_file():
+                png = await asyncio.to_thread(draw_map, layout["points"], genres, title=title)
+                await asyncio.to_thread(_write_atomically, png_path, png)
+            return MapReport(png_path.read_bytes(), len(genres), str(version), counts)
+        name, vector = mark
+        from core.library_map import Projection
+
+        point = Projection(layout["mean"], layout["components"])(vector)[0]
+        png = await asyncio.to_thread(draw_map, layout["points"], genres, title=title, mark=point,
+                                      mark_label=Path(name).name[:40] if not is_link(name) else "your link")
+        return MapReport(png, len(genres), str(version), counts, marked=name)
+
+    async def _map_layout(self, guild_id: int, stem: Path) -> dict[str, Any]:
+        """The version's projected points, genres and projection, computed once per index version."""
+        import numpy as np
+
+        from core.library_map import fit_projection
+
+        cached = stem.with_suffix(".npz")
+        if cached.is_file():
+            with np.load(cached, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        rows = [r for r in await self.store.tracks(guild_id, status="ready") if r.embedding is not None]
+        if not rows:
+            await self._library_or_fail(guild_id)
+            raise EmptyLibrary("no track of the library is analysed yet: a /library reindex analyses them.")
+
+        def compute() -> dict[str, Any]:
+            vectors = np.stack([r.embedding for r in rows]).astype(np.float32)  # type: ignore[misc]
+            projection = fit_projection(vectors)
+            layout = {"points": projection(vectors), "genres": np.asarray([r.genre or "" for r in rows]),
+                      "mean": projection.mean, "components": projection.components}
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            for old in cached.parent.iterdir():  # older versions' maps are never shown again
+                if not old.name.startswith((stem.name + ".", ".")):
+                    old.unlink(missing_ok=True)
+            tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, **layout)
+            tmp.replace(cached)
+            return layout
+
+        return await asyncio.to_thread(compute)
 
     async def _track_infos(self, guild_id: int) -> dict[int, Any]:
         """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex)."""

@@ -58,6 +58,8 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
         out.append(f"  {genre.verdict} ({genre.confidence:.0%} confident, {genre.segments} segments, "
                    f"model {genre.model})")
         out += [f"  {g:<10} {_bar(p)} {p:.0%}" for g, p in genre.top]
+        if genre.tags:
+            out.append(f"  sounds like: {' · '.join(genre.tags)}")
 
     mood = await service.mood(probe)
     doc["mood"] = mood.to_dict()
@@ -68,6 +70,12 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
     similar = await service.similar(DEMO_GUILD, probe, k=3, user_id=DEMO_USER)
     doc["similar"] = similar.to_dict()
     out += ["", f"» /similar file:{probe.name}", *_hits(similar.results)]
+
+    library_map = await service.library_map(DEMO_GUILD)
+    map_file = service.settings.data_dir / "library-map.png"
+    map_file.write_bytes(library_map.png)
+    doc["library_map"] = {**library_map.to_dict(), "file": str(map_file)}
+    out += ["", "» /library map", f"  {library_map.tracks} tracks drawn by genre: {map_file}"]
 
     recs = await service.recommend(DEMO_GUILD, DEMO_USER, "calm", k=3)
     doc["recommend"] = [h.to_dict() for h in recs]

@@ -2,9 +2,11 @@
 
 JSON: always a list, one object per file or link, in the order given:
   {"file", "genre", "confidence", "top": [[genre, p], ...], "segments", "model", "sections": [...],
-   "clip_seconds", "verdict"}
+   "clip_seconds", "verdict", "tags": [tag, ...]}
 `verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
-as the top genre; the probabilities are in "top".
+as the top genre; the probabilities are in "top". `tags` are the Million Song Dataset tags that fire clearly
+on the clip ("jazz", "mellow", ...), clearest first, at most three and often none: only tags whose threshold
+was chosen on labelled audio to be right at least 80 % of the time (models/tags.json, models/tags.md).
 For a link, "file" is the link as given and "title" what the site calls the track. A Spotify, Apple Music,
 Deezer or Tidal track link is resolved to its artist and title and searched for (CRATEDIGGER_TRACK_SEARCH);
 "resolved" then says what was analysed: {"service", "artist", "title", "duration", "link", "source_url",
@@ -62,6 +64,7 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
                       "confidence": round(s["confidence"], 4)} for s in result.sections],
         "clip_seconds": round(result.clip_seconds, 2),
         "verdict": verdict_label(result.genre_top),
+        "tags": list(result.tags),
     }
     if result.genre is None:
         doc["note"] = NO_MODEL
@@ -101,6 +104,8 @@ def render(docs: list[dict[str, Any]]) -> str:
             top = ", ".join(f"{g} {p:.0%}" for g, p in d["top"])
             lines.append(f"{d['file']:<{width}}  {d['verdict']:<{verdict_width}}  {d['confidence']:>4.0%}  "
                          f"{d['segments']:>4}  {top}")
+            if d.get("tags"):
+                lines.append(f"{'':<{width}}  sounds like: {' · '.join(d['tags'])}")
     for d in docs:
         for s in d.get("sections", []):
             lines.append(f"  {d['file']} {clock(s['start']):>5}-{clock(s['end'])}: {s['genre']} "
