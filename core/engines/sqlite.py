@@ -81,19 +81,6 @@ class SQLiteEngine(Engine):
         return int(version)
 
     async def migrate(self, migrations_dir: Path) -> list[str]:
-        """Apply the newer migrations. Processes starting together (two bots and a worker) take turns on a
-        lock file and read the version under it: otherwise two could both see version 0 and the second
-        would fail creating tables the first had just created."""
-        folder = self.path.parent / "locks"
-        folder.mkdir(exist_ok=True)
-        fd = os.open(folder / "migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
-            return await self._migrate_locked(migrations_dir)
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-
-    async def _migrate_locked(self, migrations_dir: Path) -> list[str]:
         current = await self.schema_version()
         applied = []
         for version, path in migration_files(self.migration_dir(migrations_dir)):
