@@ -2,8 +2,8 @@
 
 The network is our Keras 3 port of musicnn's MSD_musicnn (Pons & Serra 2019, trained to tag the Million Song
 Dataset; ISC licence), with the package's checkpoint weights converted into it by
-`core.training.musicnn_port` and shipped as `models/frontend_msd_musicnn.{keras,tflite,json}`. The runtime
-never imports musicnn or tf-keras.
+`core.training.musicnn_port` and shipped as `models/frontend_msd_musicnn.{keras,tflite,onnx,json}`. The
+runtime never imports musicnn or tf-keras.
 
 Input: each 22 050-Hz segment is resampled to 16 kHz and turned into a 187-frame, 96-band log-mel patch, as
 the network was trained: power mel spectrogram (n_fft 512, hop 256), then log10(1 + 10 000 * power) in
@@ -12,7 +12,8 @@ float32. (The package computes that step in float16, which overflows to inf on l
 Output per patch: `penultimate`, the 200-d layer under the tag classifier (what genre, mood and similarity
 read), and `tags`, the 50 MSD tag probabilities.
 
-Runtimes as for every artefact of ours: LiteRT when its export and package are present, else Keras.
+Runtimes as for every artefact of ours (core.runtime): ONNX Runtime, else LiteRT, else Keras, the first whose
+export and package are present.
 """
 from __future__ import annotations
 

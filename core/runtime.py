@@ -1,6 +1,9 @@
-"""Run our Keras models in the lightest runtime installed: LiteRT where its wheel exists (Linux, Apple
-silicon), else ONNX Runtime (everywhere else), else Keras, which imports TensorFlow: seconds and hundreds of
-MB, so only in a training install (the `train` extra), never at CLI or bot start.
+"""Run our Keras models in the fastest runtime installed: ONNX Runtime (a runtime dependency on every
+platform), else LiteRT (the `litert` extra, where its wheel exists), else Keras, which imports TensorFlow:
+seconds and hundreds of MB, so only in a training install (the `train` extra), never at CLI or bot start.
+ONNX Runtime leads because the pruned front-end runs 2.47x faster on it than on LiteRT with XNNPACK (6.8
+against 16.9 ms a segment, benchmarks/bench_segment_cost.py), within 1e-4 of the reference
+(models/frontend.md).
 
 Each artefact is `<stem>.keras` (the reference, and the last-resort runtime) with optional `<stem>.tflite`
 and `<stem>.onnx` exports beside it (the ONNX one converted from the .tflite, core.training.onnx_export).
@@ -25,8 +28,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-RUNTIMES: tuple[str, ...] = ("litert", "onnx", "keras")
-"""Runtime preference, lightest first."""
+RUNTIMES: tuple[str, ...] = ("onnx", "litert", "keras")
+"""Runtime preference, fastest first."""
 
 DEFAULT_THREADS = 1
 """Per-call threads for inference: the service already runs several analyses side by side."""
@@ -192,6 +195,8 @@ class OnnxRunner:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
+        # `threads` is the caller's budget (core.analysis: every core for a one-clip process, one in a pool
+        # worker), as LiteRT gets it. Left at 0, ONNX Runtime would take every core in each worker.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings are about graph rewrites, not ours
@@ -236,4 +241,4 @@ def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = 
         if name == "keras" and keras_path.is_file() and keras_available():
             return KerasRunner.load(keras_path, threads)
     raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}: install "
-                            "ai-edge-litert or onnxruntime (`pip install .` picks the one for this platform)")
+                            "onnxruntime (`pip install .` brings it) or ai-edge-litert (`litert` extra)")

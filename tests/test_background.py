@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from core.analysis import WORKER_NICENESS, init_worker
+from core.analysis import MAX_INFERENCE_THREADS, WORKER_NICENESS, init_worker
 
 
 def _thread_priorities_and_blas() -> tuple[dict[int, int], list[int]]:
@@ -30,3 +30,23 @@ def test_worker_threads_are_all_niced_and_blas_is_single_threaded():
     assert len(priorities) >= 1
     assert all(nice >= max(base, WORKER_NICENESS) for nice in priorities.values()), priorities
     assert blas and all(n == 1 for n in blas), blas
+
+
+def _frontend_runtime_and_threads() -> tuple[str, int]:
+    from core.analysis import frontend
+    from tests.conftest import REPO_ROOT
+
+    loaded = frontend(REPO_ROOT / "models")
+    return loaded.runtime, loaded.runner._session.get_session_options().intra_op_num_threads
+
+
+def test_a_pool_worker_runs_the_front_end_on_one_onnx_runtime_thread():
+    """Its sibling workers have the other cores; left at 0, ONNX Runtime would take every core in each."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=init_worker) as pool:
+        in_worker = pool.submit(_frontend_runtime_and_threads).result(timeout=120)
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:  # a one-clip process (the CLI): every core, up to 4
+        alone = pool.submit(_frontend_runtime_and_threads).result(timeout=120)
+    assert in_worker == ("onnx", 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    assert alone == ("onnx", min(MAX_INFERENCE_THREADS, cores))

@@ -28,7 +28,7 @@ from core.audio import load_segments
 from core.constants import FRONTEND_LOG_SCALE, SAMPLE_RATE, SEGMENT_SAMPLES
 from core.errors import ModelMismatch
 from core.frontend import ARTEFACT, artefact_path, load_frontend, log_mel, patches_from_segments
-from tests.conftest import REPO_ROOT, needs_tensorflow
+from tests.conftest import REPO_ROOT, needs_litert, needs_tensorflow
 
 MODELS = REPO_ROOT / "models"
 DEMO = sorted((REPO_ROOT / "demo" / "clips").glob("*.ogg"))
@@ -47,7 +47,8 @@ def reference() -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-@pytest.mark.parametrize("runtime", ["litert", "onnx", pytest.param("keras", marks=needs_tensorflow)])
+@pytest.mark.parametrize("runtime", ["onnx", pytest.param("litert", marks=needs_litert),
+                                     pytest.param("keras", marks=needs_tensorflow)])
 def test_our_network_gives_the_original_graphs_outputs(runtime: str, reference: dict[str, np.ndarray]) -> None:
     frontend = load_frontend(MODELS, runtime=runtime)
     assert frontend.runtime == runtime
@@ -170,21 +171,27 @@ def test_an_artefact_made_with_other_constants_is_refused(tmp_path: Path) -> Non
         load_frontend(tmp_path)
 
 
-def test_without_a_litert_export_the_front_end_runs_on_onnx_runtime(tmp_path: Path) -> None:
-    """Where no LiteRT wheel exists, pip installs ONNX Runtime instead; the .tflite's absence stands in."""
-    for suffix in (".onnx", ".json"):
+def test_the_front_end_runs_on_onnx_runtime_first() -> None:
+    """ONNX Runtime leads: the pruned network runs 2.47x faster on it than on LiteRT (models/frontend.md)."""
+    assert load_frontend(MODELS).runtime == "onnx"
+
+
+@needs_litert
+def test_without_an_onnx_export_the_front_end_falls_back_to_litert(tmp_path: Path) -> None:
+    """The .onnx's absence stands in for an install without ONNX Runtime but with the `litert` extra."""
+    for suffix in (".tflite", ".json"):
         shutil.copy(artefact_path(MODELS).with_suffix(suffix), tmp_path / f"{ARTEFACT}{suffix}")
     frontend = load_frontend(tmp_path)
-    assert frontend.runtime == "onnx"
+    assert frontend.runtime == "litert"
     patches = demo_patches(DEMO[0])
-    expected = load_frontend(MODELS, runtime="litert")(patches)
+    expected = load_frontend(MODELS, runtime="onnx")(patches)
     for layer, values in frontend(patches).items():
         np.testing.assert_allclose(values, expected[layer], rtol=0, atol=PATCH_ATOL)
 
 
 def test_with_no_runtime_for_any_export_the_error_says_what_to_install(tmp_path: Path) -> None:
     shutil.copy(artefact_path(MODELS).with_suffix(".json"), tmp_path / f"{ARTEFACT}.json")
-    with pytest.raises(FileNotFoundError, match="install ai-edge-litert or onnxruntime"):
+    with pytest.raises(FileNotFoundError, match="install onnxruntime"):
         load_frontend(tmp_path)
 
 
@@ -220,6 +227,7 @@ def test_live_against_the_installed_musicnn_graph(tmp_path: Path) -> None:
                 np.testing.assert_allclose(ours[layer], live[f"{i}/ours/{layer}"], rtol=0, atol=PATCH_ATOL)
 
 
+@needs_litert
 def test_litert_load_writes_nothing_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     """`cratedigger genre` output is ours alone: LiteRT's C++ XNNPACK notice must not reach the terminal."""
     from core.runtime import LiteRunner
