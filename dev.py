@@ -5,9 +5,9 @@
     python3 dev.py test    # install it with the test and train extras, then run the whole test suite
 
 Extra arguments after `test` go to pytest. `run` installs no TensorFlow (the runtime runs its networks on
-LiteRT or ONNX Runtime); `test` adds it (the `train` extra) because the suite checks the exported networks
-against their Keras originals. The install step is skipped when pyproject.toml has not changed since the
-last one that covered the same extras.
+ONNX Runtime); `test` adds it (the `train` extra) and LiteRT (the `litert` extra) because the suite checks
+the exported networks against their Keras originals and against each other. The install step is skipped
+when pyproject.toml has not changed since the last one that covered the same extras.
 """
 from __future__ import annotations
 

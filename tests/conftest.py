@@ -30,6 +30,19 @@ needs_tensorflow = pytest.mark.skipif(
 """For tests of training and of the Keras originals; the runtime needs neither."""
 
 
+def _litert_installed() -> bool:
+    from core.runtime import lite_available
+
+    return lite_available()
+
+
+needs_litert = pytest.mark.skipif(
+    not _litert_installed() and os.environ.get("CI") != "true",  # CI installs it: missing there, fail
+    reason="ai-edge-litert is not installed: it is the `litert` extra, the fallback runtime (python3 dev.py "
+           "test installs it where PyPI has its wheel; pip install -e '.[litert]')")
+"""For tests of the LiteRT fallback; the runtime runs on ONNX Runtime without it."""
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or a skip that says why: a user's fresh clone does not have it."""
