@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from core.runtime import keras_available, lite_available
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 pytest_plugins = ["tests.http_fixture", "tests.servers"]
@@ -17,29 +19,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CRATEDIGGER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
-def _tensorflow_installed() -> bool:
-    from core.runtime import keras_available
+def _needs(installed: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip where an extra is not installed, except in CI, which installs it: missing there, fail."""
+    return pytest.mark.skipif(not installed and os.environ.get("CI") != "true", reason=reason)
 
-    return keras_available()
 
-
-needs_tensorflow = pytest.mark.skipif(
-    not _tensorflow_installed() and os.environ.get("CI") != "true",  # CI installs it: missing there, fail
-    reason="TensorFlow and Keras are not installed: they are the `train` extra (python3 dev.py test installs "
-           "it; pip install -e '.[train]')")
+needs_tensorflow = _needs(
+    keras_available(),
+    "TensorFlow and Keras are not installed: they are the `train` extra (python3 dev.py test installs it; "
+    "pip install -e '.[train]')")
 """For tests of training and of the Keras originals; the runtime needs neither."""
 
-
-def _litert_installed() -> bool:
-    from core.runtime import lite_available
-
-    return lite_available()
-
-
-needs_litert = pytest.mark.skipif(
-    not _litert_installed() and os.environ.get("CI") != "true",  # CI installs it: missing there, fail
-    reason="ai-edge-litert is not installed: it is the `litert` extra, the fallback runtime (python3 dev.py "
-           "test installs it where PyPI has its wheel; pip install -e '.[litert]')")
+needs_litert = _needs(
+    lite_available(),
+    "ai-edge-litert is not installed: it is the `litert` extra, the fallback runtime (python3 dev.py test "
+    "installs it where PyPI has its wheel; pip install -e '.[litert]')")
 """For tests of the LiteRT fallback; the runtime runs on ONNX Runtime without it."""
 
 
