@@ -54,7 +54,8 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
-def _wait_for_postgres(bin_dir: Path, port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def _wait_for_postgres(bin_dir: Path, port: int, proc: subprocess.Popen[bytes],
+                       timeout: float = 120.0) -> None:
     """Until the server accepts sessions: it listens on its port while still starting up, and refuses a
     connection then ("the database system is starting up"), so a listening port is not enough."""
     _wait_for_port(port, proc, "PostgreSQL", timeout)

@@ -60,7 +60,7 @@ async def test_two_processes_worth_of_shards_each_get_their_guilds_only(tmp_path
                 await _sync_here(server, owner)
                 assert server.sync_requests[-1][0] == guild.id
             late = server.add_guild("joined later", shard=1)  # GUILD_CREATE reaches shard 1 only
-            for _ in range(1200):  # the bot makes no request on GUILD_CREATE: poll its cache (60 s: hang guard)
+            for _ in range(1200):  # the bot makes no request on GUILD_CREATE: poll its cache (60 s)
                 if second.get_guild(late.id) is not None:
                     break
                 await asyncio.sleep(0.05)

@@ -108,7 +108,8 @@ async def test_a_sqlite_migration_is_cut_only_where_a_statement_ends(tmp_path: P
     (migrations / "0001_tricky.sql").write_text(
         "CREATE TABLE a (x TEXT DEFAULT 'semi;colon'); -- a comment; with a semicolon\n"
         "CREATE TABLE log (n INTEGER);\n"
-        "CREATE TRIGGER counted AFTER INSERT ON a BEGIN INSERT INTO log VALUES (1); INSERT INTO log VALUES (2); END;\n"
+        "CREATE TRIGGER counted AFTER INSERT ON a BEGIN\n"
+        "    INSERT INTO log VALUES (1); INSERT INTO log VALUES (2);\nEND;\n"
         "INSERT INTO a DEFAULT VALUES")  # the last statement without its semicolon
     store = await Store.open(tmp_path / "c.sqlite3", migrations_dir=migrations)
     try:
@@ -128,7 +129,8 @@ from core.store import Store
 database, gate = sys.argv[1], sys.argv[2]
 
 async def start() -> int:
-    store = await (Store.open_url(database) if database.startswith("postgresql") else Store.open(Path(database)))
+    store = await (Store.open_url(database) if database.startswith("postgresql")
+                   else Store.open(Path(database)))
     await store.close()
     return len(store.applied)
 

@@ -111,8 +111,8 @@ class PostgresEngine(Engine):
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(_MIGRATION_LOCK))
             await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                f"applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                f"name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
             current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
             for version, path in found:
                 if version <= current:

@@ -98,7 +98,8 @@ class SQLiteEngine(Engine):
         return results
 
     async def schema_version(self) -> int:
-        if not await self.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"):
+        if not await self.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'schema_migrations'"):
             return 0  # never migrated
         (version,), = await self.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         return int(version)
