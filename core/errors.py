@@ -71,5 +71,9 @@ class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
 
 
+class MemberBusy(UserError):
+    """The member already has a request running: one at a time each, so no member can fill the queues."""
+
+
 class LibraryBusy(UserError):
     """Another process is reindexing this library; one reindex per library at a time, deployment-wide."""

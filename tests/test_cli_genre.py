@@ -101,7 +101,7 @@ def test_bad_input_exits_2_with_one_line(case: str, capsys, tmp_path: Path) -> N
 
     assert code == 2
     assert reason in _one_clean_line(err)  # the two-hour file from its header: see tests/test_audio.py
-    assert out == ""
+    assert json.loads(out) == [{"file": str(path), "error": _one_clean_line(err).removeprefix("cratedigger: ")}]
 
 
 def test_several_files_report_each_and_exit_2_if_any_failed(capsys, tmp_path: Path, tone) -> None:
@@ -148,6 +148,6 @@ def test_links_get_a_verdict_or_one_line(capsys, monkeypatch: pytest.MonkeyPatch
                          (http_server.url("song.wav", host="localhost"), "private or local network address"),
                          (feed, "playlist"), (http_server.url("gone.wav"), "404")):
         code, out, err = _run(capsys, "--json", link)
-        assert code == 2 and out == "", link
-        assert reason in _one_clean_line(err), link
+        assert code == 2 and reason in _one_clean_line(err), link
+        assert json.loads(out) == [{"file": link, "error": _one_clean_line(err).removeprefix("cratedigger: ")}]
     assert not list((Path("data") / "tmp").iterdir())  # every fetch's job folder is gone
