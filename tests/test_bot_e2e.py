@@ -539,7 +539,9 @@ async def test_any_member_sees_the_library_map(world: World):
     ix, message = await world.run(world.member(), "library map")
     assert not message.ephemeral
     assert message.embeds[0]["image"]["url"] == "attachment://library-map.png"
-    assert f"{len(world.titles)} tracks" in message.embeds[0]["description"]
+    [(ready,)] = world.rows("SELECT COUNT(*) FROM tracks WHERE guild_id = ? AND status = 'ready'",
+                            world.guild.id)
+    assert f"{ready} tracks" in message.embeds[0]["description"]  # the fixture's and those tests added since
     png = png_of(message)
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
@@ -653,7 +655,7 @@ async def reindex_with_short_tokens(world: World, member: Member, *, channel: Ch
 def took_longer_than_the_token(message: MessageRecord) -> None:
     fields = fields_of(message)
     assert fields["analysed"] == str(LONG_TRACKS)
-    assert float(fields["time"].split()[0]) > TOKEN_SECONDS, fields  # what the gate made sure of
+    assert float(fields["time"].split()[0]) >= TOKEN_SECONDS, fields  # the gate made sure (shown to 0.1 s)
 
 
 async def test_a_reindex_outliving_its_token_moves_progress_to_the_channel_and_says_done(world: World):
