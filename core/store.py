@@ -211,7 +211,7 @@ class Store:
         return await self.engine.schema_version()
 
     async def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
-        """Apply every migration newer than the recorded version, each in its own transaction."""
+        """Apply every migration newer than the recorded version in one transaction (`Engine.migrate`)."""
         return await self.engine.migrate(migrations_dir)
 
     # -- helpers ----------------------------------------------------------------------------------------

@@ -54,6 +54,20 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
+def _wait_for_postgres(bin_dir: Path, port: int, proc: subprocess.Popen[bytes],
+                       timeout: float = 120.0) -> None:
+    """Until the server accepts sessions: it listens on its port while still starting up, and refuses a
+    connection then ("the database system is starting up"), so a listening port is not enough."""
+    _wait_for_port(port, proc, "PostgreSQL", timeout)
+    deadline = time.monotonic() + timeout  # only against a server that never comes up
+    while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+        if proc.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {proc.returncode} while starting up")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL did not accept connections within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -83,9 +97,11 @@ class Postgres:
         return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> None:
-        subprocess.run([str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                        "-p", str(self.port), "-U", PG_USER, "-d", database, "-c", sql],
-                       check=True, env={**os.environ, "PGPASSWORD": PG_PASSWORD}, capture_output=True)
+        done = subprocess.run([str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                               "-p", str(self.port), "-U", PG_USER, "-d", database, "-c", sql],
+                              env={**os.environ, "PGPASSWORD": PG_PASSWORD}, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"psql {sql!r} failed ({done.returncode}): {done.stderr.strip()}")
 
     def new_database(self) -> str:
         """A fresh, empty database (with amcheck, for the integrity check); returns its URL."""
@@ -120,7 +136,7 @@ def postgres() -> Iterator[Postgres]:
          "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"],
         stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"), **run_as)  # type: ignore[call-overload]
     try:
-        _wait_for_port(port, proc, "PostgreSQL")
+        _wait_for_postgres(bin_dir, port, proc)
         yield Postgres(bin_dir, port, run_as)
     finally:
         _stop(proc, signal.SIGINT)  # "fast" shutdown

@@ -94,35 +94,35 @@ class PostgresEngine(Engine):
             raise ConstraintViolation(str(exc)) from exc
         return results
 
-    async def _ensure_migrations_table(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            f"applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
-
     async def schema_version(self) -> int:
         async with self._pool.acquire() as conn:
-            await self._ensure_migrations_table(conn)
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return 0  # never migrated
             return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
 
     async def migrate(self, migrations_dir: Path) -> list[str]:
+        """The transaction that applies the migrations first takes an advisory lock (held until it commits
+        or rolls back, or its connection dies), then reads the version: of processes starting together one
+        applies them, the others wait on the lock and then find them recorded. Even the migrations table is
+        created under the lock: two concurrent CREATE TABLE IF NOT EXISTS can both go ahead, and one then
+        fails on PostgreSQL's catalogue."""
+        found = migration_files(self.migration_dir(migrations_dir))
         applied = []
-        async with self._pool.acquire() as conn:
-            # Processes starting together take turns; the later ones find nothing left to apply.
-            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(_MIGRATION_LOCK))
-            try:
-                await self._ensure_migrations_table(conn)
-                current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                for version, path in migration_files(self.migration_dir(migrations_dir)):
-                    if version <= current:
-                        continue
-                    async with conn.transaction():
-                        await conn.execute(path.read_text(encoding="utf-8"))
-                        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                           version, path.name)
-                    log.info("applied migration %s", path.name)
-                    applied.append(path.name)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock_key(_MIGRATION_LOCK))
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(_MIGRATION_LOCK))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                f"name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            for version, path in found:
+                if version <= current:
+                    continue
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                   version, path.name)
+                applied.append(path.name)
+        for name in applied:
+            log.info("applied migration %s", name)
         return applied
 
     @contextlib.asynccontextmanager
