@@ -149,19 +149,28 @@ class Redis:
             client.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[Redis]:
+def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """redis-server on a loopback port, without persistence (a restart starts it empty), once it listens."""
     exe = shutil.which("redis-server")
     if exe is None:
         missing("Redis")
-    assert exe is not None
-    home = Path(tempfile.mkdtemp(prefix="cratedigger-redis-"))
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+    proc = subprocess.Popen([str(exe), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
                              "--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
-                            stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
+                            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, proc, "Redis")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    home = Path(tempfile.mkdtemp(prefix="cratedigger-redis-"))
+    port = free_port()
+    proc = start_redis(home, port)
+    try:
         yield Redis(port)
     finally:
         _stop(proc)
