@@ -71,5 +71,10 @@ class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
 
 
+class StoreUnavailable(UserError):
+    """The database cannot be reached (restarting, or the network to it is down): a moment's outage, said
+    as one line, not a bug with an error id."""
+
+
 class LibraryBusy(UserError):
     """Another process is reindexing this library; one reindex per library at a time, deployment-wide."""

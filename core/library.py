@@ -22,7 +22,7 @@ import numpy as np
 from core.analysis import ClipAnalysis
 from core.audio import AUDIO_EXTENSIONS, check_extension
 from core.config import Settings
-from core.errors import FileMissing, UserError
+from core.errors import FileMissing, StoreUnavailable, UserError
 from core.shelf import FolderShelf, IndexShelf
 from core.store import Analysis, Store, TrackRow
 
@@ -232,6 +232,8 @@ class Library:
                 await self.store.save_analysis(row.id, to_analysis(result, self.version),
                                                file_size=stat.st_size, file_mtime=stat.st_mtime)
                 report.analysed += 1
+            except StoreUnavailable:
+                raise  # the database is away, not this track at fault: the reindex stops and says so
             except UserError as exc:
                 await self.store.mark_failed(row.id, str(exc))
                 report.failed.append((row.source, str(exc)))
