@@ -452,21 +452,22 @@ class Service:
         index = await self._library_or_fail(guild_id)
         name, vector, exclude = await self._query_embedding(guild_id, query)
         hits = index.query(vector, k, exclude=exclude)[0]
-        tracks = await self._track_infos(guild_id)
+        ready = await self.store.tracks(guild_id, status="ready")
+        tracks = await self._track_infos(guild_id, ready)
         results = similar_results(hits, tracks, None)
-        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        rows = {r.id: r for r in ready}
         out = [TrackHit(r.track_id, r.title, rows[r.track_id].source, float(r.score), r.reason)
                for r in results if r.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
         return SimilarReport(query=name, results=out)
 
-    async def _track_infos(self, guild_id: int) -> dict[int, Any]:
-        """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex)."""
+    async def _track_infos(self, guild_id: int, rows: Sequence[Any]) -> dict[int, Any]:
+        """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex), of the
+        ready `rows` the caller read once: a reindex may change a track's status between two reads."""
         from core.embedding import EMBEDDING_KIND
         from core.recommend import TrackInfo
 
-        rows = await self.store.tracks(guild_id, status="ready")
         tags = await self.store.tags(guild_id)
         by_track: dict[int, list[tuple[int, str]]] = {}
         for user, track, mood in tags:
@@ -480,14 +481,15 @@ class Service:
 
         mood = parse_mood(mood)
         await self._library_or_fail(guild_id)
-        tracks = await self._track_infos(guild_id)
+        ready = await self.store.tracks(guild_id, status="ready")
+        tracks = await self._track_infos(guild_id, ready)
         signals = UserSignals.from_store(
             user_id,
             feedback=await self.store.feedback(guild_id, user_id),
             history=await self.store.history(guild_id, user_id, limit=500),
         )
         picks = recommend(list(tracks.values()), signals, mood, k)
-        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        rows = {r.id: r for r in ready}
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
