@@ -376,8 +376,9 @@ class Store:
                                expires_at: float, process: str) -> None:
         """An interaction `process` acknowledged and has still to answer."""
         await self._write([
-            ("INSERT INTO pending_replies (interaction_id, guild_id, application_id, token, expires_at, process) "
-             "VALUES (?, ?, ?, ?, ?, ?)", (interaction_id, guild_id, application_id, token, expires_at, process)),
+            ("INSERT INTO pending_replies (interaction_id, guild_id, application_id, token, expires_at, "
+             "process) VALUES (?, ?, ?, ?, ?, ?)",
+             (interaction_id, guild_id, application_id, token, expires_at, process)),
         ])
 
     async def forget_pending(self, interaction_id: int) -> None:

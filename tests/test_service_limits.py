@@ -167,7 +167,8 @@ async def _until(predicate_value, wanted: int) -> None:  # type: ignore[no-untyp
     raise AssertionError(f"never reached {wanted}")
 
 
-async def test_a_redis_restart_loses_no_waiting_request(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_redis_restart_loses_no_waiting_request(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     """Redis killed with SIGKILL and started again, empty, while a request waits for its queued job: the
     request rides through the outage, submits its job again, and gets its one result once a worker runs."""
     from tests.servers import Redis as RedisAddress
