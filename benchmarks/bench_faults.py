@@ -25,8 +25,10 @@ and again. The supervisor here restarts any process that exits, one second later
 process group), to a worker (with its pool), to Redis, and to PostgreSQL (the postmaster and its backends).
 
 Every request is classified: answered (the right embed), told it failed (a private line: busy, an error,
-"stopped"), not delivered (its shard had no gateway session: Discord shows the member "This interaction
-failed" at once) or lost (acknowledged, then nothing, or a reply Discord refused). Each kill's cost:
+"stopped", "lost, send it again"), not delivered (its shard had no gateway session: Discord shows the
+member "This interaction failed" at once), unacknowledged (dispatched to a session whose process had just
+died: Discord shows "The application did not respond" after 3 s) or lost (acknowledged, then nothing,
+or a reply Discord refused). Only the last breaks "nothing accepted is lost". Each kill's cost:
 recovery time (from the kill until both shards answer a /similar probe again, which needs the gateway, the
 database, the index, the queue and a worker) and the requests of its window by class.
 
@@ -151,7 +153,7 @@ class Request:
     shard: int
     sent_at: float
     outcome: str = "pending"
-    """answered | told | undelivered | lost"""
+    """answered | told | undelivered | unacknowledged | lost"""
     detail: str = ""
 
 
@@ -199,6 +201,12 @@ async def ask(world: World, shard: int, member: Any, kind: str, command: str,
     except AssertionError as exc:  # no session for the shard: Discord tells the member at once
         request.outcome, request.detail = "undelivered", str(exc)
         return request, None
+    deadline = world.server.ack_deadline or 3.0
+    try:  # Discord shows "The application did not respond" to an interaction no bot acknowledged in time
+        await world.server.wait_for(lambda: bool(ix.callbacks) or settled(ix), timeout=deadline + 1.0)
+    except TimeoutError:
+        request.outcome, request.detail = "unacknowledged", "its shard's process had just died"
+        return request, ix
     try:
         await world.server.wait_for(lambda: settled(ix), timeout=ANSWER_TIMEOUT_S)
     except TimeoutError:
@@ -374,13 +382,18 @@ async def drill(args: argparse.Namespace) -> int:
                            CRATEDIGGER_LOG_LEVEL="INFO", DISCORD_TOKEN=server.token,
                            FAKE_DISCORD_API=server.api_base, FAKE_DISCORD_GATEWAY=server.gateway_url, **more)
 
+    def log_of(name: str) -> Path:
+        """A log file per start: bot0.log, bot0.2.log after its first restart, …"""
+        n = len(list(home.glob(f"{name}*.log")))
+        return home / (f"{name}.log" if n == 0 else f"{name}.{n + 1}.log")
+
     def bot_launcher(shard: int) -> Callable[[], subprocess.Popen[bytes]]:
         return lambda: start(["run"], bot_env(f"bot{shard}", CRATEDIGGER_SHARD_COUNT=2,
                                               CRATEDIGGER_SHARD_IDS=shard),
-                             home / f"bot{shard}.log", module="tests.routed_cratedigger").popen
+                             log_of(f"bot{shard}"), module="tests.routed_cratedigger").popen
 
     def worker_launcher(n: int) -> Callable[[], subprocess.Popen[bytes]]:
-        return lambda: start_worker(home / f"worker{n}.log", home / f"worker{n}", broker_url,
+        return lambda: start_worker(log_of(f"worker{n}"), home / f"worker{n}", broker_url,
                                     CRATEDIGGER_WORKERS=1, CRATEDIGGER_TASK_TIMEOUT_SECONDS=60).popen
 
     workers = [Supervised(f"worker {n}", worker_launcher(n)) for n in (0, 1)]
@@ -482,6 +495,12 @@ def report(world: World, costs: list[dict[str, Any]], steady: float, final_probe
         print(f"  LOST {r.kind} on shard {r.shard} ({window_of(costs, r)}): {r.detail}")
     print("final checks: " + ("nothing lost or doubled, every process running" if not problems
                               else "; ".join(problems)))
+    logs = {name: "".join(p.read_text(errors="replace") for p in sorted(home.glob(f"{name}*.log")))
+            for name in ("bot", "worker")}
+    print(f"retried: {logs['bot'].count('submitting it again')} queued jobs submitted again by a bot after "
+          f"Redis came back without them; {logs['worker'].count(': try 2')} jobs run again by a worker after "
+          f"theirs died; {logs['bot'].count('previous process lost')} restarted bot told members of lost "
+          f"requests")
     print(f"logs: {home}")
     failed = bool(lost or problems)
     print("result: " + ("PASS" if not failed else f"FAIL ({len(lost)} lost, {len(problems)} problems)"))

@@ -57,7 +57,7 @@ UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterve
                asyncpg.InternalClientError)
 """What asyncpg raises while the server is away: refused or dropped connections, "the database system is
 starting up" (or shutting down, or in recovery), and the state error of a pooled connection that broke
-mid-query. The pool replaces broken connections by itself, so the next request finds the server again."""
+mid-query; and, from `_reachable`, the interface error of a transaction ending on a closed connection. The pool replaces broken connections by itself, so the next request finds the server again."""
 
 
 @contextlib.contextmanager
@@ -65,7 +65,9 @@ def _reachable() -> Iterator[None]:
     """Turn the server being away into StoreUnavailable, a one-line answer for the member."""
     try:
         yield
-    except UNREACHABLE as exc:
+    except (*UNREACHABLE, asyncpg.InterfaceError) as exc:
+        if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" not in str(exc):
+            raise  # misuse of a live connection: a bug, not an outage
         log.warning("PostgreSQL is unreachable: %s: %s", type(exc).__name__, exc)
         raise StoreUnavailable("I can't reach my database right now; try again in a minute.") from exc
 
