@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import discord
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,8 +40,32 @@ def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
     return out.getvalue()
 
 
+URL_SAFE = ":/?#@!$&'+,;=%-._~"
+"""Characters a shown link keeps as they are; the rest (brackets, parentheses, asterisks, pipes...) are
+percent-encoded so that a link from a search result cannot close or open markdown around it."""
+
+
+def shown_url(url: str) -> str:
+    return quote(url, safe=URL_SAFE)
+
+
+def resolved_text(resolved: Mapping[str, Any]) -> str:
+    """For a streaming service's link: what was analysed instead, and its link (core.resolve.Resolved)."""
+    return (f"analysed *{safe(resolved['artist'], 60)} – {safe(resolved['title'], 80)}* from "
+            f"{safe(resolved['source'], 40)}, found by {safe(resolved['found_by'], 40)}\n"
+            f"{shown_url(resolved['source_url'])}")
+
+
+def _with_resolved(embed: discord.Embed, resolved: Mapping[str, Any] | None) -> discord.Embed:
+    if resolved:
+        embed.description = f"{resolved_text(resolved)}\n{embed.description or ''}".rstrip()
+        embed.url = shown_url(resolved["source_url"])
+    return embed
+
+
 def genre_embed(report: Any) -> discord.Embed:
-    """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME."""
+    """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME.
+    For a streaming service's link, the first line says which recording was analysed, and where."""
     what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
     embed = discord.Embed(
         title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
@@ -56,7 +81,7 @@ def genre_embed(report: Any) -> discord.Embed:
         embed.add_field(name="Along the track", value=sections, inline=False)
     embed.set_image(url=f"attachment://{CHART_FILENAME}")
     embed.set_footer(text=f"model: {report.model or 'unknown'} · was this right? use the buttons below")
-    return embed
+    return _with_resolved(embed, getattr(report, "resolved", None))
 
 
 def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
@@ -75,7 +100,7 @@ def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
     embed = discord.Embed(title=f"Tracks like {safe(report.query, 80)}", colour=ACCENT,
                           description=hits_lines(shown, start=page * per_page))
     embed.set_footer(text=f"page {page + 1}/{pages} · rate a track to tune your recommendations")
-    return embed
+    return _with_resolved(embed, getattr(report, "resolved", None))
 
 
 def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:

@@ -48,6 +48,15 @@ class Settings:
     link_analyse_seconds: float = 60.0
     fetch_allow_hosts: tuple[str, ...] = ()
     max_playlist_entries: int = 25
+    # Streaming-service links (core.streaming): where each service publishes its metadata without a key,
+    # and the search that finds the same recording on a site yt-dlp can download from.
+    spotify_url: str = "https://open.spotify.com"
+    """Spotify's pages and its oEmbed endpoint (``/oembed``, which also resolves spotify.link short links)."""
+    apple_music_url: str = "https://music.apple.com"
+    deezer_api_url: str = "https://api.deezer.com"
+    deezer_share_url: str = "https://deezer.page.link"
+    tidal_url: str = "https://tidal.com"
+    track_search: str = "ytsearch5:{artist} {title}"
     # Work scheduling.
     workers: int = 2
     queue_size: int = 32

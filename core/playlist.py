@@ -60,7 +60,7 @@ def list_playlist(url: str, settings: Settings, *, max_entries: int = MAX_LISTED
     if info.get("_type") not in PLAYLIST_TYPES:
         return Playlist(clean_text(info.get("title")), [PlaylistEntry(url, clean_text(info.get("title")))], 1)
     base = str(info.get("webpage_url") or url)
-    entries = [entry for entry in (_entry(raw, base) for raw in info.get("entries") or []) if entry]
+    entries = [entry for entry in (flat_entry(raw, base) for raw in info.get("entries") or []) if entry]
     total = info.get("playlist_count")
     listed = entries[:max_entries]
     if not isinstance(total, int) or total < len(listed):
@@ -68,7 +68,7 @@ def list_playlist(url: str, settings: Settings, *, max_entries: int = MAX_LISTED
     return Playlist(clean_text(info.get("title")), listed, total)
 
 
-def _entry(raw: Any, base: str) -> PlaylistEntry | None:
+def flat_entry(raw: Any, base: str) -> PlaylistEntry | None:
     """A flat entry's own link (relative ones resolved against the playlist's address); for an entry yt-dlp
     resolved already (a page's audio element), the media file's address."""
     from yt_dlp.utils import unsmuggle_url

@@ -55,6 +55,8 @@ class GenreReport:
     sections: list[dict[str, Any]] = field(default_factory=list)
     title: str | None = None
     """What the site calls the track, for a link (`file` is then the link as sent)."""
+    resolved: dict[str, Any] | None = None
+    """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
     @property
     def verdict(self) -> str:
@@ -103,9 +105,14 @@ class TrackHit:
 class SimilarReport:
     query: str
     results: list[TrackHit]
+    resolved: dict[str, Any] | None = None
+    """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "results": [r.to_dict() for r in self.results]}
+        doc: dict[str, Any] = {"query": self.query, "results": [r.to_dict() for r in self.results]}
+        if self.resolved is not None:
+            doc["resolved"] = self.resolved
+        return doc
 
 
 @dataclass(frozen=True)
@@ -218,15 +225,18 @@ class Service:
         and fetched like `/similar`'s links; any other `str` is a path)."""
         analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
         title: str | None = None
+        resolved: dict[str, Any] | None = None
         if isinstance(item, str) and is_link(item):
-            title, result = await self._with_link(item, analyse)
+            title, result, found = await self._with_link(item, analyse)
+            resolved = found.to_dict() if found else None
             file = item.strip()
         else:
             result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
             file = result.name
         report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
-                             model=result.genre_model, sections=result.sections, title=title)
+                             model=result.genre_model, sections=result.sections, title=title,
+                             resolved=resolved)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
@@ -334,16 +344,14 @@ class Service:
                              report: AddReport) -> None:
         """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
-        async with self._fetched(url) as fetched:
-            await self.library.register_file(guild_id, fetched.path, source=url, title=title or fetched.title,
-                                             artist=fetched.artist, added_by=added_by, copy=True,
-                                             report=report)
+        async with self._fetched(url) as (fetched, resolved):
+            named = (resolved.artist, resolved.title) if resolved else (fetched.artist, fetched.title)
+            await self.library.register_file(guild_id, fetched.path, source=url, title=title or named[1],
+                                             artist=named[0], added_by=added_by, copy=True, report=report)
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
                                  room: int, progress: Progress | None) -> int:
-        from core.playlist import list_playlist
-
-        playlist = await asyncio.to_thread(list_playlist, url, self.settings)
+        playlist = await asyncio.to_thread(_list_entries, url, self.settings)
         if not playlist.entries:
             report.failed.append((url, "that playlist has no entries."))
             return 0
@@ -383,23 +391,29 @@ class Service:
         check_url(url, self.settings)
 
     @contextlib.asynccontextmanager
-    async def _fetched(self, url: str) -> AsyncIterator[Any]:
-        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends."""
-        from core.fetch import fetch_audio
+    async def _fetched(self, url: str) -> AsyncIterator[tuple[Any, Any]]:
+        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends.
 
-        manager = fetch_audio(url, self.settings, self._staging_dir())
+        Yields (the fetched audio, `core.resolve.Resolved` or None): a streaming service's track link is
+        first resolved to the same recording on a site we can download from, and that is fetched."""
+        from core.fetch import fetch_audio
+        from core.resolve import resolve_link
+
+        resolved = await asyncio.to_thread(resolve_link, url, self.settings)
+        manager = fetch_audio(resolved.source_url if resolved else url, self.settings, self._staging_dir())
         fetched = await asyncio.to_thread(manager.__enter__)
         try:
-            yield fetched
+            yield fetched, resolved
         finally:
             await asyncio.to_thread(manager.__exit__, None, None, None)
 
-    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any]:
-        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result)."""
+    async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any, Any]:
+        """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result,
+        what a streaming link was resolved to or None)."""
         self.check_link(url)
-        async with self._fetched(url) as fetched:
-            title = fetched.title or url
-            return title, await fn(fetched.path, title)
+        async with self._fetched(url) as (fetched, resolved):
+            title = resolved.label if resolved else fetched.title or url
+            return title, await fn(fetched.path, title), resolved
 
     async def _index(self, guild_id: int) -> Any:
         """The served index of a guild, or None if none was published yet. Reloaded whenever a newer version
@@ -421,12 +435,16 @@ class Service:
         self._indexes[guild_id] = (version, index)
         return index
 
-    async def _query_embedding(self, guild_id: int, query: str | Upload | Path) -> tuple[str, Any, set[int]]:
-        """(display name, embedding, track ids to exclude: the query itself if it is in the library)."""
+    async def _query_embedding(self, guild_id: int,
+                               query: str | Upload | Path) -> tuple[str, Any, set[int], Any]:
+        """(display name, embedding, track ids to exclude: the query itself if it is in the library, what a
+        streaming link was resolved to or None)."""
         if isinstance(query, str) and is_link(query):
-            _title, result = await self._with_link(query, partial(self._analyse, genre=False, mood=False))
-            same = await self.store.find_duplicate(guild_id, source=query, content_hash=None)
-            return query, result.embedding, {same.id} if same else set()
+            _title, result, resolved = await self._with_link(query, partial(self._analyse, genre=False,
+                                                                                mood=False))
+            same = await self.store.find_duplicate(guild_id, source=query.strip(), content_hash=None)
+            name = resolved.label if resolved else query
+            return name, result.embedding, {same.id} if same else set(), resolved
         item: Item = Path(query) if isinstance(query, str) else query
         result = await self._with_file(item, lambda p, n: self._analyse(p, n, genre=False, mood=False))
         exclude: set[int] = set()
@@ -436,7 +454,7 @@ class Service:
             same = await self.store.find_duplicate(guild_id, source=str(item.resolve()),
                                                    content_hash=await asyncio.to_thread(file_hash, item))
             exclude = {same.id} if same else set()
-        return result.name, result.embedding, exclude
+        return result.name, result.embedding, exclude, None
 
     async def _library_or_fail(self, guild_id: int) -> Any:
         index = await self._index(guild_id)
@@ -450,7 +468,7 @@ class Service:
         from core.recommend import similar_results
 
         index = await self._library_or_fail(guild_id)
-        name, vector, exclude = await self._query_embedding(guild_id, query)
+        name, vector, exclude, resolved = await self._query_embedding(guild_id, query)
         hits = index.query(vector, k, exclude=exclude)[0]
         ready = await self.store.tracks(guild_id, status="ready")
         tracks = await self._track_infos(guild_id, ready)
@@ -460,7 +478,7 @@ class Service:
                for r in results if r.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
-        return SimilarReport(query=name, results=out)
+        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None)
 
     async def _track_infos(self, guild_id: int, rows: Sequence[Any]) -> dict[int, Any]:
         """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex), of the
@@ -493,6 +511,14 @@ class Service:
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out
+
+
+def _list_entries(url: str, settings: Settings) -> Any:
+    """A playlist's entries: a streaming service's album or playlist, else whatever yt-dlp lists."""
+    from core.playlist import list_playlist
+    from core.resolve import list_streaming
+
+    return list_streaming(url, settings) or list_playlist(url, settings)
 
 
 def _describe(source: str | Upload | Path) -> str:

@@ -106,7 +106,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory):
     songs = LocalHTTPServer().start()  # a site serving audio, allowed by the link guard's test allowlist
     settings = Settings(data_dir=tmp / "data", discord_token=server.token, admin_role="DJ", workers=2,
                         user_cooldown_seconds=30.0, max_upload_mb=1.0, fetch_allow_hosts=(songs.netloc,),
-                        max_playlist_entries=PLAYLIST_LIMIT)
+                        max_playlist_entries=PLAYLIST_LIMIT, spotify_url=songs.url("spotify"),
+                        track_search=songs.url("search.xml") + "?q={artist}%20{title}")
     bot = CratediggerBot(settings, guild_ready_timeout=0.05)
     with routed_to(server):
         async with connected(bot, server):
@@ -395,6 +396,35 @@ async def test_genre_of_a_link_with_the_rules_of_similar(world: World):
     ix, message = await world.run(world.member(), "genre", link=feed, timeout=120)
     assert message.ephemeral and "playlist" in message.content and "error id" not in message.content
     assert not world.server.unhandled
+
+
+async def test_a_spotify_link_names_what_was_analysed(world: World):
+    """A Spotify link (its page served locally) is resolved, found through the search template, analysed,
+    and the answer says what was analysed; the service's hostile title is shown as text; a track found
+    nowhere is refused in one line."""
+    from tests.test_streaming import SPOTIFY_ID, feed_with_durations, spotify_page
+
+    link = f"https://open.spotify.com/track/{SPOTIFY_ID}"
+    audio = world.songs.add_file("tunes/spotify-night.wav", wav_bytes(8, freq=335, seed=41), "audio/wav")
+    world.songs.add_page(f"spotify/track/{SPOTIFY_ID}", spotify_page(HOSTILE_TITLE, "The Synths", 200))
+    results = feed_with_durations([(f"The Synths - {HOSTILE_TITLE}", audio, "3:19")])
+    world.songs.add_file("search.xml", results, "application/rss+xml")
+    ix, message = await world.run(world.member(), "similar", link=link, timeout=120)
+    assert not message.ephemeral and message.embeds[0]["title"].startswith("Tracks like"), message.text()
+    first, shown = message.embeds[0]["description"].split("\n")[:2]
+    assert first.startswith("analysed *The Synths – ") and "Night Drive" in first
+    assert first.endswith(f"* from {world.songs.netloc}, found by its title and length")
+    assert "@everyone" not in message.text() and "<@&123456789012345678>" not in message.text()
+    assert shown == audio and message.embeds[0]["url"] == audio
+    if genre_model_installed(world.settings):
+        ix, message = await world.run(world.member(), "genre", link=link, timeout=120)
+        assert not message.ephemeral and message.embeds[0]["description"].startswith("analysed *The Synths")
+    world.songs.add_file("search.xml", feed_with_durations([("Someone Else - Other Song", audio, "3:20")]),
+                         "application/rss+xml")
+    ix, message = await world.run(world.member(), "similar", link=link, timeout=120)
+    assert message.ephemeral and "I could not find The Synths" in message.content
+    assert "anywhere I can listen to" in message.content and "error id" not in message.content
+    assert "@everyone" not in message.content
 
 
 # --------------------------------------------------------------------------------- playlists for /library

@@ -11,10 +11,11 @@ from matplotlib.image import imread
 from bot.app import INTENTS, invite_url
 from bot.cooldown import UserCooldown
 from bot.errors import Refusal, describe
-from bot.render import genre_chart
+from bot.render import genre_chart, genre_embed, similar_embed
 from bot.text import choice_name, one_line, safe
 from bot.launcher import main
 from core.errors import Busy, UnsupportedAudio
+from core.service import GenreReport, SimilarReport, TrackHit
 
 
 def test_safe_neutralises_mentions_markdown_and_length():
@@ -27,6 +28,30 @@ def test_safe_neutralises_mentions_markdown_and_length():
     assert one_line("a\u202eb\u200bc\x00d", 10) == "abcd"  # bidi override, zero width, NUL dropped
     assert one_line("x" * 20, 10) == "x" * 9 + "…"
     assert choice_name("   ") == "(untitled)" and len(choice_name("y" * 300)) == 100
+
+
+def test_embeds_name_what_a_streaming_link_was_resolved_to_without_its_markup():
+    """The service's title and artist are strangers' text: shown as text, never pinging, never markdown;
+    the found link cannot open or close markdown around itself."""
+    resolved = {"service": "Spotify", "artist": "@everyone <@&123456789012345678>",
+                "title": "**Bold** [click](http://evil)", "duration": 200.0,
+                "link": "https://open.spotify.com/track/x", "source": "YouTube",
+                "found_by": "its title and length",
+                "source_url": "https://www.youtube.com/watch?v=abc)[x](http://evil"}
+    genre = GenreReport(file=resolved["link"], genre="rock", confidence=0.9, segments=3, clip_seconds=9.0,
+                        top=[("rock", 0.9), ("pop", 0.1)], model="m", title="t", resolved=resolved)
+    similar = SimilarReport("q", [TrackHit(1, "A", "s", 0.9, "r")], resolved=resolved)
+    for embed in (genre_embed(genre), similar_embed(similar, page=0, per_page=5)):
+        first = embed.description.splitlines()[0]
+        assert first.startswith("analysed *")
+        assert first.endswith("* from YouTube, found by its title and length")
+        assert "@everyone" not in first and "<@&123456789012345678>" not in first and "**Bold**" not in first
+        shown = embed.description.splitlines()[1]
+        assert shown == "https://www.youtube.com/watch?v=abc%29%5Bx%5D%28http://evil"
+        assert embed.url == embed.description.splitlines()[1]
+    plain = GenreReport(file="f.wav", genre="rock", confidence=0.9, top=[("rock", 0.9)], segments=3,
+                        clip_seconds=9.0, model="m")
+    assert genre_embed(plain).url is None and "analysed" not in (genre_embed(plain).description or "")
 
 
 def test_cooldown_is_per_user_and_expires():

@@ -21,7 +21,7 @@ class Genre(commands.Cog):
 
     @app_commands.command(name="genre", description="Guess the genre of an audio file or of a song's link")
     @app_commands.describe(file="An audio file: mp3, ogg, opus, wav, flac, m4a… (up to the upload limit)",
-                           link="…or a link to a song (a direct audio file or a page yt-dlp understands)")
+                           link="…or a song's link: Spotify, Apple Music, Deezer, Tidal, YouTube, SoundCloud, an audio file…")
     @app_commands.guild_only()
     async def genre(self, interaction: discord.Interaction, file: discord.Attachment | None = None,
                     link: str | None = None) -> None:

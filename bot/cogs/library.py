@@ -33,7 +33,7 @@ class Library(commands.GroupCog, group_name="library",
         return True
 
     @app_commands.command(name="add", description="Add a track, or a playlist's tracks, from a link or file")
-    @app_commands.describe(link="A link to a song, or to a playlist (an RSS feed, a page of several songs…)",
+    @app_commands.describe(link="A song, album or playlist link (Spotify, Apple Music, Deezer, YouTube, an RSS feed…)",
                            file="…or an audio file")
     async def add(self, interaction: discord.Interaction, link: str | None = None,
                   file: discord.Attachment | None = None) -> None:

@@ -20,7 +20,7 @@ class Similar(commands.Cog):
 
     @app_commands.command(name="similar",
                           description="Find tracks in this server's library that sound like a song")
-    @app_commands.describe(link="A link to a song (a direct audio file or a page yt-dlp understands)",
+    @app_commands.describe(link="A song's link: Spotify, Apple Music, Deezer, Tidal, YouTube, SoundCloud, an audio file…",
                            file="…or an audio file")
     @app_commands.guild_only()
     async def similar(self, interaction: discord.Interaction, link: str | None = None,

@@ -5,9 +5,13 @@ JSON: always a list, one object per file or link, in the order given:
    "clip_seconds", "verdict"}
 `verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
 as the top genre; the probabilities are in "top".
-For a link, "file" is the link as given and "title" what the site calls the track. Links get the bot's
-rules: the same pre-check and guard proxy (private and local addresses refused), download and duration caps,
-and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist is refused.
+For a link, "file" is the link as given and "title" what the site calls the track. A Spotify, Apple Music,
+Deezer or Tidal track link is resolved to its artist and title and searched for (CRATEDIGGER_TRACK_SEARCH);
+"resolved" then says what was analysed: {"service", "artist", "title", "duration", "link", "source_url",
+"source", "found_by"}, and the text says "analysed Artist – Title from YouTube, found by its title".
+Links get the bot's rules: the same pre-check and guard proxy (private and local addresses refused),
+download and duration caps, and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist (or a
+streaming service's album) is refused.
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
 more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
@@ -31,6 +35,7 @@ from core.config import Settings
 from core.errors import UserError
 from core.fetch import is_link
 from core.genre import verdict_label
+from core.resolve import resolved_line
 
 NO_MODEL = "no genre model installed"
 
@@ -69,10 +74,15 @@ def _analyse(item: str, settings: Settings) -> dict[str, Any]:
         path = Path(item)
         return file_report(analyse(path, limits, genre=True, mood=False, embedding=False, name=str(path)))
     from core.fetch import fetch_audio
+    from core.resolve import resolve_link
 
-    with fetch_audio(item, settings, settings.data_dir / "tmp") as fetched:
+    resolved = resolve_link(item, settings)
+    source = resolved.source_url if resolved else item
+    with fetch_audio(source, settings, settings.data_dir / "tmp") as fetched:
         doc = file_report(analyse(fetched.path, limits, genre=True, mood=False, embedding=False, name=item))
-    return {"file": doc.pop("file"), "title": fetched.title, **doc}
+    if resolved is None:
+        return {"file": doc.pop("file"), "title": fetched.title, **doc}
+    return {"file": doc.pop("file"), "title": resolved.label, **doc, "resolved": resolved.to_dict()}
 
 
 def render(docs: list[dict[str, Any]]) -> str:
@@ -94,6 +104,9 @@ def render(docs: list[dict[str, Any]]) -> str:
         for s in d.get("sections", []):
             lines.append(f"  {d['file']} {s['start']:6.0f}-{s['end']:.0f} s: {s['genre']} "
                          f"({s['confidence']:.0%})")
+    for d in docs:
+        if d.get("resolved"):
+            lines.append(f"  {d['file']}: {resolved_line(d['resolved'])}")
     models = {d["model"] for d in docs if d.get("model")}
     if models:
         lines.append(f"model: {', '.join(sorted(models))}")

@@ -1,4 +1,9 @@
-"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library."""
+"""`cratedigger similar LINK_OR_FILE [-k N]`: the nearest tracks of the library.
+
+JSON: {"query", "results": [{"track_id", "title", "source", "score", "reason"}]}. For a Spotify, Apple Music,
+Deezer or Tidal track link, "query" is "Artist – Title" and "resolved" says what was analysed (as in
+`cratedigger genre`); the text's first line says it too.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +13,7 @@ from core.cli import Outcome
 from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
 from core.fetch import is_link
+from core.resolve import resolved_line
 from core.service import SimilarReport
 
 
@@ -31,4 +37,7 @@ def find_similar(args: argparse.Namespace, settings: Settings) -> Outcome:
     k = max(1, min(25, args.k))
     query: str | Path = args.query if is_link(args.query) else Path(args.query)
     report: SimilarReport = with_service(settings, lambda s: s.similar(args.guild, query, k=k))
-    return Outcome(report.to_dict(), f"closest to {report.query}:\n{render_hits(report.results)}")
+    header = f"closest to {report.query}:"
+    if report.resolved:
+        header = f"{resolved_line(report.resolved)}\n{header}"
+    return Outcome(report.to_dict(), f"{header}\n{render_hits(report.results)}")
