@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Quick start, with nothing but Python 3.11+:
 
-    python3 dev.py run     # install into .venv, then run the bot (DISCORD_TOKEN set) or the offline demo
-    python3 dev.py test    # install into .venv (with test extras), then run the whole test suite
+    python3 dev.py run     # install the runtime into .venv, then run the bot (token set) or the offline demo
+    python3 dev.py test    # install it with the test and train extras, then run the whole test suite
 
-Extra arguments after `test` go to pytest. The install step is skipped when pyproject.toml has not changed
-since the last one.
+Extra arguments after `test` go to pytest. `run` installs no TensorFlow (the runtime runs its networks on
+LiteRT or ONNX Runtime); `test` adds it (the `train` extra) because the suite checks the exported networks
+against their Keras originals. The install step is skipped when pyproject.toml has not changed since the
+last one that covered the same extras.
 """
 from __future__ import annotations
 
@@ -22,20 +24,33 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
-def ensure_installed() -> None:
+EXTRAS = {"run": (), "test": ("test", "train")}
+"""What each command installs besides the runtime."""
+
+
+def ensure_installed(extras: tuple[str, ...]) -> None:
+    """Install (editable, so the tree's code is what runs) unless the last install covered these extras of
+    this pyproject.toml. pip's own progress lines show while it works: the first time takes minutes."""
     if sys.version_info < (3, 11):
         sys.exit(f"Cratedigger needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not PYTHON.exists():
         print(f"creating a virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".cratedigger-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == wanted:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    done = stamp.read_text().split() if stamp.exists() else []
+    if done[:1] == [digest] and set(extras) <= set(done[1:]):
         return
-    print("installing Cratedigger and its dependencies (the first time takes a few minutes)", flush=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,train]"], check=True)
-    stamp.write_text(wanted)
+    what = f"with the {' and '.join(extras)} extras" if extras else "the runtime only"
+    print(f"installing Cratedigger into {VENV}, {what} (the first time takes a few minutes)", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "on"]
+    subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
+    target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
+    # setuptools warns in a box that folders named like a package may shadow it, for any editable install of
+    # a project laid out in its root: true of every such project, and nothing a user can act on.
+    quiet_backend = {**os.environ, "PYTHONWARNINGS": "ignore:Editable installation"}
+    subprocess.run([*pip, "-e", target], check=True, env=quiet_backend)
+    stamp.write_text(" ".join([digest, *sorted(set(extras) | set(done[1:] if done[:1] == [digest] else []))]))
 
 
 def has_token() -> bool:
@@ -47,7 +62,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"run", "test"}:
         print(__doc__)
         return 2
-    ensure_installed()
+    ensure_installed(EXTRAS[argv[0]])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     if argv[0] == "test":
         command = [str(PYTHON), "-m", "pytest", *argv[1:]]

@@ -82,15 +82,19 @@ def neighbour_curve(library: Path, points: tuple[int, ...]) -> dict[int, dict[st
 
 
 def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
-    """Mean R² over the nine GEMS emotions, out of fold (5 folds by genre, 2 repeats), with each excerpt's
-    track vector pooled from N of its segments spread over it, as a library track's would be."""
+    """Mean R² of the mood model's GEMS head over the nine emotions, out of fold (nested CV, 5 folds by
+    genre, 2 repeats), with each excerpt's track vector pooled from N of its segments spread over it, as a
+    library track's would be."""
     from benchmarks.bench_neighbours import spread
     from core.config import load_settings
     from core.mood import track_vector
     from core.training import mood_train as mt
+    from core.training.genre_data import embed_clips
+    from core.training.mood_sources import _clips, read_emotify
 
-    data = mt.read_emotify(emotify)
-    embedded = mt.frontend_outputs(data.files, data.genres, load_settings().models_dir, mt.DEFAULT_CACHE, jobs=2)
+    data = read_emotify(emotify)
+    embedded = embed_clips(_clips("emotify", data.files), "clean", models_dir=load_settings().models_dir,
+                           cache_dir=mt.DEFAULT_CACHE)
     out = {}
     for n in points:
         x = []
@@ -99,9 +103,9 @@ def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
             mine = mine[np.argsort(embedded.position[mine])]
             keep = mine[spread(len(mine), n)]
             x.append(track_vector(embedded.penultimate[keep], embedded.tags[keep]))
-        preds = [mt.out_of_fold(mt._fit_shipped, np.stack(x), data.gems, data.genres, n_folds=5, seed=r)
+        preds = [mt.gems_out_of_fold(np.stack(x), data.gems, data.genres, mt.fit_gems_head, 5, r)
                  for r in range(2)]
-        out[n] = float(mt.summarise(data.gems, preds, data.genres)["r2_mean"])
+        out[n] = float(np.mean([mt.r2_scores(data.gems, p).mean() for p in preds]))
     return out
 
 

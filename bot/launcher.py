@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "run", parents=[parent], help="start the Discord bot (DISCORD_TOKEN from .env or the environment)",
         description="Start the Discord bot. Commands are synced at start only to DEV_GUILD_ID when it is "
                     "set; otherwise publish them once with `cratedigger sync-commands`.")
-    run.set_defaults(handler=handle_run)
+    run.set_defaults(handler=handle_run, long_running=True)
     sync_verb = subparsers.add_parser(
         "sync-commands", parents=[parent], help="publish the bot's slash commands to Discord",
         description="Publish the slash commands globally (can take a while to appear) or to one server "
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "worker", parents=[parent], help="run analysis jobs from the queue (CRATEDIGGER_BROKER_URL)",
         description="Serve the analysis job queue on this machine with CRATEDIGGER_WORKERS processes, "
                     "until stopped (SIGTERM lets running jobs finish first).")
-    worker.set_defaults(handler=handle_worker)
+    worker.set_defaults(handler=handle_worker, long_running=True)
 
 
 def _require_token(settings: Settings) -> str:

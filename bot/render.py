@@ -6,6 +6,7 @@ pyplot global state), so the cogs can render in a worker thread while the event 
 from __future__ import annotations
 
 import io
+from pathlib import PurePath
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -14,29 +15,44 @@ import discord
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bot.text import percent, safe
+from bot.text import code, percent, safe
+from core.genre import clock
 
 ACCENT = discord.Colour(0x5865F2)
 WARN = discord.Colour(0xED4245)
 CHART_FILENAME = "genre.png"
+MAP_FILENAME = "library-map.png"
+
+
+CHART_INK = "#8C93A0"
+"""Axis, label and tick colour of the chart: a grey readable on Discord's light (#FFFFFF) and dark (#313338)
+themes alike (contrast 3.1:1 and 4.1:1), since the chart's background is transparent."""
+CHART_BAR = "#7983F5"
+"""Discord's blurple lightened until it stands out on both themes too (about 3.3:1 and 3.8:1)."""
 
 
 def genre_chart(top: Sequence[tuple[str, float]]) -> bytes:
-    """Horizontal bars of the top genres (best on top) with their probabilities, as PNG bytes."""
+    """Horizontal bars of the top genres (best on top) with their probabilities, as PNG bytes with a
+    transparent background, so the chart sits in the member's theme instead of a white box on a dark one."""
     names = [g for g, _ in top][::-1]
     values = [100 * p for _, p in top][::-1]
     fig = Figure(figsize=(6, 0.6 + 0.55 * max(1, len(top))), dpi=100)
     FigureCanvasAgg(fig)
+    fig.patch.set_alpha(0.0)
     ax = fig.add_subplot()
-    bars = ax.barh(names, values, color="#5865F2")
-    ax.bar_label(bars, labels=[f"{v:.0f} %" for v in values], padding=4)
+    ax.set_facecolor("none")
+    bars = ax.barh(names, values, color=CHART_BAR)
+    ax.bar_label(bars, labels=[f"{v:.0f} %" for v in values], padding=4, color=CHART_INK)
     ax.set_xlim(0, 110)
-    ax.set_xlabel("probability (%)")
+    ax.set_xlabel("probability (%)", color=CHART_INK)
+    ax.tick_params(colors=CHART_INK)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    for side in ("bottom", "left"):
+        ax.spines[side].set_color(CHART_INK)
     fig.tight_layout()
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    fig.savefig(out, format="png", transparent=True)
     return out.getvalue()
 
 
@@ -66,29 +82,42 @@ def _with_resolved(embed: discord.Embed, resolved: Mapping[str, Any] | None) -> 
 def genre_embed(report: Any) -> discord.Embed:
     """Top genre, confidence, the top-3 list, segments analysed; the chart is attached as CHART_FILENAME.
     For a streaming service's link, the first line says which recording was analysed, and where."""
-    what = f"link `{safe(report.title, 80)}`" if report.title else f"file `{safe(report.file, 80)}`"
+    what = f"link {code(report.title, 80)}" if report.title else f"file {code(report.file, 80)}"
     embed = discord.Embed(
         title=f"🎧 {report.verdict[:1].upper()}{report.verdict[1:]}", colour=ACCENT,
         description=(f"too close to call: **{percent(report.top[0][1])}** {report.top[0][0]}, "
                      f"**{percent(report.top[1][1])}** {report.top[1][0]}" if report.close_call
                      else f"**{percent(report.confidence)}** confident") + f" · {what}")
     embed.add_field(name="Top 3", value="\n".join(f"{g} — {percent(p)}" for g, p in report.top[:3]) or "—")
+    if getattr(report, "tags", None):
+        embed.add_field(name="Sounds like", value=" · ".join(safe(t, 40) for t in report.tags), inline=False)
     embed.add_field(name="Analysed", value=f"{report.segments} segments of 3 s "
                                            f"({report.clip_seconds:.0f} s of audio)")
     if report.sections and len(report.sections) > 1:
-        sections = ", ".join(f"{s['start'] / 60:.0f}:{s['start'] % 60:02.0f} {s['genre']}"
-                             for s in report.sections[:8])
-        embed.add_field(name="Along the track", value=sections, inline=False)
+        embed.add_field(name="Along the track", value=along_the_track(report.sections), inline=False)
     embed.set_image(url=f"attachment://{CHART_FILENAME}")
     embed.set_footer(text=f"model: {report.model or 'unknown'} · was this right? use the buttons below")
     return _with_resolved(embed, getattr(report, "resolved", None))
 
 
-def hits_lines(hits: Sequence[Any], *, start: int = 0) -> str:
-    """Numbered tracks with similarity and the reason core gives."""
+def along_the_track(sections: Sequence[Mapping[str, Any]]) -> str:
+    """Every part of the track with its genre, in order, neighbours of one genre joined ("1:00–2:30 pop"),
+    as many as fit in a field, then "… and N more"."""
+    runs: list[list[Any]] = []
+    for s in sections:
+        if runs and runs[-1][2] == s["genre"]:
+            runs[-1][1] = s["end"]
+        else:
+            runs.append([s["start"], s["end"], s["genre"]])
+    return bounded_lines([f"{clock(a)}–{clock(b)} {genre}" for a, b, genre in runs])
+
+
+def hits_lines(hits: Sequence[Any], *, start: int = 0, score_label: str = "") -> str:
+    """Numbered tracks with their score (similarity, or how well they fit a mood: `score_label` says
+    which) and the reason core gives."""
     lines = []
     for i, hit in enumerate(hits, start=start + 1):
-        lines.append(f"**{i}. {safe(hit.title, 80)}** · {percent(max(0.0, hit.score))}\n"
+        lines.append(f"**{i}. {safe(hit.title, 80)}** · {score_label}{percent(max(0.0, hit.score))}\n"
                      f"  ↳ {safe(hit.reason, 150)}")
     return "\n".join(lines) or "nothing found"
 
@@ -104,7 +133,8 @@ def similar_embed(report: Any, *, page: int, per_page: int) -> discord.Embed:
 
 
 def recommend_embed(hits: Sequence[Any], mood: str) -> discord.Embed:
-    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT, description=hits_lines(hits))
+    embed = discord.Embed(title=f"Picked for a {mood} mood", colour=ACCENT,
+                          description=hits_lines(hits, score_label=f"fits {mood} "))
     embed.set_footer(text="rate a track below: your ratings change what you get next time")
     return embed
 
@@ -120,12 +150,30 @@ def history_embed(items: Sequence[Any]) -> discord.Embed:
     return embed
 
 
+STATS_LABELS = {"tracks": "Tracks", "ready": "Ready", "pending": "Waiting for a reindex", "failed": "Failed",
+                "indexed": "Searchable"}
+"""The stats an admin reads, in plain words (the models' version string is for `--json`, not for people)."""
+
+
 def stats_embed(stats: Mapping[str, Any]) -> discord.Embed:
     embed = discord.Embed(title="Library", colour=ACCENT)
-    for key in ("tracks", "ready", "pending", "failed", "indexed"):
-        embed.add_field(name=key, value=str(stats.get(key, 0)))
-    embed.set_footer(text=f"index: {stats.get('index_backend', '?')} · analysis: "
-                          f"{safe(stats.get('analysis_version', '?'), 150)}")
+    for key, label in STATS_LABELS.items():
+        embed.add_field(name=label, value=str(stats.get(key, 0)))
+    embed.set_footer(text="/library reindex analyses the tracks waiting, and those the current models "
+                          "have not analysed yet")
+    return embed
+
+
+def map_embed(report: Any) -> discord.Embed:
+    """The library map (attached as MAP_FILENAME): how many tracks, the biggest genres, the marked clip."""
+    genres = sorted(report.genres.items(), key=lambda kv: -kv[1])[:5]
+    described = ", ".join(f"{g} {n}" for g, n in genres) or "no genres yet"
+    embed = discord.Embed(title="🗺️ This server's library", colour=ACCENT,
+                          description=f"{report.tracks} tracks · {described}")
+    if report.marked:
+        embed.add_field(name="★", value=f"where `{safe(report.marked, 80)}` falls")
+    embed.set_image(url=f"attachment://{MAP_FILENAME}")
+    embed.set_footer(text="each dot is a track; close dots sound alike")
     return embed
 
 
@@ -154,8 +202,16 @@ def failures_text(failed: Sequence[tuple[str, str]], limit: int = 5, *, details:
     sources are library file paths and links an admin added, for admins' eyes."""
     if not details:
         return "The reasons are not listed in a public channel."
-    return bounded_lines([f"• {safe(source, 60)}: {safe(reason, 150)}" for source, reason in failed[:limit]],
-                         total=len(failed))
+    return bounded_lines([f"• {safe(shown_source(source), 60)}: {safe(reason, 150)}"
+                          for source, reason in failed[:limit]], total=len(failed))
+
+
+def shown_source(source: str) -> str:
+    """A failure's source as an admin's message shows it: a link as it is, a file of the server by its name
+    only (the bot's absolute paths say how the server is laid out, which is nobody's business on Discord)."""
+    if "://" in source[:16] or source.startswith("upload:"):
+        return source
+    return PurePath(source).name or source
 
 
 def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> discord.Embed:

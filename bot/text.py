@@ -28,6 +28,12 @@ def safe(text: object, limit: int = 100) -> str:
     return discord.utils.escape_markdown(discord.utils.escape_mentions(one_line(text, limit)))
 
 
+def code(text: object, limit: int = 100) -> str:
+    """`one_line` as an inline code span: markdown and mentions do not render inside one, and a backtick,
+    which would end the span early (a backslash does not escape it there), becomes a look-alike (ˋ)."""
+    return "`" + (one_line(text, limit).replace("`", "\u02cb") or " ") + "`"
+
+
 def choice_name(text: object) -> str:
     """Autocomplete and select-option labels are shown as plain text (no markdown, no pings) and must be
     1-100 characters."""

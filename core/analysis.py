@@ -64,9 +64,13 @@ class ClipAnalysis:
     genre_probs: dict[str, float] | None = None
     genre_model: str | None = None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    """MSD tags that fire clearly on the clip (core.tags), clearest first."""
     mood: str | None = None
     mood_confidence: float | None = None
     mood_scores: dict[str, float] | None = None
+    valence: float | None = None
+    arousal: float | None = None
     gems: dict[str, float] | None = None
     embedding: np.ndarray | None = None
     embedding_kind: str | None = None
@@ -127,12 +131,17 @@ def features_summary(features: SegmentFeatures) -> dict[str, Any]:
     return {"segments": len(features), "families": features.computed()}
 
 
-def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
+def _genre_fields(features: SegmentFeatures, limits: Limits, clip_seconds: float) -> dict[str, Any]:
+    from core.genre import track_parts
+
     model = genre_model(limits.models_dir)
     if model is None:
         return {}
     verdict = model.predict(features)
+    from core.tags import clear_tags, thresholds
+
     return {
+        "tags": clear_tags(features.tags, thresholds(limits.models_dir)),
         "genre": verdict.genre,
         "genre_confidence": verdict.confidence,
         "genre_top": verdict.top(3),
@@ -140,7 +149,7 @@ def _genre_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         "genre_model": verdict.model,
         "sections": [
             {"start": s.start, "end": s.end, "genre": s.genre, "confidence": s.confidence}
-            for s in verdict.sections
+            for s in track_parts(verdict.sections, clip_seconds)
         ],
     }
 
@@ -151,7 +160,7 @@ def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
         return {}
     estimate = model.predict(features)
     return {"mood": estimate.mood, "mood_confidence": estimate.confidence, "mood_scores": estimate.moods,
-            "gems": estimate.gems}
+            "valence": estimate.valence, "arousal": estimate.arousal, "gems": estimate.gems}
 
 
 def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,
@@ -163,7 +172,7 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
     features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}
     if genre:
-        fields.update(_genre_fields(features, limits))
+        fields.update(_genre_fields(features, limits, segments.clip_seconds))
     if mood:
         fields.update(_mood_fields(features, limits))
     if embedding:

@@ -32,6 +32,7 @@ from core.constants import (
     TRIM_HOP_LENGTH,
 )
 from core.errors import EmptyAudio, FileMissing, TooLong, UnsupportedAudio
+from core.native_stderr import quiet
 
 if TYPE_CHECKING:
     import soundfile
@@ -87,6 +88,7 @@ def _check_file(path: Path) -> None:
         raise EmptyAudio(f"'{path.name}' is empty (0 bytes).")
 
 
+@quiet
 def decode(path: str | Path, *, max_seconds: float) -> np.ndarray:
     """Decode `path` to mono float32 at SAMPLE_RATE. Raises a typed `UserError` for anything unusable."""
     path = Path(path)
@@ -168,10 +170,27 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+AUDIO_DEMUXERS = ("wav", "w64", "flac", "ogg", "mp3", "mov", "aac", "au", "aiff", "matroska", "asf", "mpegts")
+"""The only ffmpeg demuxers allowed to open an input: audio containers that read nothing but the file they
+are given. Probing a file can pick a demuxer that opens other files or URLs named inside it (dash, hls,
+concat, ffmetadata, image sequences...): an upload holding a DASH manifest would otherwise be decoded to
+whatever local file its <BaseURL> names. mpegts is here for HLS audio that yt-dlp saved as one file."""
+
+FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file", "-format_whitelist", ",".join(AUDIO_DEMUXERS))
+"""Options placed before every ffmpeg `-i`: the file protocol only (no network, no pipe, no concat:/subfile:
+tricks), and only the demuxers above."""
+
+
+def ffmpeg_input(path: Path) -> list[str]:
+    """`-i` and `path` as an explicit file: URL (a file named `pipe:0.mp3` or `http:x.mp3` stays a file),
+    behind `FFMPEG_INPUT_OPTIONS`; other input options go before this."""
+    return [*FFMPEG_INPUT_OPTIONS, "-i", f"file:{Path(path).resolve()}"]
+
+
 def _decode_ffmpeg(path: Path, *, max_seconds: float) -> np.ndarray:
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-v", "error", "-protocol_whitelist", "file,pipe", "-i", str(path),
-        "-t", f"{max_seconds + 1:.3f}", "-map", "0:a:0", "-vn",
+        ffmpeg_exe(), "-nostdin", "-v", "error", *ffmpeg_input(path), "-t", f"{max_seconds + 1:.3f}",
+        "-map", "0:a:0", "-vn",
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
     ]
     try:
@@ -362,7 +381,7 @@ class _FfmpegSections:
         file (no decoding)."""
         self._path = path
         self._deadline = time.monotonic() + SECTIONS_FFMPEG_SECONDS
-        described = self._run(["-v", "info", "-protocol_whitelist", "file,pipe", "-i", str(path)])
+        described = self._run(["-v", "info", *ffmpeg_input(path)])
         text = described.stderr.decode("utf-8", "replace")  # exits 1: no output was asked for
         demuxer, duration, stream = (_INPUT_LINE.search(text), _DURATION_LINE.search(text),
                                      _AUDIO_STREAM_LINE.search(text))
@@ -403,8 +422,7 @@ class _FfmpegSections:
         for first, last in zip(firsts, lasts):
             # no -ss for the start: an mp4 decoded from its first sample skips its encoder delay exactly
             seek = ["-ss", f"{first / SAMPLE_RATE:.6f}"] if first else []
-            args += ["-protocol_whitelist", "file,pipe", *seek, "-t", f"{(last - first) / SAMPLE_RATE:.6f}",
-                     "-i", str(self._path)]
+            args += [*seek, "-t", f"{(last - first) / SAMPLE_RATE:.6f}", *ffmpeg_input(self._path)]
         with tempfile.TemporaryDirectory(prefix="cratedigger-") as tmp:
             outputs = [Path(tmp) / f"{i}.f32" for i in range(len(spans))]
             for i, output in enumerate(outputs):
@@ -624,6 +642,7 @@ def _load_sections(path: Path, *, max_seconds: float, max_segments: int) -> Segm
                      name=path.name)
 
 
+@quiet
 def load_segments(path: str | Path, *, max_seconds: float, max_segments: int) -> Segments:
     """decode → trim → segment, the path every analysis takes.
 

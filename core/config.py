@@ -5,7 +5,7 @@ Every setting has a default and is listed in `.env.example`; nothing else in the
 from __future__ import annotations
 
 import os
-import urllib.parse
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class Settings:
     task_timeout_seconds: float = 120.0
     worker_memory_mb: int = 4096
     user_cooldown_seconds: float = 3.0
+    fetch_workers: int = 2
+    fetch_queue_size: int = 8
     # Nearest-neighbour index.
     index_backend: str = "hnsw"
     hnsw_m: int = 32
@@ -99,14 +101,17 @@ def env_name(field_name: str) -> str:
 
 
 def redact(url: str) -> str:
-    """`url` with its password (if any) replaced by ***, for logs and messages: database and broker URLs
-    carry credentials that must never be written anywhere."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = urllib.parse.quote(parts.username or "", safe="")
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """Only the scheme, host, port and database (or Redis db number) of a database or broker URL, for logs
+    and messages. User name, password and options never appear, even a password with an unencoded `/`, `#`,
+    `?` or `@` that makes URL parsers put part of it in the host or the path: everything up to the last
+    `@` is dropped."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        return "(not a URL)"
+    location = rest.rsplit("@", 1)[-1]
+    host, _, path = re.split(r"[?#]", location, maxsplit=1)[0].partition("/")
+    database = path.split("/", 1)[0]
+    return f"{scheme}://{host}" + (f"/{database}" if database else "")
 
 
 def _shard_count(raw: str) -> int | str:

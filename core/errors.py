@@ -76,5 +76,9 @@ class StoreUnavailable(UserError):
     as one line, not a bug with an error id."""
 
 
+class MemberBusy(UserError):
+    """The member already has a request running: one at a time each, so no member can fill the queues."""
+
+
 class LibraryBusy(UserError):
     """Another process is reindexing this library; one reindex per library at a time, deployment-wide."""

@@ -6,31 +6,33 @@ ends, whether it ends normally or by an exception::
     with fetch_audio(url, settings, workdir) as fetched:
         segments = load_segments(fetched.path, max_seconds=..., max_segments=...)
 
-It blocks (network and ffmpeg): call it from a worker thread, never on the event loop.
+It blocks (network and ffmpeg): the bot runs it in a link worker process (`core.jobs.fetches`), the command
+line directly; never on the event loop.
 
 Policy, in the order it is applied:
 
 * `core.netguard.check_url` first (scheme, credentials, literal private addresses); then every
-  connection yt-dlp or its ffmpeg makes goes through a `GuardProxy`, which checks the resolved address
-  of each hop and enforces the wall-clock cap (`max_download_seconds`) and a byte budget
-  (`max_download_bytes` plus `EXTRACTION_ALLOWANCE_BYTES` for pages and manifests).
+  connection yt-dlp makes goes through a `GuardProxy`, which checks the resolved address of each hop and
+  enforces the wall-clock cap (`max_download_seconds`) and a byte budget (`max_download_bytes` plus
+  `EXTRACTION_ALLOWANCE_BYTES` for pages and manifests).
+* ffmpeg never touches the network: yt-dlp is given no ffmpeg at all (an empty folder as its
+  `ffmpeg_location`), so it downloads with its own downloaders (HTTP, HLS, DASH), which speak http(s)
+  through the guard only. A stream that only ffmpeg could fetch (HLS with features yt-dlp's own
+  downloader lacks, such as SAMPLE-AES keys) is refused (`FetchRefused`), as are protocols the guard
+  cannot see (rtmp, rtsp, mms...).
 * Playlists (and multi-part videos) and live streams are refused (`FetchRefused`).
 * A track whose length the site reports and which is longer than `max_clip_seconds` is refused before
   download (`TooLong`); so is a downloaded file found to be longer.
-* When the site reports a length over `link_analyse_seconds`, only the first `link_analyse_seconds` are
-  downloaded (yt-dlp ``download_ranges`` + ``force_keyframes_at_cuts``; ffmpeg fetches through the guard).
-  Otherwise (a direct file reports no length) the file is downloaded whole, within `max_download_bytes`
-  (`TooLarge` otherwise), and cut here.
-* Whatever was downloaded is converted to a mono 22 050 Hz WAV of at most `link_analyse_seconds`: the file
-  `FetchedAudio.path` names. Converting here proves the download is audio (`FetchRefused` otherwise) and
-  hands the caller a short file that `core.audio` reads without ffmpeg.
+* The file is downloaded whole, within `max_download_bytes` (`TooLarge` otherwise), and converted here by
+  ffmpeg, reading that one local file through `core.audio.ffmpeg_input` (file protocol, audio demuxers
+  only), to a mono 22 050 Hz WAV of at most `link_analyse_seconds`: the file `FetchedAudio.path` names.
+  Converting proves the download is audio (`FetchRefused` otherwise: a manifest or playlist saved as
+  "audio" is never opened) and hands the caller a short file that `core.audio` reads without ffmpeg.
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.audio import ffmpeg_exe
+from core.audio import ffmpeg_exe, ffmpeg_input
 from core.config import Settings
 from core.constants import SAMPLE_RATE
 from core.errors import FetchFailed, FetchRefused, PlaylistLink, TooLarge, TooLong, UserError
@@ -66,14 +68,20 @@ SAFE_PROTOCOLS = frozenset({"http", "https", "m3u8", "m3u8_native", "http_dash_s
 PLAYLIST_TYPES = ("playlist", "multi_video")
 """yt-dlp's kinds of result that hold several entries."""
 
-FFMPEG_INPUT_PROTOCOLS = "http,https,tls,tcp,httpproxy,crypto"
-"""What ffmpeg may open when it downloads a section: no file://, no raw protocols beside the proxy's."""
+NO_FFMPEG_DIR = ".no-ffmpeg"
+"""An empty folder in the job folder given to yt-dlp as `ffmpeg_location`: it finds no ffmpeg there and
+does not search PATH, so no download step can hand a URL to ffmpeg."""
 
 NORMALISE_TIMEOUT_SECONDS = 60.0
 MAX_TEXT_CHARS = 200
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_LOG_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+MAX_LOG_CHARS = 500
+_NEEDS_FFMPEG = re.compile(
+    r"delegated to ffmpeg|ffmpeg (?:could not be found|is not installed)|DRM protected", re.IGNORECASE)
+"""yt-dlp's words when a download would need ffmpeg (which it is not given) or cannot be played at all."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,7 @@ class FetchedAudio:
     seconds: float
     """Length of the audio in `path` (at most `Settings.link_analyse_seconds`)."""
     duration: float | None
-    """Length of the whole track, when the site reported it or the whole file was downloaded."""
-    sectioned: bool
-    """True when only the first part was downloaded (the site reported a length to cut at)."""
+    """Length of the whole track, as the downloaded file or else the site says."""
     title: str
     artist: str | None
     source_url: str
@@ -110,13 +116,27 @@ def fetch_audio(url: str, settings: Settings, workdir: Path, *, resolver: Resolv
     `resolver` and `connector` are the guard's DNS and socket seams (tests use them to simulate DNS).
     """
     check_url(url, settings)
+    with job_folder(workdir) as job_dir:
+        yield _fetch(url.strip(), settings, job_dir, resolver, connector)
+
+
+@contextmanager
+def job_folder(workdir: Path) -> Iterator[Path]:
+    """A fresh private folder under `workdir` for one fetch, removed when the block ends."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=workdir))
     try:
-        yield _fetch(url.strip(), settings, job_dir, resolver, connector)
+        yield job_dir
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def fetch_into(url: str, settings: Settings, job_dir: Path) -> FetchedAudio:
+    """`fetch_audio`'s work into `job_dir`, a folder the caller made and removes: the form a worker
+    process runs (`core.jobs.fetches`), so a killed worker leaves nothing the caller does not clean."""
+    check_url(url, settings)
+    return _fetch(url.strip(), settings, job_dir, system_resolver, direct_connector)
 
 
 def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
@@ -124,15 +144,16 @@ def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
     from yt_dlp.postprocessor.ffmpeg import FFmpegPostProcessor
 
     job = _Job(settings)
-    ffmpeg = _ffmpeg_for_downloads(job_dir)
-    # yt-dlp decides whether it can cut sections by looking for ffmpeg through this context
-    # variable (its CLI sets it; the `ffmpeg_location` option alone is not consulted there).
-    token = FFmpegPostProcessor._ffmpeg_location.set(ffmpeg)
+    no_ffmpeg = job_dir / NO_FFMPEG_DIR
+    no_ffmpeg.mkdir()
+    # yt-dlp's downloaders ask whether ffmpeg exists through this context variable (the `ffmpeg_location`
+    # option is not consulted there): both name the empty folder.
+    token = FFmpegPostProcessor._ffmpeg_location.set(str(no_ffmpeg))
     try:
-        info, stats = guarded_extract(url, settings, _download_options(settings, job_dir, job, ffmpeg),
+        info, stats = guarded_extract(url, settings, _download_options(settings, job_dir, job, no_ffmpeg),
                                       download=True, byte_budget=settings.max_download_bytes
                                       + EXTRACTION_ALLOWANCE_BYTES, resolver=resolver, connector=connector,
-                                      logger=_YtDlpLog(job))
+                                      job=job)
     finally:
         FFmpegPostProcessor._ffmpeg_location.reset(token)
     if stats.refusals:
@@ -146,16 +167,14 @@ def _fetch(url: str, settings: Settings, job_dir: Path, resolver: Resolver,
     wav = job_dir / "audio.wav"
     file_duration = _normalise(downloaded, wav, settings.link_analyse_seconds)
     downloaded.unlink(missing_ok=True)
-    sectioned = job.sectioned
-    duration = _number(info.get("duration")) if sectioned else file_duration
+    duration = file_duration if file_duration is not None else _number(info.get("duration"))
     if duration is not None and duration > settings.max_clip_seconds:
         raise _too_long(settings)
     seconds = _wav_seconds(wav)
     return FetchedAudio(
         path=wav,
         seconds=seconds,
-        duration=duration if duration is not None else _number(info.get("duration")),
-        sectioned=sectioned,
+        duration=duration,
         title=clean_text(info.get("track") or info.get("title") or info.get("id")) or "untitled",
         artist=clean_text(_artist(info)),
         source_url=url,
@@ -169,8 +188,9 @@ class _Job:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sectioned = False
         self.over_max_filesize = False
+        self.needs_ffmpeg = False
+        """yt-dlp wanted ffmpeg for a download (and found none): the stream is refused."""
 
     def match_filter(self, info: dict[str, Any], *, incomplete: bool | set[str] = False) -> str | None:
         """Called by yt-dlp for each entry before it is extracted and again before it is downloaded.
@@ -194,14 +214,6 @@ class _Job:
                 raise FetchRefused("That link streams audio in a way we do not fetch; try another link.")
         return None
 
-    def download_ranges(self, info: dict[str, Any], _ydl: object) -> list[dict[str, float]]:
-        """Only the first `link_analyse_seconds` when the length is known to be longer; else all."""
-        duration = _number(info.get("duration"))
-        limit = self.settings.link_analyse_seconds
-        if duration is not None and duration > limit:
-            self.sectioned = True
-            return [{"start_time": 0.0, "end_time": limit}]
-        return [{}]
 
 
 class _YtDlpLog:
@@ -213,7 +225,9 @@ class _YtDlpLog:
     def _note(self, message: str) -> str:
         if "max-filesize" in message:
             self._job.over_max_filesize = True
-        return _ANSI.sub("", message)
+        if _NEEDS_FFMPEG.search(message):
+            self._job.needs_ffmpeg = True
+        return log_safe(message)
 
     def debug(self, message: str) -> None:
         log.debug("yt-dlp: %s", self._note(message))
@@ -230,21 +244,24 @@ class _YtDlpLog:
 
 def guarded_extract(url: str, settings: Settings, options: dict[str, Any], *, download: bool,
                     byte_budget: int, resolver: Resolver = system_resolver,
-                    connector: Connector = direct_connector, logger: Any = None) -> tuple[Any, GuardStats]:
+                    connector: Connector = direct_connector,
+                    job: _Job | None = None) -> tuple[Any, GuardStats]:
     """One yt-dlp `extract_info` with every connection through a fresh `GuardProxy` (the job's deadline
     and `byte_budget`), yt-dlp's failures mapped to one-line user errors. `options` are added to the
-    network and quiet options every job shares. Returns yt-dlp's info and what the guard saw."""
+    network and quiet options every job shares; `job` collects what yt-dlp's messages reveal. Returns
+    yt-dlp's info and what the guard saw."""
     import yt_dlp
 
+    job = job or _Job(settings)
     deadline = time.monotonic() + settings.max_download_seconds
     with GuardProxy(settings.fetch_allow_hosts, deadline=deadline, byte_budget=byte_budget,
                     resolver=resolver, connector=connector) as guard:
-        every_job = _network_options(settings, guard.url, logger or _YtDlpLog(_Job(settings)))
+        every_job = _network_options(settings, guard.url, _YtDlpLog(job))
         try:
             with yt_dlp.YoutubeDL({**every_job, **options}) as ydl:
                 info = ydl.extract_info(url, download=download)
         except yt_dlp.utils.YoutubeDLError as exc:
-            raise _map_error(exc, guard.stats, settings) from None
+            raise _map_error(exc, guard.stats, settings, needs_ffmpeg=job.needs_ffmpeg) from None
         return info, guard.stats
 
 
@@ -266,7 +283,7 @@ def _network_options(settings: Settings, proxy: str, logger: Any) -> dict[str, A
     }
 
 
-def _download_options(settings: Settings, job_dir: Path, job: _Job, ffmpeg: str) -> dict[str, Any]:
+def _download_options(settings: Settings, job_dir: Path, job: _Job, no_ffmpeg: Path) -> dict[str, Any]:
     return {
         "format": "bestaudio/best",
         "paths": {"home": str(job_dir), "temp": str(job_dir)},
@@ -276,34 +293,15 @@ def _download_options(settings: Settings, job_dir: Path, job: _Job, ffmpeg: str)
         "noplaylist": True,
         "lazy_playlist": True,
         "match_filter": job.match_filter,
-        "download_ranges": job.download_ranges,
-        "force_keyframes_at_cuts": True,
         "max_filesize": settings.max_download_bytes,
         "fragment_retries": 1,
         "file_access_retries": 0,
         "hls_prefer_native": True,
-        "ffmpeg_location": ffmpeg,
-        "external_downloader_args": {"ffmpeg_i": ["-protocol_whitelist", FFMPEG_INPUT_PROTOCOLS]},
+        "external_downloader": {"default": "native"},
+        "ffmpeg_location": str(no_ffmpeg),
         "fixup": "never",
         "updatetime": False,
     }
-
-
-def _ffmpeg_for_downloads(job_dir: Path) -> str:
-    """The ffmpeg yt-dlp runs; wrapped so that it always goes through the guard.
-
-    yt-dlp hands ffmpeg the proxy in `http_proxy` but copies the rest of our environment, and ffmpeg
-    connects directly to any host listed in `no_proxy` (checked here). When that variable is set, a
-    two-line wrapper inside the job folder removes it before starting the real binary.
-    """
-    real = ffmpeg_exe()
-    if not (os.environ.get("no_proxy") or os.environ.get("NO_PROXY")):
-        return real
-    wrapper = job_dir / ".bin" / "ffmpeg"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f"#!/bin/sh\nunset no_proxy NO_PROXY\nexec {shlex.quote(real)} \"$@\"\n")
-    wrapper.chmod(0o700)
-    return str(wrapper)
 
 
 def _downloaded_file(info: dict[str, Any], job_dir: Path, job: _Job, settings: Settings) -> Path:
@@ -325,8 +323,8 @@ def _normalise(source: Path, target: Path, seconds: float) -> float | None:
     """Convert the first `seconds` of `source` to mono WAV at SAMPLE_RATE; return the source's length
     as ffmpeg reports it (None when the container does not say)."""
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-hide_banner", "-protocol_whitelist", "file", "-i", str(source),
-        "-t", f"{seconds:.3f}", "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+        ffmpeg_exe(), "-nostdin", "-hide_banner", *ffmpeg_input(source), "-t", f"{seconds:.3f}",
+        "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE),
         "-c:a", "pcm_s16le", "-y", str(target),
     ]
     try:
@@ -335,7 +333,7 @@ def _normalise(source: Path, target: Path, seconds: float) -> float | None:
         raise FetchFailed("The downloaded audio took too long to convert; it may be damaged.") from None
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode != 0 or not target.is_file() or _wav_seconds(target) <= 0:
-        log.debug("ffmpeg could not convert %s: %s", source.name, stderr.strip().splitlines()[-1:])
+        log.debug("ffmpeg could not convert %s: %s", source.name, log_safe(stderr.strip().splitlines()[-1:]))
         raise FetchRefused("That link did not lead to audio we can read.")
     match = _DURATION.search(stderr)
     if match is None:
@@ -354,9 +352,9 @@ def _wav_seconds(path: Path) -> float:
     return info.frames / info.samplerate if info.samplerate else 0.0
 
 
-def _map_error(exc: Exception, stats: GuardStats, settings: Settings) -> UserError:
+def _map_error(exc: Exception, stats: GuardStats, settings: Settings, *, needs_ffmpeg: bool) -> UserError:
     """The user error behind a yt-dlp failure; the guard's view comes first, as it knows why."""
-    from yt_dlp.networking.exceptions import HTTPError, TransportError
+    from yt_dlp.networking.exceptions import HTTPError, NoSupportingHandlers, TransportError
     from yt_dlp.utils import GeoRestrictedError, UnsupportedError
 
     if stats.refusals:
@@ -366,9 +364,16 @@ def _map_error(exc: Exception, stats: GuardStats, settings: Settings) -> UserErr
     if stats.timed_out:
         return FetchFailed(f"The download took longer than {settings.max_download_seconds:g} s; "
                            "try again later or another link.")
+    if needs_ffmpeg:
+        return FetchRefused("That link streams audio in a way we do not fetch (encrypted or needing an "
+                            "external downloader); try another link.")
+    if stats.unreachable and not stats.connections:  # the guard's 502: no site ever answered
+        return FetchFailed("Could not reach the site: nothing answered at that address; check the link.")
     for cause in _causes(exc):
         if isinstance(cause, UnsupportedError):
             return FetchRefused("That link is not a site or file we can get audio from.")
+        if isinstance(cause, NoSupportingHandlers):  # a key or segment at file://, tcp://, httpproxy://...
+            return FetchRefused("That link's stream points outside http(s), which we do not fetch.")
         if isinstance(cause, HTTPError):
             if cause.status in (404, 410):
                 return FetchFailed(f"The link is broken: the site answered {cause.status} (not found).")
@@ -377,7 +382,7 @@ def _map_error(exc: Exception, stats: GuardStats, settings: Settings) -> UserErr
             return FetchFailed("That audio is not available from our location.")
         if isinstance(cause, (TransportError, TimeoutError, ConnectionError)):
             return FetchFailed("Could not reach the site (network error or timeout); try again later.")
-    log.info("unmapped yt-dlp failure: %s", _ANSI.sub("", str(exc)))
+    log.info("unmapped yt-dlp failure: %s", log_safe(str(exc)))
     return FetchFailed("Could not get audio from that link.")
 
 
@@ -413,6 +418,15 @@ def clean_text(value: object) -> str | None:
         return None
     text = " ".join(_CONTROL.sub(" ", str(value)).split())
     return text[:MAX_TEXT_CHARS] or None
+
+
+def log_safe(text: object) -> str:
+    """Third-party text (yt-dlp's messages carry sites' titles and answers) made safe for one log line:
+    terminal escape sequences dropped, every other control, line-break and bidi character written as its
+    escape, so a crafted title cannot forge log lines or rewrite an operator's terminal; bounded."""
+    flat = _LOG_UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                           _ANSI.sub("", str(text)))
+    return flat if len(flat) <= MAX_LOG_CHARS else flat[:MAX_LOG_CHARS] + "…"
 
 
 def _number(value: object) -> float | None:

@@ -45,8 +45,17 @@ KIND = "frontend-musicnn"
 ARTEFACT_VERSION = 1
 OUTPUTS: tuple[str, ...] = ("penultimate", "tags")
 EMBEDDING_DIM = 200
-TAG_COUNT = 50
-"""MSD tags the network scores (its `tags` output)."""
+TAGS: tuple[str, ...] = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
+    "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
+    "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies", "blues", "hard rock",
+    "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb",
+    "indie pop", "sad", "House", "happy",
+)
+"""The last.fm tags of the Million Song Dataset that the `tags` output scores, in its order (musicnn's
+`configuration.MSD_LABELS`)."""
+TAG_COUNT = len(TAGS)
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from core.analysis import ClipAnalysis
 from core.audio import AUDIO_EXTENSIONS, check_extension
 from core.config import Settings
 from core.errors import Busy, FileMissing, StoreUnavailable, UserError
+from core.native_stderr import quiet
 from core.shelf import FolderShelf, IndexShelf
 from core.store import Analysis, Store, TrackRow
 
@@ -104,6 +105,7 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
+@quiet
 def title_from_tags(path: Path) -> tuple[str, str | None]:
     """(title, artist) from the file's own tags when libsndfile can read them, else the file name."""
     import soundfile as sf
@@ -129,8 +131,11 @@ def needs_analysis(row: TrackRow, version: str, *, full: bool) -> bool:
     return changed
 
 
-def stored_audio_dir(settings: Settings) -> Path:
-    return settings.data_dir / "audio"
+def stored_audio_dir(settings: Settings, guild_id: int) -> Path:
+    """Where a guild's own copies of uploads and downloads live. Per guild: a copy shared by content hash
+    across guilds was deleted by one guild's failed add while another guild's track still used it.
+    (Copies stored before this, directly in `audio/`, stay where their rows point.)"""
+    return settings.data_dir / "audio" / f"guild-{guild_id}"
 
 
 def to_analysis(result: ClipAnalysis, version: str) -> Analysis:
@@ -172,7 +177,7 @@ class Library:
             report.duplicates.append(source)
             return None
         if copy:
-            target_dir = stored_audio_dir(self.settings)
+            target_dir = stored_audio_dir(self.settings, guild_id)
             target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / f"{digest}{path.suffix.lower()}"
             if not target.exists():
@@ -230,7 +235,7 @@ class Library:
             nonlocal done
             try:
                 if not Path(row.audio_path).is_file():
-                    raise FileMissing(f"the audio file is gone: {row.audio_path}")
+                    raise FileMissing(f"the audio file is gone: {Path(row.audio_path).name}")
                 result = await self._analyse_when_there_is_room(Path(row.audio_path))
                 stat = os.stat(row.audio_path)
                 await self.store.save_analysis(row.id, to_analysis(result, self.version),
@@ -269,14 +274,15 @@ class Library:
                 await asyncio.sleep(min(max(busy.retry_after, BUSY_RETRY_MIN_S), BUSY_RETRY_MAX_S))
 
     async def discard(self, guild_id: int, track_ids: Iterable[int]) -> None:
-        """Forget tracks whose first analysis failed: a failed add leaves no row and no stored copy."""
-        stored = stored_audio_dir(self.settings)
+        """Forget tracks whose first analysis failed: a failed add leaves no row and no stored copy. A
+        copy is deleted only when no track of any guild points at it any more."""
+        stored = stored_audio_dir(self.settings, guild_id)
         for track_id in track_ids:
             row = await self.store.track(guild_id, track_id)
             if row is None:
                 continue
             await self.store.remove_track(guild_id, track_id)
-            if Path(row.audio_path).parent == stored:
+            if Path(row.audio_path).parent == stored and not await self.store.audio_in_use(row.audio_path):
                 Path(row.audio_path).unlink(missing_ok=True)
 
     async def ready_vectors(self, guild_id: int) -> tuple[np.ndarray, np.ndarray, str | None]:

@@ -1,36 +1,42 @@
-"""Mood: nine GEMS emotion scores learned from listeners, and the product's six moods defined from them.
+"""Mood: the product's six moods, valence and arousal, and the nine GEMS emotions, learned from listeners.
 
-Emotify (Aljanaki, Wiering & Veltkamp 2016) asked listeners which of the nine GEMS emotions a one-minute
-excerpt made them feel; the model predicts, from audio features, the fraction of listeners who would tick
-each one. Product moods are written down here as fixed functions of those nine fractions, so the same
-definition turns listeners' answers and the model's predictions into moods, and agreement between the two
-can be measured.
+Two sources of listeners' labels, one model (models/mood.npz, trained by core.training.mood_train, figures
+in models/mood.md) over the front-end's outputs (core.frontend: the track mean of the 200-d `penultimate`
+embedding and of the logits of its 50 MSD tags, the same per-segment pass genre and similarity read):
+- **4Q** (Panda, Malheiro & Paiva 2018): 30-s previews of commercial songs, each in one of Russell's
+  quadrants (Q1 happy/excited, Q2 tense/angry, Q3 sad/depressed, Q4 calm/relaxed) as derived from its
+  AllMusic editors' mood words, which are kept too. Perceived emotion: what a member means by "sad".
+- **Emotify** (Aljanaki, Wiering & Veltkamp 2016): one-minute excerpts with the fraction of listeners who
+  felt each of the nine GEMS emotions.
 
-Mood definitions (`moods_from_gems`):
-1. Each GEMS fraction is judged against how often Emotify listeners tick that emotion at all:
-   z = (fraction - base rate) / spread, with the base rate and spread (mean and standard deviation over
-   the 200 training excerpts) in GEMS_BASE_RATE and GEMS_SPREAD. "tension 0.30" is thus a little above
-   usual (base 0.24), while "amazement 0.30" is far above it (base 0.12).
-2. A mood's raw score is a weighted sum of those z-scores (MOOD_WEIGHTS):
-       calm      = 0.6 calmness + 0.4 tenderness
-       happy     = 0.7 joyful_activation + 0.3 amazement
-       energetic = 0.6 power + 0.4 joyful_activation
-       sad       = sadness
-       nostalgic = nostalgia
-       tense     = tension
-   Solemnity enters no mood (it is still reported among the GEMS scores).
-3. The raw score is divided by its own spread over the training excerpts (MOOD_SPREAD) and mapped to [0, 1]
-   by the standard normal CDF: 0.5 is a typical excerpt, 0.84 one standard deviation above typical. The top
-   mood is the one with the highest score. Over the 200 excerpts, listeners' answers put 51 tracks in calm,
-   34 happy, 30 sad, 29 energetic, 29 tense, 27 nostalgic.
+Mood definitions (the targets of the six mood heads; a song's score is the model's probability that its
+listeners' labels say so):
+    calm       4Q: quadrant Q4.            Emotify: calm from GEMS (0.6 calmness + 0.4 tenderness)
+    happy      4Q: quadrant Q1.            Emotify: 0.7 joyful activation + 0.3 amazement
+    sad        4Q: quadrant Q3.            Emotify: sadness
+    tense      4Q: quadrant Q2.            Emotify: tension
+    energetic  4Q: Q1 with an energy word (ENERGY_WORDS: energetic, rousing, exciting, lively, fiery, ...);
+               Q2, Q3 and Q4 songs are negatives, Q1 songs without such a word are left out.
+                                           Emotify: 0.6 power + 0.4 joyful activation
+               (Upbeat energy: an angry, aggressive song is tense first. With Q2's energy words among the
+               positives, 4Q's dev CV read as quadrants fell from 0.74 to 0.70: energetic outscored tense.)
+    nostalgic  4Q: a nostalgia word (NOSTALGIA_WORDS: nostalgic, wistful, bittersweet, sentimental, ...).
+                                           Emotify: nostalgia
+Calm, happy, sad and tense are the quadrant head's probabilities of Q4, Q1, Q3 and Q2 (they sum to one);
+energetic and nostalgic have logistic heads of their own (WORD_MOODS) trained on both sources, where an
+Emotify excerpt is a soft label: its GEMS fractions, judged against Emotify's base rates (z-scores,
+GEMS_BASE_RATE and GEMS_SPREAD, weighted by MOOD_WEIGHTS, divided by MOOD_SPREAD), mapped to [0, 1] by the
+normal CDF (`moods_from_gems`: 0.5 is a typical excerpt). The top mood is the highest score; read as a
+quadrant (Q1 = max(happy, energetic), Q2 tense, Q3 sad, Q4 calm) it is the quadrant head's verdict unless
+energetic outscores happy on a song the quadrant head calls Q2, Q3 or Q4. A score is the probability that
+listeners' labels would call the song so, so 0.5 means "more likely than not" (core.recommend's fit).
 
-The model (models/mood.npz, trained by core.training.mood_train; figures in models/mood.md) is kernel ridge
-regression on the track mean of the front-end's outputs (core.frontend: the 200-d `penultimate` embedding
-and the logits of its 50 MSD tags), the same per-segment pass genre and similarity read. Its predictions regress toward the base rates (held-out
-R² about 0.3), so predicted mood scores are conservative: they rank tracks well, they rarely reach the
-extremes listeners' answers do. An estimate's confidence is the probability that its top mood stays on top
-when the predicted GEMS scores move by the model's own cross-validated error (500 fixed draws from the
-covariance of its held-out residuals, stored in the artefact, so the answer is deterministic).
+Valence and arousal (-1...1) come from the quadrant head, a four-way softmax over Q1-Q4 trained on 4Q:
+valence = P(Q1) + P(Q4) - P(Q2) - P(Q3) (pleasant vs unpleasant), arousal = P(Q1) + P(Q2) - P(Q3) - P(Q4)
+(lively vs quiet). The GEMS head (kernel ridge on Emotify, its own standardiser) predicts the nine
+fractions, reported beside the moods.
+
+Runtime: numpy only (the artefact is plain arrays; no TensorFlow, no pickles).
 """
 from __future__ import annotations
 
@@ -52,11 +58,28 @@ from core.frontend import EMBEDDING_DIM, TAG_COUNT, artefact_path
 log = logging.getLogger(__name__)
 
 MOODS: tuple[str, ...] = ("calm", "happy", "energetic", "sad", "nostalgic", "tense")
+QUADRANTS: tuple[str, ...] = ("Q1", "Q2", "Q3", "Q4")
+QUADRANT_MOOD: dict[str, str] = {"Q1": "happy", "Q2": "tense", "Q3": "sad", "Q4": "calm"}
+VALENCE_SIGN = np.array([1.0, -1.0, -1.0, 1.0])
+AROUSAL_SIGN = np.array([1.0, 1.0, -1.0, -1.0])
+"""Each quadrant's side of the valence and arousal axes, in QUADRANTS order."""
+
+ENERGY_WORDS: frozenset[str] = frozenset({
+    "energetic", "rousing", "exciting", "lively", "fiery", "intense", "explosive", "strong", "gutsy",
+    "rowdy", "raucous", "boisterous", "aggressive", "driving", "powerful", "exuberant", "fierce", "volatile",
+    "celebratory", "brash", "rambunctious", "visceral", "thrilling",
+})
+NOSTALGIA_WORDS: frozenset[str] = frozenset({
+    "nostalgic", "wistful", "bittersweet", "sentimental", "yearning", "reflective", "autumnal", "poignant",
+    "melancholy",
+})
+"""AllMusic mood words (lower case) that define energetic and nostalgic on 4Q songs."""
+
 GEMS: tuple[str, ...] = (
     "amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power", "joyful_activation",
     "tension", "sadness",
 )
-"""The nine GEMS emotions, in Emotify's tracks.csv order (and the order of every model output)."""
+"""The nine GEMS emotions, in Emotify's tracks.csv order (and the order of the GEMS head's outputs)."""
 
 GEMS_BASE_RATE: dict[str, float] = {
     "amazement": 0.1246, "solemnity": 0.2001, "tenderness": 0.1811, "nostalgia": 0.2541, "calmness": 0.3040,
@@ -80,7 +103,7 @@ MOOD_WEIGHTS: dict[str, dict[str, float]] = {
 MOOD_SPREAD: dict[str, float] = {
     "calm": 0.9010, "happy": 0.8905, "energetic": 0.8497, "sad": 1.0, "nostalgic": 1.0, "tense": 1.0,
 }
-"""Standard deviation of each raw mood score over the training excerpts (1 for single-emotion moods)."""
+"""Standard deviation of each raw mood score over the Emotify excerpts (1 for single-emotion moods)."""
 
 SYNONYMS: dict[str, str] = {
     "chill": "calm", "relaxed": "calm", "relaxing": "calm", "peaceful": "calm", "mellow": "calm",
@@ -90,26 +113,28 @@ SYNONYMS: dict[str, str] = {
     "nostalgia": "nostalgic", "dreamy": "nostalgic", "sentimental": "nostalgic",
     "tension": "tense", "dark": "tense", "nervous": "tense", "agitated": "tense",
 }
+"""Words that are not moods of ours but are close to one: named in the refusal as a suggestion, never
+taken silently for it (a member who typed "dark" may not mean "tense")."""
 
 
 def parse_mood(text: str) -> str:
-    """A user's mood word -> one of MOODS (case and spaces ignored, a few synonyms accepted)."""
+    """A user's mood word -> one of MOODS (case and spaces ignored). Anything else is refused with the
+    valid names, and with the nearest mood when the word is a known synonym of one."""
     word = "".join(str(text).split()).lower()
     if word in MOODS:
         return word
-    if word in SYNONYMS:
-        return SYNONYMS[word]
     shown = " ".join(str(text).split())[:40]  # echoed to the user: one line, capped
-    raise UnknownMood(f"unknown mood '{shown}': choose one of {', '.join(MOODS)}")
+    hint = f" (did you mean {SYNONYMS[word]}?)" if word in SYNONYMS else ""
+    raise UnknownMood(f"unknown mood '{shown}'{hint}: choose one of {', '.join(MOODS)}")
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x, np.float64) / math.sqrt(2.0)))
 
 
 def mood_z(gems: np.ndarray) -> np.ndarray:
-    """Standardised mood scores (..., 6) from GEMS fractions (..., 9) in GEMS order: step 1-2 and the
-    division of step 3, before the CDF. Vectorised so training and confidence sampling share it."""
+    """Standardised mood scores (..., 6) from GEMS fractions (..., 9) in GEMS order: Emotify's reading of
+    the six moods before the normal CDF."""
     base = np.array([GEMS_BASE_RATE[g] for g in GEMS])
     spread = np.array([GEMS_SPREAD[g] for g in GEMS])
     weights = np.array([[MOOD_WEIGHTS[m].get(g, 0.0) for g in GEMS] for m in MOODS])
@@ -119,12 +144,12 @@ def mood_z(gems: np.ndarray) -> np.ndarray:
 
 
 def moods_from_gems(gems: dict[str, float]) -> dict[str, float]:
-    """The written definitions: GEMS fractions (all nine) -> a score in [0, 1] per mood in MOODS."""
+    """Emotify's soft mood labels: GEMS fractions (all nine) -> a score in [0, 1] per mood in MOODS."""
     missing = [g for g in GEMS if g not in gems]
     if missing:
         raise ValueError(f"GEMS scores missing: {', '.join(missing)}")
     z = mood_z(np.array([float(gems[g]) for g in GEMS]))
-    return {m: _normal_cdf(float(v)) for m, v in zip(MOODS, z)}
+    return {m: float(v) for m, v in zip(MOODS, _normal_cdf(z))}
 
 
 def top_mood(moods: dict[str, float]) -> str:
@@ -134,9 +159,14 @@ def top_mood(moods: dict[str, float]) -> str:
 
 @dataclass(frozen=True)
 class MoodEstimate:
+    """`mood` is the top of `moods`; `confidence` is its score (the same number, said once in the text);
+    `valence` and `arousal` in [-1, 1]; `gems` the nine predicted fractions of listeners."""
+
     mood: str
     confidence: float
     moods: dict[str, float]
+    valence: float
+    arousal: float
     gems: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,13 +174,13 @@ class MoodEstimate:
 
 
 ARTEFACT = "mood.npz"
-ARTEFACT_FORMAT = 2
+ARTEFACT_FORMAT = 3
 TAG_LOGIT_FLOOR = 1e-4
 TRACK_FEATURE_NAMES: tuple[str, ...] = (*(f"embedding{i}_mean" for i in range(EMBEDDING_DIM)),
                                          *(f"tag{i}_logit_mean" for i in range(TAG_COUNT)))
 """The track vector the model reads: segment means of the front-end's embedding and tag logits. Means
-only: a spread over segments depends on how much of a track was analysed (one minute in training, a whole
-song in the library)."""
+only: a spread over segments depends on how much of a track was analysed (30 s or a minute in training, a
+few segments spread over a whole song in the library)."""
 
 
 def track_vector(embeddings: np.ndarray, tags: np.ndarray) -> np.ndarray:
@@ -167,12 +197,9 @@ def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class KernelRidge:
-    """Kernel ridge regression (RBF) on standardised features, predicting standardised targets.
-
-    Plain arrays, so the artefact is an npz that any numpy reads: the feature standardiser (`x_mean`,
-    `x_scale`), the training rows standardised (`train_z`, (n, d)), the dual coefficients (n, targets) and
-    the target scaling (`y_mean`, `y_scale`).
-    """
+    """Kernel ridge regression (RBF) on standardised features, predicting standardised targets: the
+    feature standardiser (`x_mean`, `x_scale`), the training rows standardised (`train_z`, (n, d)), the dual
+    coefficients (n, targets) and the target scaling (`y_mean`, `y_scale`)."""
 
     x_mean: np.ndarray
     x_scale: np.ndarray
@@ -189,38 +216,80 @@ class KernelRidge:
         return rbf_kernel(z, self.train_z, self.gamma) @ self.dual_coef * self.y_scale + self.y_mean
 
 
-def top_mood_confidence(gems: np.ndarray, noise: np.ndarray) -> float:
-    """How often the top mood of predicted GEMS fractions `gems` (9,) stays on top when they move by each
-    row of `noise` (draws, 9): the chance that listeners would name the same top mood, if the model's
-    errors look like its cross-validated ones."""
-    top = int(mood_z(gems).argmax())
-    noisy = np.clip(gems[None, :] + noise, 0.0, 1.0)
-    return float((mood_z(noisy).argmax(axis=1) == top).mean())
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+WORD_MOODS: tuple[str, ...] = ("energetic", "nostalgic")
+"""Moods with a logistic head of their own (mood words and Emotify); the other four are the quadrants'."""
+
+
+@dataclass(frozen=True)
+class LinearHeads:
+    """The 4Q-and-Emotify heads on one shared standardisation of the track vector: a softmax over the four
+    quadrants (`quadrant_w` (d, 4), `quadrant_b`), which gives calm, happy, sad and tense, and one logistic
+    head per mood of WORD_MOODS (`mood_w` (d, 2), `mood_b`)."""
+
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    quadrant_w: np.ndarray
+    quadrant_b: np.ndarray
+    mood_w: np.ndarray
+    mood_b: np.ndarray
+
+    ARRAYS = ("x_mean", "x_scale", "quadrant_w", "quadrant_b", "mood_w", "mood_b")
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(x) - self.x_mean) / self.x_scale
+
+    def quadrants(self, x: np.ndarray) -> np.ndarray:
+        """P(Q1..Q4), (n, 4)."""
+        return _softmax(self.standardise(x) @ self.quadrant_w + self.quadrant_b)
+
+    def word_moods(self, x: np.ndarray) -> np.ndarray:
+        """P(mood) for each of WORD_MOODS, (n, 2)."""
+        return _sigmoid(self.standardise(x) @ self.mood_w + self.mood_b)
+
+    def moods(self, x: np.ndarray) -> np.ndarray:
+        """Each mood's probability, (n, 6) in MOODS order."""
+        quadrants, words = self.quadrants(x), self.word_moods(x)
+        columns = {QUADRANT_MOOD[q]: quadrants[:, i] for i, q in enumerate(QUADRANTS)}
+        columns.update({m: words[:, i] for i, m in enumerate(WORD_MOODS)})
+        return np.stack([columns[m] for m in MOODS], axis=1)
+
+
+def valence_arousal(quadrant_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(valence, arousal) in [-1, 1] from P(Q1..Q4) (..., 4)."""
+    p = np.asarray(quadrant_probs, np.float64)
+    return p @ VALENCE_SIGN, p @ AROUSAL_SIGN
 
 
 class MoodModel:
-    """Predicts the nine GEMS fractions of a track, turns them into moods and says how sure it is.
+    """Moods, valence and arousal from the linear heads; the nine GEMS fractions from the kernel ridge.
+    `name` identifies the artefact, so analyses stored by another model can be recognised as stale."""
 
-    `noise` (draws, 9) are samples shaped like the model's cross-validated error, used for the confidence.
-    `name` identifies the artefact, so analyses stored by another model can be recognised as stale.
-    """
-
-    def __init__(self, regressor: KernelRidge, noise: np.ndarray, name: str = "mood-kernel-ridge") -> None:
-        self.regressor = regressor
+    def __init__(self, heads: LinearHeads, gems: KernelRidge, name: str = "mood-v3") -> None:
+        self.heads = heads
+        self.gems = gems
         self.name = name
-        self._noise = noise
 
     def predict_gems(self, x: np.ndarray) -> np.ndarray:
         """GEMS fractions (n, 9) in [0, 1] for track feature rows `x` (n, len(TRACK_FEATURE_NAMES))."""
-        return np.clip(self.regressor.predict(x), 0.0, 1.0)
+        return np.clip(self.gems.predict(x), 0.0, 1.0)
 
     def estimate(self, x: np.ndarray) -> MoodEstimate:
         """The estimate for one track's feature row `x` (len(TRACK_FEATURE_NAMES),)."""
-        gems = self.predict_gems(x)[0]
-        named = {g: float(v) for g, v in zip(GEMS, gems)}
-        moods = moods_from_gems(named)
-        return MoodEstimate(mood=top_mood(moods), confidence=top_mood_confidence(gems, self._noise),
-                            moods=moods, gems=named)
+        moods = {m: float(v) for m, v in zip(MOODS, self.heads.moods(x)[0])}
+        valence, arousal = valence_arousal(self.heads.quadrants(x)[0])
+        mood = top_mood(moods)
+        return MoodEstimate(mood=mood, confidence=moods[mood], moods=moods, valence=float(valence),
+                            arousal=float(arousal),
+                            gems={g: float(v) for g, v in zip(GEMS, self.predict_gems(x)[0])})
 
     def predict(self, features: SegmentFeatures) -> MoodEstimate:
         """Mood of one clip from the front-end pass every model shares."""
@@ -228,13 +297,15 @@ class MoodModel:
 
 
 def check_artefact(meta: dict[str, Any], artefact: str) -> None:
-    """Refuse an artefact made with other audio constants, features or emotions than this code's."""
+    """Refuse an artefact made with other audio constants, features, moods or emotions than this code's."""
     ours: dict[str, Any] = {
         "format": ARTEFACT_FORMAT,
         "audio_constants": audio_constants(),
         "frontend_constants": frontend_constants(),
         "feature_names": list(TRACK_FEATURE_NAMES),
         "gems": list(GEMS),
+        "moods": list(MOODS),
+        "quadrants": list(QUADRANTS),
     }
     diff = sorted(key for key, value in ours.items() if meta.get(key) != value)
     if diff:
@@ -247,6 +318,10 @@ def read_artefact(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {k: z[k] for k in z.files if k != "meta"}
         meta = json.loads(str(z["meta"].item()))
     return arrays, meta
+
+
+GEMS_PREFIX = "gems_"
+"""The GEMS head's arrays are stored as gems_<name> beside the linear heads' own."""
 
 
 def load_mood_model(models_dir: Path) -> MoodModel | None:
@@ -263,6 +338,26 @@ def read_mood_model(path: Path) -> MoodModel:
     """The mood model of one artefact, checked against this code (ModelMismatch if it differs)."""
     arrays, meta = read_artefact(path)
     check_artefact(meta, str(path))
-    regressor = KernelRidge(**{k: arrays[k] for k in KernelRidge.ARRAYS}, gamma=float(meta["gamma"]))
+    heads = LinearHeads(**{k: arrays[k] for k in LinearHeads.ARRAYS})
+    gems = KernelRidge(**{k: arrays[GEMS_PREFIX + k] for k in KernelRidge.ARRAYS}, gamma=float(meta["gamma"]))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
-    return MoodModel(regressor, arrays["noise"], name=f"mood-kernel-ridge-{digest}")
+    return MoodModel(heads, gems, name=f"mood-v3-{digest}")
+
+
+def axis_word(value: float, high: str, low: str) -> str:
+    """A word for a valence or arousal value in [-1, 1]: clear beyond ±0.5, leaning beyond ±0.15."""
+    if abs(value) < 0.15:
+        return "neutral"
+    side = high if value > 0 else low
+    return side if abs(value) >= 0.5 else f"slightly {side}"
+
+
+def mood_summary(mood: str, moods: dict[str, float], valence: float | None, arousal: float | None) -> str:
+    """One line a member reads: the top mood and its score (the same number as in the list of moods),
+    then valence and arousal, e.g. "calm 0.71 · valence +0.32 (slightly pleasant) · arousal -0.64 (quiet)"."""
+    parts = [f"{mood} {moods[mood]:.2f}"]
+    if valence is not None:
+        parts.append(f"valence {valence:+.2f} ({axis_word(valence, 'pleasant', 'unpleasant')})")
+    if arousal is not None:
+        parts.append(f"arousal {arousal:+.2f} ({axis_word(arousal, 'lively', 'quiet')})")
+    return " · ".join(parts)

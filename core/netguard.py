@@ -237,6 +237,8 @@ class GuardStats:
 
     refusals: list[UserError] = field(default_factory=list)
     connections: list[tuple[str, int, str]] = field(default_factory=list)
+    unreachable: list[tuple[str, int]] = field(default_factory=list)
+    """Checked hosts the guard could not connect to: its 502 then is its own answer, not the site's."""
     bytes_in: int = 0
     timed_out: bool = False
     over_budget: bool = False
@@ -422,6 +424,8 @@ class GuardProxy:
             with self._lock:
                 self.stats.connections.append((normalise_host(host), port, str(address)))
             return upstream
+        with self._lock:
+            self.stats.unreachable.append((normalise_host(host), port))
         _reply(client, 502, "could not connect")
         return None
 

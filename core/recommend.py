@@ -1,12 +1,18 @@
 """Personalised recommendation and similar-track results, as pure functions over what the store loaded.
 
-`recommend` ranks library tracks for one user and one mood by a blend of
-  mood fit   the user's own tag > other listeners' tags > the audio's estimated mood (in that order of trust),
-  taste      cosine similarity to the centroid of the tracks they liked or asked about,
-  feedback   thumbs down: never again; thumbs up: a boost,
-  novelty    a penalty for tracks recommended to them recently, fading with a half-life,
-then picks the k results greedily by maximal marginal relevance (MMR) so they are not near-duplicates.
-Every result says in one line why it was picked. No I/O here: the service loads, this decides.
+`recommend` answers "tracks for this mood" mood first:
+  fit        a track fits the mood when the user tagged it so, another listener did, or its estimated
+             mood score (core.mood: the probability that listeners would call it so) is at least
+             FIT_ESTIMATE. Only fitting tracks are ranked; when fewer than k fit, the rest of the list is
+             the library's nearest to the mood in strict order of their estimate, and says so.
+  ranking    among fitting tracks, a blend of mood evidence (the user's own tag > other listeners' tags >
+             the estimate), taste (cosine to the centroid of the tracks they liked or asked about), a
+             thumbs-up boost and a novelty penalty for tracks recommended to them recently (fading with a
+             half-life), picked greedily by maximal marginal relevance (MMR) so they are not near-duplicates.
+             Variety and novelty thus only choose among tracks that fit; they never bring one in.
+Thumbs-down tracks are never returned. The score shown is how well the track fits the mood, in [0, 1]
+(`fit_score`), not the internal blend; every result says in one line why it was picked, including when it
+was held back because it was recommended recently. No I/O here: the service loads, this decides.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from core.embedding import EMBEDDING_KIND, embedder
 
 # --- Mood fit. Tiers are built so that, other things equal, the user's own tag outranks any amount of
 # others' tagging plus the best estimate (1.0 > 0.45 + 0.30), and one tag by someone else outranks the most
-# confident estimate (0.35 > 0.30): people who listened know better than a model trained on 200 excerpts.
+# confident estimate (0.35 > 0.30): people who listened know better than a model.
 OWN_TAG_WEIGHT = 1.0
 """The user said so themselves: the strongest evidence of what *they* call this mood."""
 OTHERS_TAG_WEIGHT = 0.35
@@ -31,8 +37,10 @@ OTHERS_TAG_EXTRA = 0.10
 """What further tags by others add, saturating (half of it at the 2nd tag, 3/4 at the 3rd, ...): agreement
 matters, but a crowd must not outvote the user's own ear."""
 ESTIMATE_WEIGHT = 0.30
-"""Times the estimated mood score in [0, 1] (0.5 = typical, see core.mood): a guess from audio, useful
-mostly where nobody has tagged."""
+"""Times the estimated mood score in [0, 1]: a guess from audio, useful mostly where nobody has tagged."""
+FIT_ESTIMATE = 0.5
+"""An untagged track fits a mood when the model finds it more likely than not that listeners would call
+it so (core.mood's scores are probabilities)."""
 
 # --- Taste and feedback.
 TASTE_WEIGHT = 0.40
@@ -49,24 +57,17 @@ NOVELTY_PENALTY = 0.8
 a fitting mood, so asking twice in a row gives fresh music."""
 NOVELTY_HALF_LIFE_S = 12 * 3600.0
 """The penalty halves every 12 hours: tomorrow the same favourites may come back."""
-DIVERSITY_WEIGHT = 0.3
+DIVERSITY_WEIGHT = 0.15
 """MMR: a candidate loses this times its highest cosine to an already picked result, so a cluster of
-near-identical tracks yields one pick until its others are clearly better than the alternatives."""
+near-identical tracks yields one pick until its others are clearly better than the alternatives. Half the
+estimate's weight: among fitting tracks, how strongly one fits still leads."""
 
 # --- Explanations.
 ESTIMATE_SAYS = 0.7
-"""Estimated mood score from which a track is described as "sounds <mood>" (about half a standard
-deviation above a typical excerpt)."""
-
-TYPICAL_ESTIMATE = 0.5
-"""An estimate above a typical excerpt's is still worth a softer "sounds somewhat <mood>"."""
-
-HIGH_IN_LIBRARY = 2 / 3
-RELATIVE_MIN_TRACKS = 5
-"""Below a typical estimate, a track in the top third of its library for the mood is said to "rank high
-for <mood> in this library" (a library of game music has no calm track by absolute standards, yet its
-calmest are the right answer to /recommend mood:calm); only in libraries of at least 5 tracks, where a
-rank means something."""
+"""Estimated mood score from which a track "sounds <mood>" (below it, down to FIT_ESTIMATE, it "likely
+sounds <mood>")."""
+OTHERS_TAG_FIT = 0.75
+"""The fit shown for a track others tagged (more tags: closer to 1); the user's own tag shows 1."""
 
 QUERY_KIND = "similar"
 RECOMMENDED_KIND = "recommended"
@@ -164,7 +165,7 @@ class Similar:
 
 
 def mood_fit(track: TrackInfo, mood: str, user_id: int | None) -> float:
-    """Evidence that `track` is `mood` for this user, on the tiered scale documented above."""
+    """Evidence that `track` is `mood` for this user, on the tiered scale documented above (ranking)."""
     fit = ESTIMATE_WEIGHT * float(track.moods.get(mood, 0.0))
     if track.tagged_by(user_id, mood):
         fit += OWN_TAG_WEIGHT
@@ -172,6 +173,24 @@ def mood_fit(track: TrackInfo, mood: str, user_id: int | None) -> float:
     if others > 0:
         fit += OTHERS_TAG_WEIGHT + OTHERS_TAG_EXTRA * (1.0 - 0.5 ** (others - 1))
     return fit
+
+
+def fits(track: TrackInfo, mood: str, user_id: int | None) -> bool:
+    """Whether `track` answers a request for `mood` at all: tagged so by anyone, or estimated likely."""
+    return (track.tagged_by(user_id, mood) or track.others_tagged(user_id, mood) > 0
+            or float(track.moods.get(mood, 0.0)) >= FIT_ESTIMATE)
+
+
+def fit_score(track: TrackInfo, mood: str, user_id: int | None) -> float:
+    """How well `track` fits `mood` for this user, in [0, 1], as shown: 1 for their own tag, from
+    OTHERS_TAG_FIT towards 1 for others' tags, else the estimate (whichever is highest)."""
+    score = float(track.moods.get(mood, 0.0))
+    if track.tagged_by(user_id, mood):
+        return 1.0
+    others = track.others_tagged(user_id, mood)
+    if others > 0:
+        score = max(score, 1.0 - (1.0 - OTHERS_TAG_FIT) * 0.5 ** (others - 1))
+    return float(min(1.0, max(0.0, score)))
 
 
 def novelty_penalty(recommended_at: float | None, now: float) -> float:
@@ -196,44 +215,56 @@ def taste_centroid(tracks_by_id: Mapping[int, TrackInfo], user: UserSignals) -> 
 
 def recommend(tracks: list[TrackInfo], user: UserSignals, mood: str, k: int, *,
               now: float | None = None) -> list[Recommendation]:
-    """Up to `k` tracks for `user` in `mood` (validated by the caller), best first, each with a one-line
-    reason. Thumbs-down tracks are never returned. `now` (Unix s) defaults to the current time."""
+    """Up to `k` tracks for `user` in `mood` (validated by the caller), fitting ones first (see the module
+    docstring), each with its fit in [0, 1] and a one-line reason. `now` (Unix s) defaults to the current
+    time."""
     now = time.time() if now is None else now
     candidates = [t for t in tracks if t.track_id not in user.disliked_ids]
     if not candidates or k <= 0:
         return []
+    fitting = [t for t in candidates if fits(t, mood, user.user_id)]
     by_id = {t.track_id: t for t in tracks}
-    centroid = taste_centroid(by_id, user)
-    emb = np.stack([np.asarray(t.embedding, dtype=np.float64) for t in candidates])
-    relevance = np.array([
-        mood_fit(t, mood, user.user_id)
-        + (LIKED_BOOST if t.track_id in user.liked_ids else 0.0)
-        - novelty_penalty(user.recently_recommended.get(t.track_id), now)
-        for t in candidates
-    ])
-    if centroid is not None:
-        relevance += TASTE_WEIGHT * (emb @ centroid)
     anchors = [by_id[tid] for tid in sorted(user.liked_ids | user.queried_ids)
                if tid in by_id and tid not in user.disliked_ids]
-    high = library_high(tracks, mood)
+    order = _rank(fitting, user, mood, by_id, k, now)
+    fresh_order = _rank(fitting, user, mood, by_id, len(fitting), now, novelty=False)
+    held_back = {fitting[i].track_id for n, i in enumerate(order) if n > fresh_order.index(i)}
+    picks = [(fitting[i], True) for i in order]
+    if len(picks) < k:  # too few fit: the nearest to the mood, strictly by estimate, and said so
+        rest = sorted((t for t in candidates if not fits(t, mood, user.user_id)),
+                      key=lambda t: (-float(t.moods.get(mood, 0.0)), t.track_id))
+        picks += [(t, False) for t in rest[: k - len(picks)]]
     return [
-        Recommendation(candidates[i].track_id, candidates[i].title, round(score, 4),
-                       _recommend_reason(candidates[i], mood, user, anchors, high))
-        for i, score in _mmr(emb, relevance, k)
+        Recommendation(t.track_id, t.title, round(fit_score(t, mood, user.user_id), 4),
+                       _recommend_reason(t, mood, user, anchors, now, t.track_id in held_back) if fits_mood
+                       else f"nearest to {mood} in this library, though not clearly {mood}")
+        for t, fits_mood in picks
     ]
 
 
-def library_high(tracks: list[TrackInfo], mood: str) -> float:
-    """The estimate from which a track ranks in the top third of `tracks` for `mood` (inf: too few)."""
-    if len(tracks) < RELATIVE_MIN_TRACKS:
-        return float("inf")
-    return float(np.quantile([t.moods.get(mood, 0.0) for t in tracks], HIGH_IN_LIBRARY))
+def _rank(fitting: list[TrackInfo], user: UserSignals, mood: str, by_id: Mapping[int, TrackInfo], k: int,
+          now: float, *, novelty: bool = True) -> list[int]:
+    """Indices into `fitting` of the MMR picks of the blended relevance, best first (without the novelty
+    penalty when `novelty` is false: where each track would be if nothing had been recommended lately)."""
+    if not fitting:
+        return []
+    centroid = taste_centroid(by_id, user)
+    emb = np.stack([np.asarray(t.embedding, dtype=np.float64) for t in fitting])
+    relevance = np.array([
+        mood_fit(t, mood, user.user_id)
+        + (LIKED_BOOST if t.track_id in user.liked_ids else 0.0)
+        - (novelty_penalty(user.recently_recommended.get(t.track_id), now) if novelty else 0.0)
+        for t in fitting
+    ])
+    if centroid is not None:
+        relevance += TASTE_WEIGHT * (emb @ centroid)
+    return [i for i, _ in _mmr(emb, relevance, k)]
 
 
 def _mmr(emb: np.ndarray, relevance: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Greedy maximal marginal relevance: each pick maximises relevance minus DIVERSITY_WEIGHT times its
     highest (positive) cosine to the picks so far; ties go to the earlier track, so results are stable.
-    Returns (index, that marginal score): the scores never increase down the list, as a reader expects."""
+    Returns (index, that marginal score), best first."""
     picked: list[tuple[int, float]] = []
     closest = np.zeros(len(relevance))
     available = np.ones(len(relevance), dtype=bool)
@@ -246,20 +277,29 @@ def _mmr(emb: np.ndarray, relevance: np.ndarray, k: int) -> list[tuple[int, floa
     return picked
 
 
+def _ago(seconds: float) -> str:
+    hours = seconds / 3600.0
+    return "just now" if hours < 1 else f"{hours:.0f} h ago" if hours < 48 else f"{hours / 24:.0f} days ago"
+
+
 def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: list[TrackInfo],
-                      high: float) -> str:
-    """The strongest mood evidence, then the taste link if any, e.g. "tagged calm by you; close to Aurora
-    you liked"."""
+                      now: float, held_back: bool) -> str:
+    """The strongest mood evidence, then the taste link if any, then freshness when the track comes later
+    than it would have because it was recommended lately (`held_back`), e.g. "tagged calm by you; you
+    liked it; recommended to you 2 h ago, so it comes later this time"."""
     parts: list[str] = []
     others = track.others_tagged(user.user_id, mood)
+    estimate = float(track.moods.get(mood, 0.0))
     if track.tagged_by(user.user_id, mood):
         parts.append(f"tagged {mood} by you")
     elif others > 1:
         parts.append(f"{others} others tagged it {mood}")
     elif others == 1:
         parts.append(f"another listener tagged it {mood}")
-    elif track.moods.get(mood, 0.0) >= ESTIMATE_SAYS:
+    elif estimate >= ESTIMATE_SAYS:
         parts.append(f"sounds {mood}")
+    else:
+        parts.append(f"likely sounds {mood}")
     if track.track_id in user.liked_ids:
         parts.append("you liked it")
     else:
@@ -267,14 +307,9 @@ def _recommend_reason(track: TrackInfo, mood: str, user: UserSignals, anchors: l
         if anchor is not None:
             verb = "liked" if anchor.track_id in user.liked_ids else "asked about"
             parts.append(f"close to {anchor.title} you {verb}")
-    if not parts:
-        estimate = track.moods.get(mood, 0.0)
-        if estimate >= TYPICAL_ESTIMATE:
-            parts.append(f"sounds somewhat {mood}")
-        elif estimate >= high:
-            parts.append(f"ranks high for {mood} in this library")
-        else:
-            parts.append("picked for variety")
+    when = user.recently_recommended.get(track.track_id)
+    if held_back and when is not None:
+        parts.append(f"recommended to you {_ago(max(0.0, now - when))}, so it comes later this time")
     return "; ".join(parts)
 
 

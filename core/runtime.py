@@ -1,8 +1,10 @@
-"""Run our Keras models in the lightest runtime installed: LiteRT when an export and its package are present,
-else Keras (which imports TensorFlow: seconds and hundreds of MB, so never at CLI or bot start).
+"""Run our Keras models in the lightest runtime installed: LiteRT where its wheel exists (Linux, Apple
+silicon), else ONNX Runtime (everywhere else), else Keras, which imports TensorFlow: seconds and hundreds of
+MB, so only in a training install (the `train` extra), never at CLI or bot start.
 
-Each artefact is `<stem>.keras` (the reference, and the fallback runtime) with an optional `<stem>.tflite`
-beside it. Both runners take one float32 array and return a dict of named float32 outputs.
+Each artefact is `<stem>.keras` (the reference, and the last-resort runtime) with optional `<stem>.tflite`
+and `<stem>.onnx` exports beside it (the ONNX one converted from the .tflite, core.training.onnx_export).
+Every runner takes one float32 array and returns a dict of named float32 outputs.
 
 TensorFlow is imported only inside functions, with a deliberate thread budget (`tensorflow()`).
 """
@@ -23,7 +25,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-RUNTIMES: tuple[str, ...] = ("litert", "keras")
+RUNTIMES: tuple[str, ...] = ("litert", "onnx", "keras")
 """Runtime preference, lightest first."""
 
 DEFAULT_THREADS = 1
@@ -173,20 +175,65 @@ class LiteRunner:
                 for name, parts in out.items()}
 
 
-def lite_available() -> bool:
+class OnnxRunner:
+    """An ONNX Runtime session over an export with a dynamic batch: the whole input in one run (sessions
+    are thread-safe, and a batch of any size costs no re-planning)."""
+
+    runtime = "onnx"
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    @classmethod
+    def from_bytes(cls, model: bytes | str, threads: int = DEFAULT_THREADS) -> OnnxRunner:
+        """From the serialised graph, or the path of its file."""
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: its warnings are about graph rewrites, not ours
+        return cls(onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        values = self._session.run(self._outputs, {self._input: x})
+        return {name: np.asarray(v, np.float32) for name, v in zip(self._outputs, values)}
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
     try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
         return False
-    return True
+
+
+def lite_available() -> bool:
+    return _importable("ai_edge_litert.interpreter")
+
+
+def onnx_available() -> bool:
+    return _importable("onnxruntime")
+
+
+def keras_available() -> bool:
+    """Without importing it: TensorFlow and Keras are the `train` extra, absent from a runtime install."""
+    return _importable("keras") and _importable("tensorflow")
 
 
 def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = DEFAULT_THREADS) -> Runner:
     """The first runtime of RUNTIMES whose artefact and package are present, or exactly `runtime`."""
-    tflite = keras_path.with_suffix(".tflite")
+    tflite, onnx = keras_path.with_suffix(".tflite"), keras_path.with_suffix(".onnx")
     for name in (runtime,) if runtime else RUNTIMES:
         if name == "litert" and tflite.is_file() and lite_available():
             return LiteRunner(tflite, threads)
-        if name == "keras" and keras_path.is_file():
+        if name == "onnx" and onnx.is_file() and onnx_available():
+            return OnnxRunner.from_bytes(str(onnx), threads)
+        if name == "keras" and keras_path.is_file() and keras_available():
             return KerasRunner.load(keras_path, threads)
-    raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}")
+    raise FileNotFoundError(f"no runnable {runtime or 'model'} artefact for {keras_path}: install "
+                            "ai-edge-litert or onnxruntime (`pip install .` picks the one for this platform)")

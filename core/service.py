@@ -3,13 +3,16 @@ feedback, history, forget, add to library, reindex, stats.
 
 CPU-heavy work (decoding, features, inference) runs wherever the service's scheduler puts it (`core.jobs`:
 this process's worker pool, or the job queue's workers), behind a bounded backlog: when it is full, callers
-get `Busy` with an estimate of when to retry instead of piling up.
+get `Busy` with an estimate of when to retry instead of piling up. Links are fetched in worker processes of
+their own (`core.jobs.fetches`), bounded the same way. A member has one request in flight at a time
+(`MemberBusy` for a second), so no member can fill either backlog.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -21,9 +24,10 @@ from typing import Any, Callable, TypeVar
 from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
 from core.config import Settings
-from core.errors import EmptyLibrary, LibraryBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
+from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
+from core.jobs.fetches import FetchPool
 from core.library import AddReport, Library, Progress, ReindexReport, report_progress
 from core.shelf import shelf_for
 from core.store import Store
@@ -43,6 +47,14 @@ class Upload:
 Item = Upload | Path
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A reader never sees half a cached file, even with two processes drawing the same map."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 @dataclass(frozen=True)
 class GenreReport:
     file: str
@@ -55,8 +67,12 @@ class GenreReport:
     sections: list[dict[str, Any]] = field(default_factory=list)
     title: str | None = None
     """What the site calls the track, for a link (`file` is then the link as sent)."""
+    tags: list[str] = field(default_factory=list)
+    """MSD tags that fire clearly on the clip (core.tags), clearest first; often none."""
     resolved: dict[str, Any] | None = None
     """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
+    map_png: bytes | None = None
+    """The library map with the clip marked, when asked for (`classify(..., with_map=True)`); not in JSON."""
 
     @property
     def verdict(self) -> str:
@@ -72,6 +88,7 @@ class GenreReport:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
+        del doc["map_png"]
         doc["top"] = [[g, p] for g, p in self.top]
         doc["verdict"] = self.verdict
         return doc
@@ -84,6 +101,8 @@ class MoodReport:
     confidence: float | None
     moods: dict[str, float]
     gems: dict[str, float]
+    valence: float | None = None
+    arousal: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +124,8 @@ class TrackHit:
 class SimilarReport:
     query: str
     results: list[TrackHit]
+    map_png: bytes | None = None
+    """The library map with the query marked, when asked for (`similar(..., with_map=True)`)."""
     resolved: dict[str, Any] | None = None
     """For a streaming service's link: what was analysed instead (`core.resolve.Resolved.to_dict`)."""
 
@@ -113,6 +134,20 @@ class SimilarReport:
         if self.resolved is not None:
             doc["resolved"] = self.resolved
         return doc
+
+
+@dataclass(frozen=True)
+class MapReport:
+    """The library map (PNG bytes) of the guild's served index version, and what it shows."""
+
+    png: bytes
+    tracks: int
+    version: str
+    genres: dict[str, int]
+    marked: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tracks": self.tracks, "version": self.version, "genres": self.genres, "marked": self.marked}
 
 
 @dataclass(frozen=True)
@@ -134,6 +169,8 @@ class Service:
         self.settings = settings
         self.store = store
         self.jobs = jobs
+        self.fetches = FetchPool(settings)
+        self._members_in_flight: set[int] = set()
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
         self.limits = Limits.of(settings)
@@ -164,8 +201,24 @@ class Service:
         return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
+        await self.fetches.close()
         await self.jobs.close()
         await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _member(self, user_id: int | None) -> AsyncIterator[None]:
+        """One heavy request (analysis, link, library add) per member at a time, in this process; None (the
+        command line's own calls) is not limited."""
+        if user_id is None:
+            yield
+            return
+        if user_id in self._members_in_flight:
+            raise MemberBusy("You already have a request running; wait for its answer, then try again.")
+        self._members_in_flight.add(user_id)
+        try:
+            yield
+        finally:
+            self._members_in_flight.discard(user_id)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` on a worker, behind the bounded backlog and under the task time bound."""
@@ -220,35 +273,47 @@ class Service:
 
     # -- use cases ----------------------------------------------------------------------------------------
     async def classify(self, item: Item | str, *, guild_id: int | None = None,
-                       user_id: int | None = None) -> GenreReport:
+                       user_id: int | None = None, with_map: bool = False) -> GenreReport:
         """The genre of an upload, a local file or the audio behind a link (a `str` with a scheme: checked
-        and fetched like `/similar`'s links; any other `str` is a path)."""
-        analyse = partial(self._analyse, genre=True, mood=False, embedding=False)
+        and fetched like `/similar`'s links; any other `str` is a path). `with_map` (with a guild) also
+        embeds the clip in the same analysis and marks it on the guild's library map, if it has one."""
+        with_map = with_map and guild_id is not None
+        analyse = partial(self._analyse, genre=True, mood=False, embedding=with_map)
         title: str | None = None
         resolved: dict[str, Any] | None = None
-        if isinstance(item, str) and is_link(item):
-            title, result, found = await self._with_link(item, analyse)
-            resolved = found.to_dict() if found else None
-            file = item.strip()
-        else:
-            result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
-            file = result.name
+        async with self._member(user_id):
+            if isinstance(item, str) and is_link(item):
+                title, result, found = await self._with_link(item, analyse)
+                resolved = found.to_dict() if found else None
+                file = item.strip()
+            else:
+                result = await self._with_file(Path(item) if isinstance(item, str) else item, analyse)
+                file = result.name
+        map_png = None
+        if with_map:
+            try:
+                marked = await self._draw_map(guild_id, mark=(title or file, result.embedding))  # type: ignore[arg-type]
+                map_png = marked.png
+            except EmptyLibrary:  # no library to place it in: the genre answer stands alone
+                map_png = None
         report = GenreReport(file=file, genre=result.genre, confidence=result.genre_confidence,
                              top=result.genre_top, segments=result.segments, clip_seconds=result.clip_seconds,
                              model=result.genre_model, sections=result.sections, title=title,
-                             resolved=resolved)
+                             resolved=resolved, tags=result.tags, map_png=map_png)
         if guild_id is not None and user_id is not None and result.genre is not None:
             await self.store.log_history(guild_id, user_id, "genre",
                                          [(None, f"{result.name}: {result.genre}")])
         return report
 
     async def mood(self, item: Item, *, guild_id: int | None = None, user_id: int | None = None) -> MoodReport:
-        result: ClipAnalysis = await self._with_file(
-            item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
+        async with self._member(user_id):
+            result: ClipAnalysis = await self._with_file(
+                item, lambda p, n: self._analyse(p, n, genre=False, mood=True, embedding=False))
         if guild_id is not None and user_id is not None and result.mood is not None:
             await self.store.log_history(guild_id, user_id, "mood", [(None, f"{result.name}: {result.mood}")])
         return MoodReport(file=result.name, mood=result.mood, confidence=result.mood_confidence,
-                          moods=result.mood_scores or {}, gems=result.gems or {})
+                          moods=result.mood_scores or {}, gems=result.gems or {}, valence=result.valence,
+                          arousal=result.arousal)
 
     async def _require_track(self, guild_id: int, track_id: int) -> None:
         if await self.store.track(guild_id, track_id) is None:
@@ -308,7 +373,7 @@ class Service:
         follows those downloads; `progress`, the analysis."""
         report = AddReport()
         room = self.settings.max_playlist_entries
-        async with self._library_exclusive(guild_id, wait=True):
+        async with self._member(added_by), self._library_exclusive(guild_id, wait=True):
             for source in sources:
                 try:
                     room -= await self._register(guild_id, source, added_by=added_by, report=report,
@@ -351,7 +416,7 @@ class Service:
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
                                  room: int, progress: Progress | None) -> int:
-        playlist = await asyncio.to_thread(_list_entries, url, self.settings)
+        playlist = await self.fetches.run(_list_entries, url, self.settings)
         if not playlist.entries:
             report.failed.append((url, "that playlist has no entries."))
             return 0
@@ -392,20 +457,16 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def _fetched(self, url: str) -> AsyncIterator[tuple[Any, Any]]:
-        """Download a link in a thread (yt-dlp blocks); its job folder is gone when the block ends.
+        """Resolve and download a link in the link workers; its job folder is gone when the block ends.
 
         Yields (the fetched audio, `core.resolve.Resolved` or None): a streaming service's track link is
         first resolved to the same recording on a site we can download from, and that is fetched."""
-        from core.fetch import fetch_audio
         from core.resolve import resolve_link
 
-        resolved = await asyncio.to_thread(resolve_link, url, self.settings)
-        manager = fetch_audio(resolved.source_url if resolved else url, self.settings, self._staging_dir())
-        fetched = await asyncio.to_thread(manager.__enter__)
-        try:
+        resolved = await self.fetches.run(resolve_link, url, self.settings)
+        async with self.fetches.fetched(resolved.source_url if resolved else url,
+                                        self._staging_dir()) as fetched:
             yield fetched, resolved
-        finally:
-            await asyncio.to_thread(manager.__exit__, None, None, None)
 
     async def _with_link(self, url: str, fn: Callable[[Path, str], Any]) -> tuple[str, Any, Any]:
         """Pre-check `url`, fetch it, and run `fn(path, title)` on the audio; (the site's title, result,
@@ -464,11 +525,13 @@ class Service:
         return index
 
     async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
-                      user_id: int | None = None) -> SimilarReport:
+                      user_id: int | None = None, with_map: bool = False) -> SimilarReport:
+        """The k nearest tracks; `with_map` adds the library map with the query marked (same analysis)."""
         from core.recommend import similar_results
 
         index = await self._library_or_fail(guild_id)
-        name, vector, exclude, resolved = await self._query_embedding(guild_id, query)
+        async with self._member(user_id):
+            name, vector, exclude, resolved = await self._query_embedding(guild_id, query)
         hits = index.query(vector, k, exclude=exclude)[0]
         ready = await self.store.tracks(guild_id, status="ready")
         tracks = await self._track_infos(guild_id, ready)
@@ -478,7 +541,76 @@ class Service:
                for r in results if r.track_id in rows]
         if user_id is not None:
             await self.store.log_history(guild_id, user_id, "similar", [(h.track_id, name[:200]) for h in out])
-        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None)
+        png = (await self._draw_map(guild_id, mark=(name, vector))).png if with_map else None
+        return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None,
+                             map_png=png)
+
+    async def library_map(self, guild_id: int, *, mark: str | Upload | Path | None = None) -> MapReport:
+        """Every analysed track of the served index's version as a point, coloured by genre (cached per
+        version); `mark` (a file, upload or link) is analysed and drawn as a star where it falls."""
+        marked = None
+        if mark is not None:
+            await self._library_or_fail(guild_id)
+            name, vector, _, _ = await self._query_embedding(guild_id, mark)
+            marked = (name, vector)
+        return await self._draw_map(guild_id, mark=marked)
+
+    async def _draw_map(self, guild_id: int, *, mark: tuple[str, Any] | None) -> MapReport:
+        from core.library_map import draw_map
+
+        version = await self.shelf.current(guild_id)
+        if version is None:
+            await self._library_or_fail(guild_id)  # raises the library-is-empty error
+        folder = self.settings.data_dir / "maps" / str(guild_id)
+        stem = folder / "".join(c if c.isalnum() or c in "-_." else "_" for c in str(version))
+        layout = await self._map_layout(guild_id, stem)
+        genres = [g or None for g in layout["genres"].tolist()]
+        counts = {g: genres.count(g) for g in sorted(set(genres), key=str) if g}
+        title = f"Your library: {len(genres):,} tracks".replace(",", " ")
+        if mark is None:
+            png_path = stem.with_suffix(".png")
+            if not png_path.is_file():
+                png = await asyncio.to_thread(draw_map, layout["points"], genres, title=title)
+                await asyncio.to_thread(_write_atomically, png_path, png)
+            return MapReport(png_path.read_bytes(), len(genres), str(version), counts)
+        name, vector = mark
+        from core.library_map import Projection
+
+        point = Projection(layout["mean"], layout["components"])(vector)[0]
+        png = await asyncio.to_thread(draw_map, layout["points"], genres, title=title, mark=point,
+                                      mark_label=Path(name).name[:40] if not is_link(name) else "your link")
+        return MapReport(png, len(genres), str(version), counts, marked=name)
+
+    async def _map_layout(self, guild_id: int, stem: Path) -> dict[str, Any]:
+        """The version's projected points, genres and projection, computed once per index version."""
+        import numpy as np
+
+        from core.library_map import fit_projection
+
+        cached = stem.with_suffix(".npz")
+        if cached.is_file():
+            with np.load(cached, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        rows = [r for r in await self.store.tracks(guild_id, status="ready") if r.embedding is not None]
+        if not rows:
+            await self._library_or_fail(guild_id)
+            raise EmptyLibrary("no track of the library is analysed yet: a /library reindex analyses them.")
+
+        def compute() -> dict[str, Any]:
+            vectors = np.stack([r.embedding for r in rows]).astype(np.float32)  # type: ignore[misc]
+            projection = fit_projection(vectors)
+            layout = {"points": projection(vectors), "genres": np.asarray([r.genre or "" for r in rows]),
+                      "mean": projection.mean, "components": projection.components}
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            for old in cached.parent.iterdir():  # older versions' maps are never shown again
+                if not old.name.startswith((stem.name + ".", ".")):
+                    old.unlink(missing_ok=True)
+            tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, **layout)
+            tmp.replace(cached)
+            return layout
+
+        return await asyncio.to_thread(compute)
 
     async def _track_infos(self, guild_id: int, rows: Sequence[Any]) -> dict[int, Any]:
         """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex), of the

@@ -274,6 +274,10 @@ class Store:
                                               (guild_id, track_id))])
         return changed > 0
 
+    async def audio_in_use(self, audio_path: str) -> bool:
+        """Whether a track of any guild points at `audio_path` (a stored copy is deleted only if none)."""
+        return bool(await self._all("SELECT 1 FROM tracks WHERE audio_path = ? LIMIT 1", (audio_path,)))
+
     async def track_counts(self, guild_id: int) -> dict[str, int]:
         rows = await self._all("SELECT status, COUNT(*) FROM tracks WHERE guild_id = ? GROUP BY status",
                                (guild_id,))

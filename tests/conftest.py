@@ -17,6 +17,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("CRATEDIGGER_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def _tensorflow_installed() -> bool:
+    from core.runtime import keras_available
+
+    return keras_available()
+
+
+needs_tensorflow = pytest.mark.skipif(
+    not _tensorflow_installed() and os.environ.get("CI") != "true",  # CI installs it: missing there, fail
+    reason="TensorFlow and Keras are not installed: they are the `train` extra (python3 dev.py test installs "
+           "it; pip install -e '.[train]')")
+"""For tests of training and of the Keras originals; the runtime needs neither."""
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or a skip that says why: a user's fresh clone does not have it."""

@@ -11,6 +11,8 @@ drip), HTML pages, RSS feeds of audio, redirects and bare status codes. Every re
 """
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +39,9 @@ class Route:
     """Pause between 64-KiB chunks, to make a slow server."""
     repeat: int = 1
     """Send the body this many times (a large or endless response without holding it in memory)."""
+    gate: threading.Event | None = None
+    """Send the first chunk, then hold the rest until the test sets this (a server that trickles for as long
+    as the test wants); `LocalHTTPServer.held` lists the clients waiting on it."""
 
 
 class LocalHTTPServer:
@@ -45,6 +50,8 @@ class LocalHTTPServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.held: list[tuple[str, int]] = []
+        """(host, port) of the clients whose responses are waiting on a gate now."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
@@ -76,6 +83,11 @@ class LocalHTTPServer:
         self.routes["/" + path.lstrip("/")] = Route(body=body, content_type=content_type,
                                                      send_length=send_length, drip_seconds=drip_seconds,
                                                      repeat=repeat)
+        return self.url(path)
+
+    def add_held_file(self, path: str, body: bytes, content_type: str, gate: threading.Event) -> str:
+        """A file whose first chunk is sent at once and the rest once `gate` is set."""
+        self.routes["/" + path.lstrip("/")] = Route(body=body, content_type=content_type, gate=gate)
         return self.url(path)
 
     def add_page(self, path: str, html: str) -> str:
@@ -153,9 +165,10 @@ class LocalHTTPServer:
                     self.send_header("Content-Length", str(len(body) * repeat))
                 self.end_headers()
                 if send_body:
-                    self._send_body(body, repeat, route.drip_seconds)
+                    self._send_body(body, repeat, route.drip_seconds, route.gate)
 
-            def _send_body(self, body: bytes, repeat: int, drip_seconds: float) -> None:
+            def _send_body(self, body: bytes, repeat: int, drip_seconds: float,
+                           gate: threading.Event | None) -> None:
                 try:
                     for _ in range(repeat):
                         for offset in range(0, len(body), _CHUNK):
@@ -163,8 +176,28 @@ class LocalHTTPServer:
                             if drip_seconds:
                                 self.wfile.flush()
                                 time.sleep(drip_seconds)
+                            if gate is not None and offset == 0:
+                                self.wfile.flush()
+                                if not self._hold(gate):
+                                    return
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _hold(self, gate: threading.Event) -> bool:
+                """Wait for `gate`; False (stop sending) if the client hangs up meanwhile, as yt-dlp does
+                once it has read the start of a response to see what it is."""
+                client = (str(self.client_address[0]), int(self.client_address[1]))
+                with server._lock:
+                    server.held.append(client)
+                try:
+                    while not gate.wait(0.05):
+                        readable, _, _ = select.select([self.connection], [], [], 0)
+                        if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                            return False
+                    return True
+                finally:
+                    with server._lock:
+                        server.held.remove(client)
 
         return Handler
 

@@ -19,7 +19,7 @@ from core.genre.bilstm import load, log_softmax
 from core.training.genre_data import Clip
 from core.training.genre_heads import HeadConfig, build_bilstm, fit_head, keras_weights
 from core.training.genre_train import Data, calibration, cross_validate, folds, save, train
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, needs_tensorflow
 
 MODELS = REPO_ROOT / "models"
 
@@ -41,6 +41,7 @@ def synthetic_data(clips_per_genre: int = 6, seed: int = 0) -> Data:
     return Data(clips, sequences)
 
 
+@needs_tensorflow
 @pytest.mark.parametrize("skip", [True, False])
 def test_numpy_runtime_equals_keras(skip: bool) -> None:
     model = build_bilstm(8, 0.3, skip)
@@ -54,6 +55,7 @@ def test_numpy_runtime_equals_keras(skip: bool) -> None:
         np.testing.assert_allclose(ours, expected, atol=1e-5, rtol=0)
 
 
+@needs_tensorflow
 def test_the_bilstm_learns_and_round_trips(tmp_path: Path) -> None:
     data = synthetic_data()
     train_idx = [i for i, c in enumerate(data.clips) if c.split == "train"]
@@ -72,6 +74,7 @@ def test_the_bilstm_learns_and_round_trips(tmp_path: Path) -> None:
     np.testing.assert_allclose(model.segment_log_probs(x), head.segment_log_probs(x), atol=1e-5)
 
 
+@needs_tensorflow
 def test_training_is_deterministic() -> None:
     data = synthetic_data(clips_per_genre=2)
     seqs, labels = data.training_set(range(len(data.clips)))
@@ -104,6 +107,7 @@ def test_calibration_fits_a_temperature_and_cross_fits_its_ece() -> None:
     assert 0 <= result["ece"] <= 1 and 0 <= result["ece_untempered"] <= 1
 
 
+@needs_tensorflow
 def test_train_chooses_saves_and_reports(tmp_path: Path) -> None:
     data = synthetic_data()
     for suffix in (".keras", ".tflite", ".json"):

@@ -9,10 +9,12 @@ import io
 import itertools
 import logging
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 import soundfile as sf
@@ -20,6 +22,7 @@ from matplotlib.image import imread
 
 from bot.app import CratediggerBot
 from bot.launcher import serve, sync
+from core.audio import ffmpeg_exe
 from core.config import Settings
 from core.errors import UserError
 from core.genre import read_manifest
@@ -149,7 +152,10 @@ async def test_no_sync_at_start_and_sync_on_demand_publishes_every_command(world
     published = {c["name"]: c for c in server.global_commands}
     assert set(published) == EXPECTED_COMMANDS
     assert all(c["description"] for c in published.values())
-    assert published["library"]["default_member_permissions"] == str(MANAGE_GUILD)
+    # No default permissions on /library: Discord would hide the members' /library map with the admins' verbs,
+    # which are refused server-side instead (test_library_commands_are_admin_only_server_side).
+    assert published["library"]["default_member_permissions"] is None
+    assert "map" in {o["name"] for o in published["library"]["options"]}
     mood = next(o for o in published["recommend"]["options"] if o["name"] == "mood")
     assert [c["value"] for c in mood["choices"]] == ["calm", "happy", "energetic", "sad", "nostalgic",
                                                      "tense"]
@@ -198,6 +204,7 @@ async def test_genre_answers_with_embed_chart_and_feedback_buttons(world: World)
     assert embed["image"]["url"] == "attachment://genre.png"
     image = imread(io.BytesIO(png_of(message)), format="png")
     assert image.ndim == 3 and image.shape[1] > 200
+    assert_readable_on_both_themes(image)
     assert message.allowed_mentions == {"parse": []}
     genre = embed["title"].split()[1].lower()  # "🎧 Pop" or "🎧 Pop or rock": the top genre
     assert message.custom_ids() == [f"cd:genre:up:{genre}", f"cd:genre:down:{genre}"]
@@ -208,6 +215,63 @@ async def test_genre_answers_with_embed_chart_and_feedback_buttons(world: World)
     verdicts = world.rows("SELECT detail FROM history WHERE user_id = ? AND kind = 'feedback' "
                           "AND track_id IS NULL", member.id)
     assert len(verdicts) == 1 and genre in verdicts[0][0] and "up" in verdicts[0][0]
+
+
+LIGHT_THEME, DARK_THEME = (1.0, 1.0, 1.0), (0x31 / 255, 0x33 / 255, 0x38 / 255)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """WCAG relative luminance of sRGB colours in [0, 1], shape (..., 3)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def assert_readable_on_both_themes(image: np.ndarray) -> None:
+    """A transparent background (no white box on the dark theme) and ink that stands out on either."""
+    assert image.shape[2] == 4, "the chart has no alpha channel"
+    alpha = image[..., 3]
+    assert (alpha == 0).mean() > 0.5 and alpha[0, 0] == 0 and alpha[-1, -1] == 0
+    ink = image[alpha > 0.99][:, :3]
+    assert len(ink) > 500  # the bars and the text
+    for theme in (LIGHT_THEME, DARK_THEME):
+        lum, bg = luminance(ink), luminance(np.array(theme))
+        contrast = (np.maximum(lum, bg) + 0.05) / (np.minimum(lum, bg) + 0.05)
+        assert contrast.min() >= 3.0, f"{contrast.min():.2f}:1 on {theme}"
+
+
+def six_minute_opus(tmp: Path) -> bytes:
+    """Six minutes whose sound changes every 20 s (under the test world's 1 MB upload limit at 16 kb/s)."""
+    sr = 16_000
+    parts = [synth_tone(20, freq=f, sr=sr, seed=i) for i, f in enumerate(itertools.islice(
+        itertools.cycle([110, 440, 1760, 220, 880, 330]), 18))]
+    wav, opus = tmp / "six.wav", tmp / "six.opus"
+    sf.write(wav, np.concatenate(parts), sr)
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", "libopus",
+                    "-b:a", "16k", str(opus)], check=True)
+    return opus.read_bytes()
+
+
+def clock_seconds(text: str) -> int:
+    minutes, seconds = text.split(":")
+    return 60 * int(minutes) + int(seconds)
+
+
+async def test_genre_of_a_long_track_lists_every_part_in_order(world: World, tmp_path: Path):
+    if not genre_model_installed(world.settings):
+        pytest.skip(f"no genre model installed in {world.settings.models_dir}")
+    ix, message = await world.run(world.member(), "genre", file=world.server.attachment(
+        "six minutes.opus", six_minute_opus(tmp_path)), timeout=180)
+    fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
+    lines = fields["Along the track"].splitlines()
+    assert not lines[-1].startswith("…"), lines  # the whole track fits: nothing is left out unsaid
+    parts = [line.split(" ", 1)[0].split("–") for line in lines]
+    bounds = [(clock_seconds(a), clock_seconds(b)) for a, b in parts]
+    assert bounds[0][0] == 0 and all(a < b for a, b in bounds), lines
+    assert all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1)), lines  # no gaps, in order
+    assert 355 <= bounds[-1][1] <= 360, lines  # to the end of the (silence-trimmed) track
+    assert all(a % 30 == 0 for a, _ in bounds), lines  # parts start on the 30-s grid: 1:30, never 2:30 for 93 s
+    genres = [line.split(" ", 1)[1] for line in lines]
+    assert all(g != h for g, h in zip(genres, genres[1:])), lines  # neighbours of one genre are one line
 
 
 async def test_corrupt_attachment_gets_a_private_friendly_error(world: World):
@@ -343,10 +407,14 @@ async def test_library_commands_are_admin_only_server_side(world: World):
         ix, message = await world.run(world.member(), command)
         assert message.ephemeral and "Only library admins" in message.content
         assert [cb.type for cb in ix.callbacks] == [4]
+    for command in ("library add",):
+        ix, message = await world.run(world.member(), command, link="https://example.com/a.mp3")
+        assert message.ephemeral and "Only library admins" in message.content
     ix, message = await world.run(world.member(role="DJ"), "library stats")  # the configured role
     assert message.ephemeral and message.embeds[0]["title"] == "Library"
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["tracks"] == str(len(world.titles)) and fields["indexed"] == str(len(world.titles))
+    assert fields["Tracks"] == str(len(world.titles)) and fields["Searchable"] == str(len(world.titles))
+    assert "=" not in message.text() and "|" not in message.text()  # no "frontend=...|genre=..." jargon
 
 
 async def test_library_add_and_reindex_with_progress_one_at_a_time(world: World):
@@ -396,6 +464,15 @@ async def test_genre_of_a_link_with_the_rules_of_similar(world: World):
     ix, message = await world.run(world.member(), "genre", link=feed, timeout=120)
     assert message.ephemeral and "playlist" in message.content and "error id" not in message.content
     assert not world.server.unhandled
+
+
+async def test_any_member_sees_the_library_map(world: World):
+    ix, message = await world.run(world.member(), "library map")
+    assert not message.ephemeral
+    assert message.embeds[0]["image"]["url"] == "attachment://library-map.png"
+    assert f"{len(world.titles)} tracks" in message.embeds[0]["description"]
+    png = png_of(message)
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
 
 
 async def test_a_spotify_link_names_what_was_analysed(world: World):
@@ -622,7 +699,7 @@ async def test_guild_isolation(world: World):
                                                         [r for r in world.other.roles if r.name == "Mods"]),
                                   "library stats")
     fields = {f["name"]: f["value"] for f in message.embeds[0]["fields"]}
-    assert fields["tracks"] == "2"
+    assert fields["Tracks"] == "2"
 
 
 # ------------------------------------------------------------------------------------------------- load

@@ -101,3 +101,51 @@ def test_invite_asks_for_the_right_scopes_and_minimum_permissions():
     assert permissions.send_messages and permissions.attach_files and permissions.embed_links
     assert not permissions.administrator and not permissions.manage_guild
     assert INTENTS.value == discord.Intents(guilds=True).value  # no message content, no members
+
+
+def test_the_admin_role_is_matched_by_id_and_by_a_name_only_while_unique(caplog):
+    from types import SimpleNamespace
+
+    from bot.checks import admin_role_id
+
+    dj, impostor, other = (SimpleNamespace(id=i, name=n) for i, n in ((11, "DJ"), (12, "DJ"), (13, "Crew")))
+    guild = SimpleNamespace(id=5, roles=[dj, other])
+    assert admin_role_id(guild, "11") == 11 and admin_role_id(guild, "") is None
+    caplog.set_level("WARNING")
+    assert admin_role_id(guild, "DJ") == 11
+    assert "set the role's id" in caplog.text
+    # a member with Manage Roles makes a second "DJ": the name now trusts nobody
+    assert admin_role_id(SimpleNamespace(id=5, roles=[dj, impostor, other]), "DJ") is None
+    assert "names 2 roles" in caplog.text
+    assert admin_role_id(SimpleNamespace(id=6, roles=[other]), "DJ") is None
+
+
+def test_titles_cannot_break_their_code_span_and_embeds_show_no_server_paths():
+    from types import SimpleNamespace
+
+    from bot.render import failures_text, genre_embed
+    from bot.text import code
+
+    hostile = "a`b``c @everyone **x**\n<@&1>"
+    span = code(hostile, 80)
+    assert span.startswith("`") and span.endswith("`") and span.count("`") == 2 and "\n" not in span
+    report = SimpleNamespace(title=hostile, file="f.mp3", verdict="rock", close_call=False, confidence=0.9,
+                             top=[("rock", 0.9), ("pop", 0.1)], segments=2, clip_seconds=6.0, sections=[],
+                             model="m")
+    assert genre_embed(report).description.count("`") == 2
+    failed = [("/srv/cratedigger/library/secret/song.ogg", "the audio file is gone: song.ogg"),
+              ("https://example.com/a.mp3", "404"), ("upload:x.wav", "bad")]
+    text = failures_text(failed)
+    assert "/srv" not in text and "song.ogg" in text and "example.com" in text and "upload:x.wav" in text
+
+
+def test_recommend_embed_shows_how_well_each_pick_fits_the_mood():
+    from bot.render import recommend_embed
+    from core.service import TrackHit
+
+    hits = [TrackHit(3, "Aurora", "upload:a.ogg", 0.82, "sounds calm"),
+            TrackHit(5, "Dusk", "upload:b.ogg", 0.51, "likely sounds calm; recommended to you 2 h ago, so "
+                                                     "it comes later this time")]
+    text = recommend_embed(hits, "calm").description
+    assert "**1. Aurora** · fits calm 82 %" in text and "**2. Dusk** · fits calm 51 %" in text
+    assert "so it comes later this time" in text and "-" not in text.replace("↳", "")

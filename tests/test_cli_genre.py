@@ -103,7 +103,7 @@ def test_bad_input_exits_2_with_one_line(case: str, capsys, tmp_path: Path) -> N
 
     assert code == 2
     assert reason in _one_clean_line(err)
-    assert out == ""
+    assert json.loads(out) == [{"file": str(path), "error": _one_clean_line(err).removeprefix("cratedigger: ")}]
     assert time.perf_counter() - started < 10  # refused, not decoded at length
 
 
@@ -151,6 +151,6 @@ def test_links_get_a_verdict_or_one_line(capsys, monkeypatch: pytest.MonkeyPatch
                          (http_server.url("song.wav", host="localhost"), "private or local network address"),
                          (feed, "playlist"), (http_server.url("gone.wav"), "404")):
         code, out, err = _run(capsys, "--json", link)
-        assert code == 2 and out == "", link
-        assert reason in _one_clean_line(err), link
+        assert code == 2 and reason in _one_clean_line(err), link
+        assert json.loads(out) == [{"file": link, "error": _one_clean_line(err).removeprefix("cratedigger: ")}]
     assert not list((Path("data") / "tmp").iterdir())  # every fetch's job folder is gone

@@ -1,13 +1,14 @@
 """Settings come from the environment and .env, and .env.example lists every one of them."""
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from core.config import Settings, env_name, load_settings
+from core.config import Settings, env_name, load_settings, redact
 from tests.conftest import REPO_ROOT
 
 
@@ -46,3 +47,30 @@ def test_token_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
     settings = load_settings(None)
     assert settings.discord_token == "secret-token-value" and "secret-token-value" not in repr(settings)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://cd:secret@db:5432/crate", "postgresql://db:5432/crate"),
+    ("postgresql://cd:pa/ss@db:5432/crate", "postgresql://db:5432/crate"),
+    ("postgresql://cd:pa#ss@db:5432/crate?sslmode=require", "postgresql://db:5432/crate"),
+    ("postgresql://cd:pa?ss@db/crate", "postgresql://db/crate"),
+    ("postgresql://cd:p@ss/w@db:5432/crate", "postgresql://db:5432/crate"),
+    ("redis://:hunter2@redis:6379/0", "redis://redis:6379/0"),
+    ("redis://redis:6379", "redis://redis:6379"),
+    ("no scheme here", "(not a URL)"),
+])
+def test_redact_shows_host_port_and_database_only(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+async def test_a_password_with_url_delimiters_never_reaches_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The engine logs where it connects before connecting; nothing listens on port 1 here."""
+    from core.store import Store
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver makes of the refused connection
+        await Store.connect(Settings(data_dir=tmp_path,
+                                     database_url="postgresql://cd:se/cr#et?pw@127.0.0.1:1/x"))
+    assert "127.0.0.1:1/x" in caplog.text
+    assert not any(piece in caplog.text for piece in ("se/cr", "cr#et", "et?pw", "cd:"))

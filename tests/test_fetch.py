@@ -98,7 +98,6 @@ def test_downloads_a_direct_audio_file(fmt: str, http_server: LocalHTTPServer, s
     assert fetched.title == "song"
     assert fetched.duration == pytest.approx(3.0, abs=0.15)
     assert fetched.seconds == pytest.approx(3.0, abs=0.15)
-    assert fetched.sectioned is False
     assert fetched.source_url == url and fetched.webpage_url == url
     assert fetched.extractor == "generic"
 
@@ -118,7 +117,6 @@ def test_a_long_direct_file_is_cut_to_the_analysis_window(http_server: LocalHTTP
     fetched = fetch(url, settings, workdir)
     assert fetched.duration == pytest.approx(9.0, abs=0.05)
     assert fetched.seconds == pytest.approx(settings.link_analyse_seconds, abs=0.05)
-    assert fetched.sectioned is False
 
 
 def test_a_direct_file_longer_than_the_clip_cap_is_refused(http_server: LocalHTTPServer, settings: Settings,
@@ -136,18 +134,17 @@ def json_ld_page(server: LocalHTTPServer, audio_url: str, *, duration: str) -> s
                                          f"{json.dumps(data)}</script></head><body>hi</body></html>")
 
 
-def test_only_a_section_is_downloaded_when_the_site_reports_a_length(
+def test_a_track_whose_length_the_site_reports_is_downloaded_by_yt_dlp_and_cut_here(
         http_server: LocalHTTPServer, settings: Settings, workdir: Path) -> None:
     audio = http_server.add_file("night.wav", encode(10.0, "wav"), "audio/wav")
     page = json_ld_page(http_server, audio, duration="PT2M")
     fetched = fetch(page, settings, workdir)
-    assert fetched.sectioned is True
-    assert fetched.duration == 120.0  # what the site said, not what was downloaded
+    assert fetched.duration == pytest.approx(10.0, abs=0.05)  # what was downloaded, not what the site said
     assert fetched.seconds == pytest.approx(settings.link_analyse_seconds, abs=0.1)
     assert (fetched.title, fetched.artist) == ("Night Drive", "The Synths")
     assert fetched.webpage_url == page
     audio_requests = [h for _m, p, h in http_server.requests if p == "/night.wav"]
-    assert audio_requests and all("Icy-MetaData" in h for h in audio_requests)  # fetched by ffmpeg
+    assert audio_requests and not any("Icy-MetaData" in h for h in audio_requests)  # not fetched by ffmpeg
 
 
 def test_a_site_reported_length_over_the_clip_cap_is_refused_before_download(
@@ -174,13 +171,15 @@ def hls_vod(server: LocalHTTPServer, tmp_path: Path, seconds: float, *, live: bo
     return server.add_file("hls/index.m3u8", playlist.encode(), "application/vnd.apple.mpegurl")
 
 
-def test_an_hls_stream_is_cut_by_ffmpeg_through_the_guard(http_server: LocalHTTPServer, settings: Settings,
-                                                          workdir: Path, tmp_path: Path) -> None:
+def test_an_hls_stream_is_fetched_by_yt_dlp_through_the_guard(http_server: LocalHTTPServer,
+                                                               settings: Settings, workdir: Path,
+                                                               tmp_path: Path) -> None:
     url = hls_vod(http_server, tmp_path, 10.0)
     fetched = fetch(url, settings, workdir)
-    assert fetched.sectioned is True
     assert fetched.duration == pytest.approx(10.0, abs=0.5)
     assert fetched.seconds == pytest.approx(settings.link_analyse_seconds, abs=0.1)
+    segments = [h for _m, p, h in http_server.requests if p.endswith(".ts")]
+    assert segments and not any("Icy-MetaData" in h for h in segments)  # not fetched by ffmpeg
 
 
 # -- what is refused, and why ----------------------------------------------------------------------------
@@ -189,6 +188,17 @@ def test_a_missing_file_is_a_fetch_failure(http_server: LocalHTTPServer, setting
                                            workdir: Path) -> None:
     with pytest.raises(FetchFailed, match="404"):
         fetch(http_server.url("nothing-here.wav"), settings, workdir)
+
+
+def test_a_port_where_nothing_listens_is_unreachable_not_a_site_error(settings: Settings,
+                                                                        workdir: Path) -> None:
+    """The guard could not connect, so no site answered: its own 502 must not read as the site's error."""
+    with socket.socket() as probe:  # a port that was free a moment ago and that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(FetchFailed) as refused:
+        fetch(f"http://127.0.0.1:{port}/song.mp3", settings, workdir)
+    assert str(refused.value) == "Could not reach the site: nothing answered at that address; check the link."
 
 
 @pytest.mark.parametrize("send_length", [True, False], ids=["content-length", "no-length"])
@@ -261,7 +271,7 @@ def test_a_redirect_to_a_refused_address_is_stopped_at_connection_time(
 
 
 @pytest.mark.parametrize("no_proxy", [None, "127.0.0.1,localhost"])
-def test_ffmpeg_section_downloads_cannot_bypass_the_guard(
+def test_the_media_of_a_page_cannot_bypass_the_guard(
         no_proxy: str | None, http_server_factory: ServerFactory, settings: Settings, workdir: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     if no_proxy:
@@ -459,3 +469,19 @@ def test_the_guard_proxy_refuses_connect_tunnels_to_private_addresses() -> None:
             answer = client.recv(4096)
     assert answer.startswith(b"HTTP/1.1 403")
     assert guard.stats.connections == [] and len(guard.stats.refusals) == 1
+
+
+def test_yt_dlp_messages_reach_the_log_as_one_line_without_control_characters(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A site controls what yt-dlp warns about (titles, error pages): it must not forge log lines or send
+    escape sequences to an operator's terminal."""
+    from core.fetch import _Job, _YtDlpLog
+
+    caplog.set_level("DEBUG", logger="core.fetch")
+    forged = ("[generic] title \x1b[2J\x1b[31mred\x1b[0m\r\nINFO core.service: admin granted\u202e\x07"
+              + "x" * 2000)
+    _YtDlpLog(_Job(settings)).warning(forged)
+    [record] = [r for r in caplog.records if r.name == "core.fetch"]
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message and "\u202e" not in message
+    assert "\\r\\nINFO core.service" in message and len(message) < 600

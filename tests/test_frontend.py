@@ -28,7 +28,7 @@ from core.audio import load_segments
 from core.constants import FRONTEND_LOG_SCALE, SAMPLE_RATE, SEGMENT_SAMPLES
 from core.errors import ModelMismatch
 from core.frontend import ARTEFACT, artefact_path, load_frontend, log_mel, patches_from_segments
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, needs_tensorflow
 
 MODELS = REPO_ROOT / "models"
 DEMO = sorted((REPO_ROOT / "demo" / "clips").glob("*.ogg"))
@@ -47,7 +47,7 @@ def reference() -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-@pytest.mark.parametrize("runtime", ["litert", "keras"])
+@pytest.mark.parametrize("runtime", ["litert", "onnx", pytest.param("keras", marks=needs_tensorflow)])
 def test_our_network_gives_the_original_graphs_outputs(runtime: str, reference: dict[str, np.ndarray]) -> None:
     frontend = load_frontend(MODELS, runtime=runtime)
     assert frontend.runtime == runtime
@@ -110,6 +110,7 @@ def _network_with_dead_filters(live: list[int]) -> object:
     return model
 
 
+@needs_tensorflow
 def test_pruning_the_dead_filters_leaves_every_output_where_it_was() -> None:
     from core.training.musicnn_port import prune
 
@@ -125,6 +126,7 @@ def test_pruning_the_dead_filters_leaves_every_output_where_it_was() -> None:
         np.testing.assert_allclose(after[layer], before[layer], rtol=0, atol=PATCH_ATOL)
 
 
+@needs_tensorflow
 def test_pruning_that_would_drop_live_filters_is_refused() -> None:
     from core.training.musicnn_port import prune
 
@@ -133,6 +135,7 @@ def test_pruning_that_would_drop_live_filters_is_refused() -> None:
         prune(model, demo_patches(DEMO[0]), tolerance=0.9)  # 'dead' below 90 % of the largest kernel's norm
 
 
+@needs_tensorflow
 def test_a_network_with_no_dead_filter_is_left_as_it_is() -> None:
     from core.training.musicnn_port import FRONTEND_FILTERS, prune
 
@@ -141,6 +144,7 @@ def test_a_network_with_no_dead_filter_is_left_as_it_is() -> None:
     assert kept == list(FRONTEND_FILTERS) and pruned is model
 
 
+@needs_tensorflow
 def test_the_shipped_network_is_the_pruned_one() -> None:
     """The speed the card reports is the pruned network's: 64 front-end filters of 561, as its sidecar says."""
     from core.runtime import tensorflow
@@ -163,6 +167,24 @@ def test_an_artefact_made_with_other_constants_is_refused(tmp_path: Path) -> Non
     raw["constants"]["n_mels"] = 128
     sidecar.write_text(json.dumps(raw))
     with pytest.raises(ModelMismatch, match="n_mels"):
+        load_frontend(tmp_path)
+
+
+def test_without_a_litert_export_the_front_end_runs_on_onnx_runtime(tmp_path: Path) -> None:
+    """Where no LiteRT wheel exists, pip installs ONNX Runtime instead; the .tflite's absence stands in."""
+    for suffix in (".onnx", ".json"):
+        shutil.copy(artefact_path(MODELS).with_suffix(suffix), tmp_path / f"{ARTEFACT}{suffix}")
+    frontend = load_frontend(tmp_path)
+    assert frontend.runtime == "onnx"
+    patches = demo_patches(DEMO[0])
+    expected = load_frontend(MODELS, runtime="litert")(patches)
+    for layer, values in frontend(patches).items():
+        np.testing.assert_allclose(values, expected[layer], rtol=0, atol=PATCH_ATOL)
+
+
+def test_with_no_runtime_for_any_export_the_error_says_what_to_install(tmp_path: Path) -> None:
+    shutil.copy(artefact_path(MODELS).with_suffix(".json"), tmp_path / f"{ARTEFACT}.json")
+    with pytest.raises(FileNotFoundError, match="install ai-edge-litert or onnxruntime"):
         load_frontend(tmp_path)
 
 

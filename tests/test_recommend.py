@@ -87,7 +87,7 @@ def test_liked_centroid_reorders_tracks_of_equal_mood():
     assert ids(cold)[:2] == [2, 1]
     warm = recommend(library, UserSignals(user_id=ME, liked_ids=frozenset({10})), "calm", 3, now=NOW)
     assert ids(warm).index(1) < ids(warm).index(2)
-    assert next(r for r in warm if r.track_id == 1).reason == "close to T10 you liked"
+    assert next(r for r in warm if r.track_id == 1).reason == "likely sounds calm; close to T10 you liked"
 
 
 def test_queried_tracks_shape_taste_too_and_are_explained_as_asked_about():
@@ -97,20 +97,23 @@ def test_queried_tracks_shape_taste_too_and_are_explained_as_asked_about():
     user = UserSignals(user_id=ME, queried_ids=frozenset({10}))
     got = recommend([far, near, asked], user, "calm", 2, now=NOW)
     assert ids(got)[0] == 1
-    assert got[0].reason == "close to T10 you asked about"
+    assert got[0].reason == "likely sounds calm; close to T10 you asked about"
 
 
 def test_thumbs_up_boosts_and_says_so():
     a, b = track(1, axis(0), calm=0.6), track(2, axis(1), calm=0.6)
     got = recommend([a, b], UserSignals(user_id=ME, liked_ids=frozenset({2})), "calm", 2, now=NOW)
     assert ids(got) == [2, 1]
-    assert got[0].reason == "you liked it"
+    assert got[0].reason == "likely sounds calm; you liked it"
 
 
 def test_novelty_demotes_what_was_just_recommended_and_forgets_it_with_time():
     best, runner_up = track(1, axis(0), calm=0.0, mine=True), track(2, axis(1), calm=0.9, others=2)
     just_now = UserSignals(user_id=ME, recently_recommended={1: NOW - 60})
-    assert ids(recommend([best, runner_up], just_now, "calm", 2, now=NOW)) == [2, 1]
+    got = recommend([best, runner_up], just_now, "calm", 2, now=NOW)
+    assert ids(got) == [2, 1]
+    assert got[1].reason == "tagged calm by you; recommended to you just now, so it comes later this time"
+    assert got[1].score == 1.0  # its fit is unchanged: only its place in the list moved
     last_week = UserSignals(user_id=ME, recently_recommended={1: NOW - 14 * NOVELTY_HALF_LIFE_S})
     assert ids(recommend([best, runner_up], last_week, "calm", 2, now=NOW)) == [1, 2]
 
@@ -127,8 +130,7 @@ def test_cold_start_returns_k_diverse_results():
     assert {r.track_id // 10 for r in got} == {0, 1, 2}
     assert got[0].track_id == 0
     assert all(r.reason for r in got)
-    scores = [r.score for r in got]
-    assert scores == sorted(scores, reverse=True)
+    assert [r.score for r in got] == [0.95, 0.75, 0.7]  # each pick's fit: its estimate
 
 
 def test_k_larger_than_the_library_returns_every_track_once():
@@ -142,21 +144,47 @@ def test_k_larger_than_the_library_returns_every_track_once():
     ({"others": 3}, "3 others tagged it calm"),
     ({"others": 1}, "another listener tagged it calm"),
     ({"calm": 0.9}, "sounds calm"),
-    ({"calm": 0.6}, "sounds somewhat calm"),
-    ({"calm": 0.1}, "picked for variety"),
+    ({"calm": 0.6}, "likely sounds calm"),
+    ({"calm": 0.1}, "nearest to calm in this library, though not clearly calm"),
 ])
 def test_reason_names_the_strongest_mood_evidence(kwargs, reason):
     got = recommend([track(1, axis(0), **kwargs)], UserSignals(user_id=ME), "calm", 1, now=NOW)
     assert got[0].reason == reason
 
 
-def test_in_a_library_with_no_calm_music_the_calmest_are_said_to_rank_high():
-    """Game soundtracks: every calm estimate is low, but the calmest still answer /recommend mood:calm."""
+def test_in_a_library_with_no_calm_music_the_calmest_come_in_order_and_say_so():
+    """Game soundtracks: no calm estimate reaches FIT_ESTIMATE; /recommend mood:calm still answers, with the
+    calmest first in strict order (no variety reshuffling what does not fit) and an honest reason."""
     library = [track(i, axis(i % 7), calm=0.05 + 0.03 * i) for i in range(9)]
-    got = recommend(library, UserSignals(user_id=ME), "calm", 9, now=NOW)
-    reasons = {r.track_id: r.reason for r in got}
-    assert reasons[8] == reasons[7] == "ranks high for calm in this library"
-    assert reasons[0] == "picked for variety"
+    got = recommend(library, UserSignals(user_id=ME), "calm", 4, now=NOW)
+    assert ids(got) == [8, 7, 6, 5]
+    assert {r.reason for r in got} == {"nearest to calm in this library, though not clearly calm"}
+
+
+def test_mood_comes_first_variety_taste_and_likes_never_bring_in_a_track_that_does_not_fit():
+    """Four near-identical calm tracks and a distinct, liked, tasteful one that is not calm: every calm
+    one comes before it, however alike they are."""
+    calm = [track(i, axis(0, wobble=0.02 * i), calm=0.9 - 0.1 * i) for i in range(4)]
+    loud = track(9, axis(3), calm=0.2)
+    user = UserSignals(user_id=ME, liked_ids=frozenset({9}))
+    got = recommend([loud, *calm], user, "calm", 5, now=NOW)
+    assert ids(got)[:4] == [0, 1, 2, 3] and ids(got)[4] == 9
+    assert got[4].reason.startswith("nearest to calm in this library")
+
+
+def test_scores_shown_are_fits_in_zero_one_whatever_the_penalties():
+    library = [track(i, axis(i % 7), calm=c) for i, c in enumerate([0.0, 0.3, 0.55, 0.8, 1.0])]
+    library.append(track(7, axis(6), calm=0.1, mine=True))
+    user = UserSignals(user_id=ME, liked_ids=frozenset({3}),
+                       recently_recommended={3: NOW - 3 * 3600, 7: NOW})
+    got = recommend(library, user, "calm", 6, now=NOW)
+    assert len(got) == 6 and all(0.0 <= r.score <= 1.0 for r in got)
+    assert {r.track_id: r.score for r in got}[7] == 1.0
+    liked = next(r for r in got if r.track_id == 3)
+    assert liked.reason == ("sounds calm; you liked it; "
+                            "recommended to you 3 h ago, so it comes later this time")
+    everyone_lately = UserSignals(user_id=ME, recently_recommended={t.track_id: NOW for t in library})
+    assert not any("later" in r.reason for r in recommend(library, everyone_lately, "calm", 6, now=NOW))
 
 
 def test_user_signals_from_the_store():

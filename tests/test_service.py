@@ -68,7 +68,7 @@ async def test_bad_upload_is_a_user_error_and_leaves_nothing(service: Service) -
     report = await service.add_to_library(GUILD, [Upload("broken.ogg", b"OggS" + bytes(500))])
     assert report.added == [] and report.failed[0][0] == "upload:broken.ogg"
     assert [r.id for r in await service.store.tracks(GUILD)] == [r.id for r in before]  # no row left behind
-    assert not list((service.settings.data_dir / "audio").glob("*.ogg.part"))
+    assert not list((service.settings.data_dir / "audio").rglob("*.ogg.part"))
 
 
 async def test_similar_excludes_the_query_itself(service: Service) -> None:

@@ -1,5 +1,11 @@
-"""/library add | reindex | stats: managing this server's library (library admins only)."""
+"""/library add | reindex | stats: managing this server's library (library admins only); /library map: the
+library drawn as a map (anyone on the server).
+
+The group carries no default member permissions, since Discord applies them to a group as a whole and would
+hide `map` from members; the admin subcommands are refused server-side instead (`interaction_check`)."""
 from __future__ import annotations
+
+import io
 
 import discord
 from discord import app_commands
@@ -9,7 +15,7 @@ from bot.app import CratediggerBot
 from bot.checks import require_library_admin
 from bot.errors import Refusal
 from bot.progress import ProgressMessage
-from bot.render import add_embed, reindex_embed, stats_embed
+from bot.render import MAP_FILENAME, add_embed, map_embed, reindex_embed, stats_embed
 from bot.replies import answer, defer
 from bot.uploads import receive
 
@@ -18,8 +24,11 @@ ADD_QUIET_SECONDS = 3.0
 """A single track is usually added within a few seconds: no progress bar flashes before its answer."""
 
 
+EVERYONE = {"map"}
+"""Subcommands any member may use."""
+
+
 @app_commands.guild_only()
-@app_commands.default_permissions(manage_guild=True)
 class Library(commands.GroupCog, group_name="library",
               group_description="Manage this server's music library"):
     def __init__(self, bot: CratediggerBot) -> None:
@@ -28,8 +37,9 @@ class Library(commands.GroupCog, group_name="library",
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        """Server-side, on every call: default permissions only hide the commands and can be overridden."""
-        require_library_admin(interaction, self.bot.settings.admin_role)
+        """Server-side, on every call but the members' ones: admins only."""
+        if interaction.command is None or interaction.command.name not in EVERYONE:
+            require_library_admin(interaction, self.bot.settings.admin_role)
         return True
 
     @app_commands.command(name="add", description="Add a track, or a playlist's tracks, from a link or file")
@@ -71,6 +81,17 @@ class Library(commands.GroupCog, group_name="library",
         await defer(interaction, ephemeral=True)
         stats = await self.bot.service.library_stats(interaction.guild_id)  # type: ignore[arg-type]
         await answer(interaction, embed=stats_embed(stats), ephemeral=True)
+
+    @app_commands.command(name="map", description="See this server's library as a map, coloured by genre")
+    @app_commands.describe(link="Mark where a song falls on the map (a link)", file="…or an audio file")
+    async def map(self, interaction: discord.Interaction, link: str | None = None,
+                  file: discord.Attachment | None = None) -> None:
+        mark = await receive(self.bot, interaction, link, file) if (link or file) else None
+        if mark is None:
+            await defer(interaction)
+        report = await self.bot.service.library_map(interaction.guild_id, mark=mark)  # type: ignore[arg-type]
+        await answer(interaction, embed=map_embed(report),
+                     file=discord.File(io.BytesIO(report.png), filename=MAP_FILENAME))
 
 
 async def setup(bot: CratediggerBot) -> None:

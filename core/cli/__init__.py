@@ -2,7 +2,13 @@
 
 Each verb group lives in its own module of this package and exposes `register(subparsers, parent)`; the
 module's handlers take the parsed args and return a JSON-able document (printed with `--json`) plus the text
-a person reads. Exit codes follow DESIGN.md: 0 success, 2 bad input (one line on stderr), 1 a bug.
+a person reads. Exit codes follow DESIGN.md: 0 success, 2 bad input (one line on stderr), 1 a bug. A verb
+given several items (files, folders, links) tries every one; if any failed it still prints what it did,
+failures included, and exits 2 with one line on stderr: a script can trust 0 to mean "all of it".
+With `--json` stdout always holds one JSON document, an error too (`{"error": ...}`).
+
+Logs go to stderr. The one-shot verbs log warnings and errors only, unless `-v`: their answer is the output.
+The long-running verbs (`run`, `worker`; their parsers set `long_running`) log at CRATEDIGGER_LOG_LEVEL.
 
 The verbs that start long-running processes (`run`, `sync-commands`, `worker`) are added by the process
 launcher (`bot.launcher`, the `cratedigger` command), so `core` never imports `bot`; `python -m core` has
@@ -62,7 +68,8 @@ def common_options(*, defaults: bool) -> argparse.ArgumentParser:
                              "or a per-user data folder)")
     parent.add_argument("--json", action="store_true", default=default(False),
                         help="print one JSON document on stdout")
-    parent.add_argument("-v", "--verbose", action="store_true", default=default(False), help="log more")
+    parent.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                        help="also log what is going on, on stderr (INFO; DEBUG for the long-running verbs)")
     return parent
 
 
@@ -80,12 +87,46 @@ def build_parser(extra: Sequence[Registrar] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str, verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def log_level(configured: str, *, verbose: bool, long_running: bool) -> int:
+    """A service's log keeps the configured level (INFO by default; `-v` adds DEBUG); a one-shot verb's
+    stderr holds warnings and errors only unless `-v` asks for its INFO lines too."""
+    level = getattr(logging, configured.upper(), logging.INFO)
+    if long_running:
+        return logging.DEBUG if verbose else level
+    return min(level, logging.INFO) if verbose else max(level, logging.WARNING)
+
+
+def setup_logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def failures_line(failed: Sequence[tuple[str, str]], total: int, noun: str) -> str | None:
+    """The one stderr line for a verb whose items partly failed: the reason itself when the only item
+    failed, else how many of how many and the first reason. None when nothing failed."""
+    if not failed:
+        return None
+    source, reason = failed[0]
+    if total == 1:
+        return reason
+    return f"{len(failed)} of {total} {noun} failed; first: {source}: {reason}"
+
+
+def items_outcome(document: Any, text: str, failed: Sequence[tuple[str, str]], total: int, noun: str) -> Outcome:
+    """The outcome of a verb over several items: exit 2 with `failures_line` if any failed; no text on
+    stdout when the only item failed (its one line on stderr says it all; `--json` still gets the
+    document)."""
+    only_failed = total == 1 and len(failed) == 1
+    return Outcome(document, "" if only_failed else text, error=failures_line(failed, total, noun))
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Bad input: one line on stderr, and with --json the same as a document on stdout."""
+    if getattr(args, "json", False):
+        json.dump({"error": message}, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    print(f"cratedigger: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def main(argv: Sequence[str] | None = None, *, extra: Sequence[Registrar] = ()) -> int:
@@ -98,16 +139,15 @@ def main(argv: Sequence[str] | None = None, *, extra: Sequence[Registrar] = ()) 
     try:
         settings = load_settings()
     except ValueError as exc:
-        print(f"cratedigger: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(args, str(exc))
     if args.data_dir is not None:
         settings = settings.with_overrides(data_dir=args.data_dir)
-    setup_logging(settings.log_level if not args.json else "WARNING", args.verbose)
+    setup_logging(log_level(settings.log_level, verbose=args.verbose,
+                            long_running=getattr(args, "long_running", False)))
     try:
         outcome = args.handler(args, settings)
     except UserError as exc:
-        print(f"cratedigger: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(args, str(exc))
     except KeyboardInterrupt:
         print("cratedigger: interrupted", file=sys.stderr)
         return 130

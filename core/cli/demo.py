@@ -13,6 +13,7 @@ from typing import Any
 from core.cli import Outcome
 from core.cli._service import with_service
 from core.config import PACKAGE_ROOT, Settings
+from core.mood import mood_summary
 from core.service import Service
 
 DEMO_CLIPS = PACKAGE_ROOT / "demo" / "clips"
@@ -57,15 +58,24 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
         out.append(f"  {genre.verdict} ({genre.confidence:.0%} confident, {genre.segments} segments, "
                    f"model {genre.model})")
         out += [f"  {g:<10} {_bar(p)} {p:.0%}" for g, p in genre.top]
+        if genre.tags:
+            out.append(f"  sounds like: {' · '.join(genre.tags)}")
 
     mood = await service.mood(probe)
     doc["mood"] = mood.to_dict()
     out += ["", f"» mood of {probe.name}"]
-    out.append(f"  {mood.mood} ({(mood.confidence or 0):.0%})" if mood.mood else "  no mood model installed")
+    out.append(f"  {mood_summary(mood.mood, mood.moods, mood.valence, mood.arousal)}" if mood.mood
+               else "  no mood model installed")
 
     similar = await service.similar(DEMO_GUILD, probe, k=3, user_id=DEMO_USER)
     doc["similar"] = similar.to_dict()
     out += ["", f"» /similar file:{probe.name}", *_hits(similar.results)]
+
+    library_map = await service.library_map(DEMO_GUILD)
+    map_file = service.settings.data_dir / "library-map.png"
+    map_file.write_bytes(library_map.png)
+    doc["library_map"] = {**library_map.to_dict(), "file": str(map_file)}
+    out += ["", "» /library map", f"  {library_map.tracks} tracks drawn by genre: {map_file}"]
 
     recs = await service.recommend(DEMO_GUILD, DEMO_USER, "calm", k=3)
     doc["recommend"] = [h.to_dict() for h in recs]

@@ -2,9 +2,11 @@
 
 JSON: always a list, one object per file or link, in the order given:
   {"file", "genre", "confidence", "top": [[genre, p], ...], "segments", "model", "sections": [...],
-   "clip_seconds", "verdict"}
+   "clip_seconds", "verdict", "tags": [tag, ...]}
 `verdict` is what the text shows: the genre, or "jazz or blues" when the runner-up is at least half as likely
-as the top genre; the probabilities are in "top".
+as the top genre; the probabilities are in "top". `tags` are the Million Song Dataset tags that fire clearly
+on the clip ("jazz", "mellow", ...), clearest first, at most three and often none: only tags whose threshold
+was chosen on labelled audio to be right at least 80 % of the time (models/tags.json, models/tags.md).
 For a link, "file" is the link as given and "title" what the site calls the track. A Spotify, Apple Music,
 Deezer or Tidal track link is resolved to its artist and title and searched for (CRATEDIGGER_TRACK_SEARCH);
 "resolved" then says what was analysed: {"service", "artist", "title", "duration", "link", "source_url",
@@ -13,15 +15,16 @@ Links get the bot's rules: the same pre-check and guard proxy (private and local
 download and duration caps, and only the first CRATEDIGGER_LINK_ANALYSE_SECONDS analysed; a playlist (or a
 streaming service's album) is refused.
 `sections` ({"start", "end", "genre", "confidence"}, seconds) is empty unless the clip is long enough for
-more than one ~30-s window. Without an installed genre model, "genre", "confidence" and "model" are null,
+more than one ~30-s window; they are the track's consecutive parts (0 to its end, no gaps), each judged on
+the 3-s segments analysed inside it (a long track's segments are spread over it, so not every second of
+a part is heard). Without an installed genre model, "genre", "confidence" and "model" are null,
 "note" says "no genre model installed" and "features" summarises what was analysed.
 
-Bad input: one file -> exit 2 with its one-line reason on stderr. Several files -> every file is tried; if
-any failed, the document is still printed (a failed file's object is {"file", "error"}) and the command
-exits 2 with one line on stderr naming how many failed and the first reason.
+Bad input: every file is tried; if any failed, the document is still printed (a failed file's object is
+{"file", "error"}) and the command exits 2 with one line on stderr: the reason when there was one file, else
+how many failed and the first reason.
 
-Files run one after another in this process; the model is loaded once (core.analysis caches it per models
-folder), so a list of files costs one start-up.
+Several files are analysed one after another with the model loaded once, so a list costs one start-up.
 """
 from __future__ import annotations
 
@@ -30,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from core.analysis import ClipAnalysis, Limits, analyse
-from core.cli import Outcome
+from core.cli import Outcome, items_outcome
 from core.config import Settings
 from core.errors import UserError
 from core.fetch import is_link
-from core.genre import verdict_label
+from core.genre import clock, verdict_label
 from core.resolve import resolved_line
 
 NO_MODEL = "no genre model installed"
@@ -61,6 +64,7 @@ def file_report(result: ClipAnalysis) -> dict[str, Any]:
                       "confidence": round(s["confidence"], 4)} for s in result.sections],
         "clip_seconds": round(result.clip_seconds, 2),
         "verdict": verdict_label(result.genre_top),
+        "tags": list(result.tags),
     }
     if result.genre is None:
         doc["note"] = NO_MODEL
@@ -100,9 +104,11 @@ def render(docs: list[dict[str, Any]]) -> str:
             top = ", ".join(f"{g} {p:.0%}" for g, p in d["top"])
             lines.append(f"{d['file']:<{width}}  {d['verdict']:<{verdict_width}}  {d['confidence']:>4.0%}  "
                          f"{d['segments']:>4}  {top}")
+            if d.get("tags"):
+                lines.append(f"{'':<{width}}  sounds like: {' · '.join(d['tags'])}")
     for d in docs:
         for s in d.get("sections", []):
-            lines.append(f"  {d['file']} {s['start']:6.0f}-{s['end']:.0f} s: {s['genre']} "
+            lines.append(f"  {d['file']} {clock(s['start']):>5}-{clock(s['end'])}: {s['genre']} "
                          f"({s['confidence']:.0%})")
     for d in docs:
         if d.get("resolved"):
@@ -114,17 +120,11 @@ def render(docs: list[dict[str, Any]]) -> str:
 
 
 def classify_files(args: argparse.Namespace, settings: Settings) -> Outcome:
-    if len(args.files) == 1:
-        docs = [_analyse(args.files[0], settings)]
-        return Outcome(docs, render(docs))
     docs, failures = [], []
     for item in args.files:
         try:
             docs.append(_analyse(item, settings))
         except UserError as exc:
             docs.append({"file": item, "error": str(exc)})
-            failures.append(str(exc))
-    if failures:
-        return Outcome(docs, render(docs), error=f"{len(failures)} of {len(docs)} files could not be "
-                                                 f"analysed; first: {failures[0]}")
-    return Outcome(docs, render(docs))
+            failures.append((item, str(exc)))
+    return items_outcome(docs, render(docs), failures, len(docs), "files")

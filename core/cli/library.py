@@ -1,13 +1,18 @@
-"""`cratedigger library add|reindex|stats`: what a server admin does, from a shell."""
+"""`cratedigger library add|reindex|stats|map`: what a server admin does, from a shell.
+
+`add` and `reindex` exit 2 when any item failed (the report, failures included, is still printed): 0 means
+everything given is in the library."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from core.cli import Outcome
+from core.cli import Outcome, failures_line, items_outcome
 from core.cli._service import CLI_GUILD, database_id, with_service
 from core.config import Settings
+from core.errors import UserError
 from core.library import AddReport, ReindexReport
 from core.service import Service
 
@@ -30,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
     stats = verbs.add_parser("stats", help="how many tracks, how many indexed", parents=[parent, guild])
     stats.set_defaults(handler=library_stats)
+
+    lmap = verbs.add_parser("map", help="draw every track as a point, coloured by genre, into a PNG",
+                            parents=[parent, guild])
+    lmap.add_argument("--out", type=Path, required=True, metavar="FILE.png", help="where the PNG goes")
+    lmap.add_argument("--mark", metavar="FILE_OR_LINK", default=None,
+                      help="also analyse this clip and mark where it falls")
+    lmap.set_defaults(handler=library_map)
 
 
 class _Bar:
@@ -75,7 +87,9 @@ def add_tracks(args: argparse.Namespace, settings: Settings) -> Outcome:
     finally:
         downloads.close()
         bar.close()
-    return Outcome(report.to_dict(), _add_text(report, settings.max_playlist_entries))
+    tried = len(report.added) + len(report.duplicates) + len(report.failed)
+    return items_outcome(report.to_dict(), _add_text(report, settings.max_playlist_entries), report.failed,
+                         tried, "items")
 
 
 def _reindex_text(report: ReindexReport) -> str:
@@ -91,7 +105,8 @@ def reindex_library(args: argparse.Namespace, settings: Settings) -> Outcome:
         report = with_service(settings, lambda s: s.reindex(args.guild, full=args.full, progress=bar))
     finally:
         bar.close()
-    return Outcome(report.to_dict(), _reindex_text(report))
+    return Outcome(report.to_dict(), _reindex_text(report),
+                   error=failures_line(report.failed, report.analysed + len(report.failed), "tracks"))
 
 
 def library_stats(args: argparse.Namespace, settings: Settings) -> Outcome:
@@ -99,4 +114,22 @@ def library_stats(args: argparse.Namespace, settings: Settings) -> Outcome:
         return await service.library_stats(args.guild)
 
     stats = with_service(settings, go)
-    return Outcome(stats, "\n".join(f"{k}: {v}" for k, v in stats.items()))
+    return Outcome(stats, _stats_text(stats))
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    """Plain words; `--json` keeps the machine detail (index backend, the models' version string)."""
+    return (f"{stats['tracks']} track(s): {stats['ready']} ready, {stats['pending']} waiting for a reindex, "
+            f"{stats['failed']} failed\n{stats['indexed']} searchable (in the similarity index)")
+
+
+def library_map(args: argparse.Namespace, settings: Settings) -> Outcome:
+    report = with_service(settings, lambda s: s.library_map(args.guild, mark=args.mark))
+    try:
+        args.out.write_bytes(report.png)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    genres = ", ".join(f"{g} {n}" for g, n in sorted(report.genres.items(), key=lambda kv: -kv[1]))
+    return Outcome({**report.to_dict(), "out": str(args.out)},
+                   f"wrote {args.out}: {report.tracks} tracks ({genres or 'no genre yet'})"
+                   + (f"; {report.marked} marked" if report.marked else ""))

@@ -1,4 +1,4 @@
-"""`cratedigger train frontend|genre` (rebuild the shipped front-end and genre head) and
+"""`cratedigger train frontend|genre|mood` (rebuild the shipped front-end, genre head and mood model) and
 `cratedigger evaluate` (score the shipped genre model on a folder in GTZAN's layout).
 
 The training code is imported only when one of these verbs runs, so every other verb starts fast; TensorFlow
@@ -34,7 +34,7 @@ def shown_path(path: Path) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    train = subparsers.add_parser("train", help="rebuild the front-end or the genre model",
+    train = subparsers.add_parser("train", help="rebuild the front-end, the genre model or the mood model",
                                   description="Rebuild a shipped model artefact from its sources.")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True, parser_class=type(train))
     frontend = kinds.add_parser(
@@ -45,34 +45,53 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     frontend.add_argument("--musicnn-dir", type=Path, default=None, metavar="DIR",
                           help="the installed musicnn package folder (default: found on the Python path)")
     frontend.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
-    frontend.set_defaults(handler=handle_train_frontend)
+    frontend.set_defaults(handler=handle_train_frontend, long_running=True)  # its progress is the log
 
     genre = kinds.add_parser(
         "genre", parents=[parent], help="choose, calibrate and save the BiLSTM over the front-end",
         description="Cross-validate the candidate heads on the team's labelled audio, pick one, fit its "
                     "temperature on held-out verdicts, refit it on everything and save it.")
-    genre.add_argument("--shared", type=Path, default=None, metavar="DIR",
-                       help=f"the team's data folder (default: {SHARED_HELP})")
-    genre.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                       help="embedding cache (default: ~/.cache/cratedigger/genre-embeddings)")
-    genre.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
+    _data_options(genre, "~/.cache/cratedigger/genre-embeddings")
     genre.add_argument("--folds", type=_positive, default=5, help="cross-validation folds")
-    genre.add_argument("--workers", type=_positive, default=2, help="processes embedding audio")
-    genre.add_argument("--report", type=Path, default=None, metavar="FILE",
-                       help="also write every figure as JSON here (the model card quotes them)")
-    genre.set_defaults(handler=handle_train_genre)
+    genre.set_defaults(handler=handle_train_genre, long_running=True)
+
+    mood = kinds.add_parser(
+        "mood", parents=[parent], help="choose and save the mood model (4Q + Emotify)",
+        description="Cross-validate the mood recipes on 4Q (grouped by artist) and Emotify, score the chosen "
+                    "one once on the artists set aside, refit it on everything and save models/mood.npz.")
+    _data_options(mood, "~/.cache/cratedigger/mood-embeddings")
+    mood.add_argument("--augment", default="mp3", metavar="VARIANTS",
+                      help="upload variants whose copies join the training songs, comma-separated "
+                           "('' for none)")
+    mood.set_defaults(handler=handle_train_mood, long_running=True)
 
     evaluate = subparsers.add_parser(
-        "evaluate", parents=[parent], help="score the shipped genre model on a GTZAN-layout folder",
-        description="Track accuracy per genre, and the confusion matrix, of the model the manifest "
-                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext.")
-    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR", help="folder in GTZAN's layout")
+        "evaluate", parents=[parent], help="score the shipped genre or mood model on labelled audio",
+        description="Genre: track accuracy per genre, and the confusion matrix, of the model the manifest "
+                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext. Mood "
+                    "(--model mood): quadrant, balanced, arousal and valence accuracy on a folder in 4Q's "
+                    "layout.")
+    evaluate.add_argument("--data", type=Path, required=True, metavar="DIR",
+                          help="folder in GTZAN's layout (genre) or 4Q's (mood: tracks.csv with quadrants)")
+    evaluate.add_argument("--model", choices=("genre", "mood"), default="genre", help="which model to score")
     evaluate.add_argument("--split", type=Path, default=None, metavar="DIR",
                           help="folder with {train,valid,test}_filtered.txt (default: gtzan-split of "
                                f"{SHARED_HELP})")
     evaluate.add_argument("--subset", choices=("train", "valid", "test"), default="test",
                           help="which split to score")
     evaluate.set_defaults(handler=handle_evaluate)
+
+
+def _data_options(parser: argparse.ArgumentParser, cache: str) -> None:
+    """The options every training verb over the team's data shares."""
+    parser.add_argument("--shared", type=Path, default=None, metavar="DIR",
+                        help=f"the team's data folder (default: {SHARED_HELP})")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help=f"front-end output cache (default: {cache})")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="default: the models folder")
+    parser.add_argument("--workers", type=_positive, default=2, help="processes embedding audio")
+    parser.add_argument("--report", type=Path, default=None, metavar="FILE",
+                        help="also write every figure as JSON here (the model card quotes them)")
 
 
 def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outcome:
@@ -110,6 +129,42 @@ def handle_train_genre(args: argparse.Namespace, settings: Settings) -> Outcome:
     return Outcome(json.loads(report.to_json()), "\n".join(lines))
 
 
+def handle_train_mood(args: argparse.Namespace, settings: Settings) -> Outcome:
+    from core.training.genre_data import DEFAULT_SHARED
+    from core.training.mood_train import AUGMENTED, DEFAULT_CACHE, train
+
+    shared, out = args.shared or DEFAULT_SHARED, args.out or settings.models_dir
+    for folder in ("mood4q-dev", "emotify"):
+        if not (shared / folder).is_dir():
+            raise FileMissing(f"no {folder} folder in {shared} (point --shared at the team's data folder)")
+    command = shlex.join(["cratedigger", "train", "mood", "--shared", shown_path(shared),
+                          "--augment", args.augment])
+    augment = tuple(v for v in args.augment.split(",") if v)
+    unknown = sorted(set(augment) - set(AUGMENTED))
+    if unknown:
+        raise UserError(f"unknown --augment variant(s) {', '.join(unknown)}: "
+                        f"choose from {', '.join(AUGMENTED)}")
+    report = train(shared, out, args.cache or DEFAULT_CACHE, args.workers, settings.models_dir, command,
+                   augment)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1))
+    cv = report["cv"][report["chosen"]]  # type: ignore[index]
+    lines = [f"{name:<40} quadrant {r['clean']['quadrant']:.3f} balanced {r['clean']['balanced']:.3f} "
+             f"top-{_top_k()} fit {sum(r['top_fit'].values()) / len(r['top_fit']):.2f}"
+             for name, r in report["cv"].items()]  # type: ignore[union-attr]
+    lines += [f"chosen: {report['chosen']} (quadrant {cv['clean']['quadrant']:.3f}); untouched artists: "
+              f"quadrant {report['untouched']['clean']['quadrant']:.3f}; "  # type: ignore[index]
+              "Emotify GEMS R² "
+              f"{report['gems_cv']['r2_mean']:.3f}", f"wrote {report['artefact']}"]  # type: ignore[index]
+    return Outcome(report, "\n".join(lines))
+
+
+def _top_k() -> int:
+    from core.training.mood_train import TOP_K
+
+    return TOP_K
+
+
 def _confusion_text(confusion: list[list[int]], genres: list[str]) -> str:
     width = max(len(g) for g in genres)
     head = " " * (width + 1) + " ".join(g[:4].rjust(4) for g in genres)
@@ -118,8 +173,19 @@ def _confusion_text(confusion: list[list[int]], genres: list[str]) -> str:
 
 
 def handle_evaluate(args: argparse.Namespace, settings: Settings) -> Outcome:
-    from core.training.evaluate import evaluate_folder
+    from core.training.evaluate import evaluate_folder, evaluate_mood_folder
     from core.training.genre_data import DEFAULT_SHARED
+
+    if args.model == "mood":
+        result = evaluate_mood_folder(args.data, settings)
+        lines = [f"mood model on {result['songs']} songs of {args.data}"]
+        for reading in ("six_moods_as_quadrant", "valence_arousal_signs"):
+            f = result[reading]
+            lines.append(f"{reading.replace('_', ' ')}: quadrant {f['quadrant']:.3f}, "
+                         f"balanced {f['balanced']:.3f}, "
+                         f"arousal {f['arousal']:.3f}, valence {f['valence']:.3f}, recall "
+                         + ", ".join(f"{q} {r:.2f}" for q, r in f["recall"].items()))
+        return Outcome(result, "\n".join(lines))
 
     result = evaluate_folder(args.data, args.split or DEFAULT_SHARED / "gtzan-split", args.subset, settings)
     per_genre = ", ".join(f"{g} {v['recall']:.2f} ({v['n']})" for g, v in result["per_genre"].items())

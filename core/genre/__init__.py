@@ -74,6 +74,27 @@ def verdict_label(top: Sequence[tuple[str, float]]) -> str:
     return top[0][0]
 
 
+def clock(seconds: float) -> str:
+    """m:ss, floored: 93 s is 1:33 (rounding the minutes made it 2:33)."""
+    whole = max(0, int(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def track_parts(sections: Sequence[Section], clip_seconds: float) -> list[Section]:
+    """Sections as consecutive parts of the track, as a listener reads them: each from the SECTION_SECONDS
+    boundary its first segment falls in (by the segment's centre, as the models group them) to where the
+    next part begins, the first from 0 and the last to the clip's end. A model's own sections span only the
+    segments it analysed there, and a long track's segments are spread over it with gaps between them, so
+    those spans left holes (0-30 s, 36-57 s) that looked like missing music. Each part's verdict is still
+    the model's judgement of the segments analysed inside it."""
+    if not sections:
+        return []
+    starts = [SECTION_SECONDS * np.floor((s.start + SEGMENT_SECONDS / 2) / SECTION_SECONDS) for s in sections]
+    starts[0] = 0.0
+    ends = [*starts[1:], max(clip_seconds, sections[-1].end)]
+    return [Section(float(a), float(b), s.genre, s.confidence) for a, b, s in zip(starts, ends, sections)]
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(shifted)

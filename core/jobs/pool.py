@@ -50,8 +50,10 @@ class ProcessPool(Scheduler):
     async def _in_pool(self, call: Callable[[], T]) -> T:
         """A task that overruns the time bound gets its worker killed (the only way to stop it) and the
         pool replaced. Tasks that were running beside it lose their worker too and are retried once; a
-        task whose worker dies twice is taken to be what killed it."""
-        for attempt in range(2):
+        task whose worker dies twice is taken to be what killed it. Tasks still waiting in the replaced
+        pool are cancelled by its shutdown, not by their caller: they run on the new pool."""
+        crashes = 0
+        while True:
             pool = self._pool
             future = asyncio.get_running_loop().run_in_executor(pool, call)
             try:
@@ -65,20 +67,30 @@ class ProcessPool(Scheduler):
                                "analysis may use; try a shorter or smaller file.") from None
             except BrokenProcessPool:
                 self._replace_pool(pool)
-                if attempt == 1:
+                crashes += 1
+                if crashes == 2:
                     raise UnsupportedAudio("that file made the analyser crash; it cannot be analysed.") from None
                 log.warning("a worker process died; retrying the task on a fresh pool")
-        raise AssertionError("unreachable")
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if pool is self._pool or (task is not None and task.cancelling()):
+                    raise  # our caller cancelled us
+                log.info("the pool was replaced before this task ran; running it on the new one")
 
     def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
         """Kill the workers of `broken` and start a new pool, once per broken pool."""
         if self._pool is not broken:
             return
-        # ProcessPoolExecutor offers no way to stop a running task (terminate_workers arrives in 3.14).
-        for process in list(getattr(broken, "_processes", {}).values()):
-            process.kill()
-        broken.shutdown(wait=False, cancel_futures=True)
+        kill_pool(broken)
         self._pool = _new_pool(self.settings)
+
+
+def kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's processes and drop its queued tasks: ProcessPoolExecutor offers no way to stop a
+    running task (terminate_workers arrives in 3.14)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _new_pool(settings: Settings) -> ProcessPoolExecutor:

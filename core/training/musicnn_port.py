@@ -34,6 +34,7 @@ import numpy as np
 from core.constants import FRONTEND_N_MELS, FRONTEND_PATCH_FRAMES, frontend_constants
 from core.frontend import ARTEFACT, OUTPUTS, Sidecar
 from core.training.artefacts import write_artefact
+from core.training.onnx_export import export_onnx
 
 log = logging.getLogger(__name__)
 
@@ -245,18 +246,21 @@ def probe_patches(clips: Sequence[Path]) -> np.ndarray:
 
 
 def convert(musicnn_dir: Path, out_dir: Path, probe_clips: Sequence[Path]) -> dict[str, Path]:
-    """Build, convert, prune (checked on `probe_clips`), save (.keras + .tflite + sidecar .json) into `out_dir`."""
+    """Build, convert, prune (checked on `probe_clips`), save (.keras + .tflite + .onnx + sidecar .json) into
+    `out_dir`."""
     model = build_network()
     used = convert_weights(model, str(musicnn_dir / MODEL) + "/")
     log.info("converted %d checkpoint variables", len(used))
-    model, filters = prune(model, probe_patches(probe_clips))
+    probe = probe_patches(probe_clips)
+    model, filters = prune(model, probe)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out_dir / f"{ARTEFACT}.{ext}" for ext in ("keras", "tflite", "json")}
+    paths = {ext: out_dir / f"{ARTEFACT}.{ext}" for ext in ("keras", "tflite", "onnx", "json")}
     with tempfile.TemporaryDirectory(prefix="frontend-keras-") as tmp:
         keras_tmp = Path(tmp) / "model.keras"
         model.save(keras_tmp)
         write_artefact(paths["keras"], keras_tmp.read_bytes())
     size = export_tflite(model, paths["tflite"])
+    export_onnx(paths["tflite"], paths["onnx"], probe)  # the runtime where LiteRT has no wheel
     sidecar = Sidecar(
         constants=frontend_constants(), outputs=list(OUTPUTS),
         origin={"package": "musicnn 0.1.0", "model": MODEL, "licence": "ISC",
