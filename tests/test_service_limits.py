@@ -140,3 +140,57 @@ async def test_a_full_backlog_answers_busy_at_once_and_loses_nothing(redis_serve
         if worker is not None:
             worker.stop()
         await client.close()
+
+
+async def _queued(url: str) -> int:
+    """Jobs in the queue at `url`; -1 while that Redis cannot be reached."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(url)
+    try:
+        return int(await client.zcard("cratedigger:analysis"))
+    except (RedisError, OSError):
+        return -1
+    finally:
+        await client.aclose()
+
+
+async def _until(predicate_value, wanted: int) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(1200):  # at most two minutes: what is awaited is an event, not a duration
+        if await predicate_value() == wanted:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never reached {wanted}")
+
+
+async def test_a_redis_restart_loses_no_waiting_request(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Redis killed with SIGKILL and started again, empty, while a request waits for its queued job: the
+    request rides through the outage, submits its job again, and gets its one result once a worker runs."""
+    from tests.servers import Redis as RedisAddress
+    from tests.servers import _stop, free_port, start_redis
+
+    port = free_port()
+    url = RedisAddress(port).url(0)
+    redis_proc = start_redis(tmp_path, port)
+    client = await QueueClient.open(Settings(data_dir=tmp_path, broker_url=url, workers=1))
+    worker = None
+    try:
+        with caplog.at_level("WARNING", logger="core.jobs.queue"):
+            waiting = asyncio.ensure_future(client.run(pow, 3, 4))  # no worker yet: it stays queued
+            await _until(lambda: _queued(url), 1)
+            redis_proc.kill()  # SIGKILL: no chance to save anything (and nothing is configured to be saved)
+            redis_proc.wait()
+            redis_proc = start_redis(tmp_path, port)  # as a supervisor restarts it: empty
+            await _until(lambda: _queued(url), 1)  # the waiting request submitted its job again
+            assert not waiting.done()
+            worker = start_worker(tmp_path / "worker.log", tmp_path / "w", url, CRATEDIGGER_WORKERS=1)
+            assert await asyncio.wait_for(waiting, 120) == 81
+        assert any("submitting it again" in r.getMessage() for r in caplog.records)
+        assert await _queued(url) == 0  # ran once: nothing left behind, nothing doubled
+    finally:
+        if worker is not None:
+            worker.stop()
+        await client.close()
+        _stop(redis_proc)
