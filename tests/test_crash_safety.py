@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.cli.demo import DEMO_CLIPS
-from core.embedding import EMBEDDING_KIND
 from core.index import load_index
+from core.segment_match import SEGMENT_KIND, track_of
 from core.store import Store
 from tests.conftest import REPO_ROOT
 
@@ -86,8 +87,8 @@ def test_reindex_killed_at_random_points_recovers(tmp_path: Path) -> None:
         _wait_for_progress(proc, rng.randint(0, 5), 8)
         _kill_group(proc)
         assert _integrity(data / "cratedigger.sqlite3") == "ok"
-        index = load_index(index_folder, expected_kind=EMBEDDING_KIND)  # the previous index still loads
-        assert len(index) == 8
+        index = load_index(index_folder, expected_kind=SEGMENT_KIND)  # the previous index still loads
+        assert np.unique(track_of(index.ids())).size == 8
         assert (index_folder / "CURRENT").read_text() == served  # killed before its publish
 
     rerun = _cli(data, "library", "reindex")
@@ -96,7 +97,7 @@ def test_reindex_killed_at_random_points_recovers(tmp_path: Path) -> None:
     report = json.loads(out)
     assert report["index_size"] == 8 and not report["failed"]
     assert _ready(data / "cratedigger.sqlite3") == 8
-    assert len(load_index(index_folder, expected_kind=EMBEDDING_KIND)) == 8
+    assert np.unique(track_of(load_index(index_folder, expected_kind=SEGMENT_KIND).ids())).size == 8
 
 
 def test_tag_writes_killed_at_random_points_lose_nothing_committed(tmp_path: Path) -> None:

@@ -56,8 +56,8 @@ SETTLE_SECONDS = 0.15
 """How long a click that nothing claims is watched for a late error before the next example."""
 
 OPTIONS: dict[str, dict[str, tuple[int, bool]]] = {
-    "genre": {"file": (ATTACHMENT, False), "link": (STRING, False)},
-    "similar": {"link": (STRING, False), "file": (ATTACHMENT, False)},
+    "genre": {"file": (ATTACHMENT, False), "link": (STRING, False), "show_map": (BOOLEAN, False)},
+    "similar": {"link": (STRING, False), "file": (ATTACHMENT, False), "show_map": (BOOLEAN, False)},
     "recommend": {"mood": (STRING, True), "count": (INTEGER, False)},
     "tag": {"track": (STRING, True), "mood": (STRING, True)},
     "history": {},
@@ -65,6 +65,7 @@ OPTIONS: dict[str, dict[str, tuple[int, bool]]] = {
     "library add": {"link": (STRING, False), "file": (ATTACHMENT, False)},
     "library reindex": {"full": (BOOLEAN, False)},
     "library stats": {},
+    "library map": {"file": (ATTACHMENT, False), "link": (STRING, False)},
     "sync": {"scope": (STRING, False)},
 }
 """Every command the bot publishes: its options' (type, required). Checked against the synced schema below,
@@ -175,6 +176,7 @@ def _option_values(name: str) -> st.SearchStrategy[Any]:
     specific = {
         "mood": MOOD, "count": _often(st.integers(1, 10), st.integers(-(2**64), 2**64), one_in=3),
         "track": st.one_of(DIGITS, TEXT), "link": LINK, "file": UPLOAD, "full": st.booleans(),
+        "show_map": st.booleans(),
         "scope": st.one_of(st.sampled_from(["here", "global"]), TEXT),
     }[name]
     return specific if name == "file" else _often(specific, ANY_VALUE, one_in=5)
