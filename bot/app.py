@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from bot.cooldown import UserCooldown
 from bot.errors import CratediggerTree
+from bot.journal import Journal
 from bot.render import genre_chart
 from bot.views import GenreFeedback, RateTracks
 from core.background import become_background
@@ -78,6 +79,7 @@ class CratediggerBot(commands.Bot):
         self._service: Service | None = None
         self._downloads: aiohttp.ClientSession | None = None
         self._renderer: ProcessPoolExecutor | None = None
+        self.journal: Journal | None = None
 
     @property
     def service(self) -> Service:
@@ -107,12 +109,21 @@ class CratediggerBot(commands.Bot):
             self._renderer = ProcessPoolExecutor(1, mp_context=spawn, initializer=_render_worker_init)
             # Start the render process and import matplotlib now, not on the first /genre.
             self._renderer.submit(genre_chart, [("warm-up", 1.0)])
+            self.journal = Journal(self._service.store, self.serves_guild)
+            await self.journal.tell_orphans(self)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(RateTracks, GenreFeedback)
         if self.service_enabled and self.settings.dev_guild_id:
             names = await self.sync_commands(self.settings.dev_guild_id)
             log.info("synced %d commands to the development guild %s", len(names), self.settings.dev_guild_id)
+
+    def serves_guild(self, guild_id: int) -> bool:
+        """Whether the guild's events come to this process: every guild unless it runs some shards only."""
+        count, ids = self.settings.shard_count, self.settings.shard_ids
+        if not isinstance(count, int) or not ids:
+            return True
+        return (guild_id >> 22) % count in ids
 
     async def sync_commands(self, guild_id: int | None = None) -> list[str]:
         """Publish the command tree: to one guild (instant; global commands copied there) or globally."""

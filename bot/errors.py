@@ -74,3 +74,13 @@ class CratediggerTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError,
                        /) -> None:
         await report(interaction, error)
+
+    async def _call(self, interaction: discord.Interaction) -> None:
+        """Every command's run, however it ends; then its deferral is crossed out of the journal. (An error
+        is told by `on_error` just after this returns: a crash in between leaves a row, told "lost".)"""
+        try:
+            await super()._call(interaction)
+        finally:
+            journal = getattr(interaction.client, "journal", None)
+            if journal is not None:
+                await journal.ended(interaction)

@@ -21,6 +21,9 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
     """Acknowledge now (Discord allows 3 s) and show "thinking…"; the answer comes with `answer`."""
     interaction.extras[_EPHEMERAL] = ephemeral
     await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+    journal = getattr(interaction.client, "journal", None)
+    if journal is not None:  # so that a process taking over after a crash can say it was lost
+        await journal.accepted(interaction)
 
 
 async def answer(interaction: discord.Interaction, **message: Any) -> discord.WebhookMessage:

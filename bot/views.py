@@ -134,9 +134,11 @@ class SimilarPager(OwnedView):
     """◀ ▶ through up to 20 results, five at a time, with a rating menu for the tracks on the page."""
 
     PER_PAGE = 5
+    TIMEOUT = 600.0
+    """Seconds ◀ ▶ keep working."""
 
     def __init__(self, report: Any, owner_id: int, interaction: discord.Interaction) -> None:
-        super().__init__(owner_id, timeout=600)
+        super().__init__(owner_id, timeout=self.TIMEOUT)
         self.report = report
         self.page = 0
         self.pages = max(1, -(-len(report.results) // self.PER_PAGE))
@@ -171,7 +173,12 @@ class SimilarPager(OwnedView):
         await self._turn(interaction, +1)
 
     async def on_timeout(self) -> None:
-        """Leave the rating menu (it works forever) and drop the pager buttons, which would stop working."""
+        """Leave the rating menu (it works forever) and drop the pager buttons, which would stop working.
+
+        discord.py, removing an expired view, also unregisters the dynamic items it held, for every message:
+        without registering RateTracks again, no rating menu anywhere would answer once the first pager
+        expired (bench_soak found every menu ignored from the 10th minute on)."""
+        self.interaction.client.add_dynamic_items(RateTracks)
         keep = SafeView(timeout=None)
         if self.rate is not None:
             keep.add_item(RateTracks(options=list(self.rate.item.options)))

@@ -82,13 +82,36 @@ class ClipAnalysis:
     features_summary: dict[str, float] = field(default_factory=dict)
 
 
-def init_worker(memory_mb: int = 0) -> None:
+def init_worker(memory_mb: int = 0, warm_models: Path | None = None) -> None:
     """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, a lower priority
-    than the bot's event loop (which must keep answering Discord while analyses run) and a memory cap."""
+    than the bot's event loop (which must keep answering Discord while analyses run) and a memory cap.
+    With `warm_models`, the worker also warms up (warm_up) before it takes its first task."""
     global _inference_threads
     become_background(WORKER_NICENESS, memory_mb)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _inference_threads = 1
+    if warm_models is not None:
+        warm_up(warm_models)
+
+
+def warm_up(models_dir: Path) -> None:
+    """Analyse four seconds of a tone once, so that a fresh worker's first request is timed on its own work:
+    imports, model loading and numba's first compilations took over 15 s of a task's time bound on a loaded
+    machine. A failure here is only logged: the first real task then pays for the loading itself."""
+    import tempfile
+
+    import soundfile as sf
+
+    from core.constants import SAMPLE_RATE
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="cratedigger-warm-") as folder:
+            path = Path(folder) / "warm.wav"
+            t = np.arange(int(4 * SAMPLE_RATE)) / SAMPLE_RATE
+            sf.write(path, (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32), SAMPLE_RATE)
+            analyse(path, Limits(models_dir, max_seconds=60.0, max_segments=1))
+    except Exception:  # noqa: BLE001 - a worker that cannot warm up still serves; its first task says why
+        log.info("a worker could not warm up", exc_info=True)
 
 
 @functools.cache

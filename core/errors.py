@@ -71,6 +71,11 @@ class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
 
 
+class StoreUnavailable(UserError):
+    """The database cannot be reached (restarting, or the network to it is down): a moment's outage, said
+    as one line, not a bug with an error id."""
+
+
 class MemberBusy(UserError):
     """The member already has a request running: one at a time each, so no member can fill the queues."""
 

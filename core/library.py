@@ -22,12 +22,16 @@ import numpy as np
 from core.analysis import ClipAnalysis
 from core.audio import AUDIO_EXTENSIONS, check_extension
 from core.config import Settings
-from core.errors import FileMissing, UserError
+from core.errors import Busy, FileMissing, StoreUnavailable, UserError
 from core.native_stderr import quiet
 from core.shelf import FolderShelf, IndexShelf
 from core.store import Analysis, Store, TrackRow
 
 log = logging.getLogger(__name__)
+
+BUSY_RETRY_MIN_S = 0.2
+BUSY_RETRY_MAX_S = 5.0
+"""How soon a reindex asks again for room in a full work queue: the queue's own estimate, within these."""
 
 Progress = Callable[[int, int], Awaitable[None] | None]
 Analyser = Callable[[Path], Awaitable[ClipAnalysis]]
@@ -234,11 +238,13 @@ class Library:
             try:
                 if not Path(row.audio_path).is_file():
                     raise FileMissing(f"the audio file is gone: {Path(row.audio_path).name}")
-                result = await self.analyser(Path(row.audio_path))
+                result = await self._analyse_when_there_is_room(Path(row.audio_path))
                 stat = os.stat(row.audio_path)
                 await self.store.save_analysis(row.id, to_analysis(result, self.version),
                                                file_size=stat.st_size, file_mtime=stat.st_mtime)
                 report.analysed += 1
+            except StoreUnavailable:
+                raise  # the database is away, not this track at fault: the reindex stops and says so
             except UserError as exc:
                 await self.store.mark_failed(row.id, str(exc))
                 report.failed.append((row.source, str(exc)))
@@ -258,6 +264,16 @@ class Library:
         report.index_size = await self.rebuild_index(guild_id)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _analyse_when_there_is_room(self, path: Path) -> ClipAnalysis:
+        """The analysis of a library track, waiting while the work queue is full. A reindex is not a member
+        who can be told "busy, try again": refusing it would mark good tracks failed (and an add would drop
+        them), so it waits for room, as long as it takes, at the pace the queue's estimate suggests."""
+        while True:
+            try:
+                return await self.analyser(path)
+            except Busy as busy:
+                await asyncio.sleep(min(max(busy.retry_after, BUSY_RETRY_MIN_S), BUSY_RETRY_MAX_S))
 
     async def discard(self, guild_id: int, track_ids: Iterable[int]) -> None:
         """Forget tracks whose first analysis failed: a failed add leaves no row and no stored copy. A

@@ -556,7 +556,8 @@ class Service:
         query_rows = unit_rows(result.segment_embeddings if result.segment_embeddings is not None
                                else result.embedding)
         hits = index.query(query_rows, CANDIDATES_PER_SEGMENT)
-        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        ready = await self.store.tracks(guild_id, status="ready")
+        rows = {r.id: r for r in ready}
         candidates = [t for t in candidate_tracks(hits, exclude=set()) if t in rows]
         if same_file is not None and same_file in rows and same_file not in candidates:
             candidates.append(same_file)
@@ -564,9 +565,9 @@ class Service:
         matches = rank_tracks(query_rows, entries, k)
         if same_file is not None and same_file in entries and same_file not in {m.track_id for m in matches}:
             matches = rank_tracks(query_rows, {same_file: entries[same_file]}, 1) + matches[:k - 1]
-        tracks = await self._track_infos(guild_id)
+        tracks = await self._track_infos(guild_id, ready)
         profile = QueryProfile.of(result, title=name)
-        explained = explain_matches(matches, tracks, profile, list(rows.values()), same_file=same_file)
+        explained = explain_matches(matches, tracks, profile, ready, same_file=same_file)
         out = [TrackHit(e.track_id, e.title, rows[e.track_id].source, e.score, e.reason, e.same_recording)
                for e in explained if e.track_id in rows]
         if user_id is not None:
@@ -581,8 +582,8 @@ class Service:
         marked = None
         if mark is not None:
             await self._library_or_fail(guild_id)
-            name, vector, _, _ = await self._query_embedding(guild_id, mark)
-            marked = (name, vector)
+            name, result, _, _ = await self._query_analysis(guild_id, mark)
+            marked = (name, result.embedding)
         return await self._draw_map(guild_id, mark=marked)
 
     async def _draw_map(self, guild_id: int, *, mark: tuple[str, Any] | None) -> MapReport:
@@ -642,12 +643,12 @@ class Service:
 
         return await asyncio.to_thread(compute)
 
-    async def _track_infos(self, guild_id: int) -> dict[int, Any]:
-        """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex)."""
+    async def _track_infos(self, guild_id: int, rows: Sequence[Any]) -> dict[int, Any]:
+        """Analysed tracks whose embedding is of the current kind (older ones wait for a reindex), of the
+        ready `rows` the caller read once: a reindex may change a track's status between two reads."""
         from core.embedding import EMBEDDING_KIND
         from core.recommend import TrackInfo
 
-        rows = await self.store.tracks(guild_id, status="ready")
         tags = await self.store.tags(guild_id)
         by_track: dict[int, list[tuple[int, str]]] = {}
         for user, track, mood in tags:
@@ -661,14 +662,15 @@ class Service:
 
         mood = parse_mood(mood)
         await self._library_or_fail(guild_id)
-        tracks = await self._track_infos(guild_id)
+        ready = await self.store.tracks(guild_id, status="ready")
+        tracks = await self._track_infos(guild_id, ready)
         signals = UserSignals.from_store(
             user_id,
             feedback=await self.store.feedback(guild_id, user_id),
             history=await self.store.history(guild_id, user_id, limit=500),
         )
         picks = recommend(list(tracks.values()), signals, mood, k)
-        rows = {r.id: r for r in await self.store.tracks(guild_id, status="ready")}
+        rows = {r.id: r for r in ready}
         out = [TrackHit(p.track_id, p.title, rows[p.track_id].source, float(p.score), p.reason) for p in picks]
         await self.store.log_history(guild_id, user_id, "recommended", [(h.track_id, mood) for h in out])
         return out

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +211,7 @@ class Store:
         return await self.engine.schema_version()
 
     async def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
-        """Apply every migration newer than the recorded version, each in its own transaction."""
+        """Apply every migration newer than the recorded version in one transaction (`Engine.migrate`)."""
         return await self.engine.migrate(migrations_dir)
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -410,6 +410,32 @@ class Store:
              (user_id, user_id, user_id, user_id, user_id)),
         ])
         return sum(changed for _, changed in results)
+
+    async def remember_pending(self, *, interaction_id: int, guild_id: int, application_id: int, token: str,
+                               expires_at: float, process: str) -> None:
+        """An interaction `process` acknowledged and has still to answer."""
+        await self._write([
+            ("INSERT INTO pending_replies (interaction_id, guild_id, application_id, token, expires_at, "
+             "process) VALUES (?, ?, ?, ?, ?, ?)",
+             (interaction_id, guild_id, application_id, token, expires_at, process)),
+        ])
+
+    async def forget_pending(self, interaction_id: int) -> None:
+        await self._write([("DELETE FROM pending_replies WHERE interaction_id = ?", (interaction_id,))])
+
+    async def take_orphaned_pending(self, process: str, now: float, *,
+                                    owns: Callable[[int], bool]) -> list[tuple[int, int, str]]:
+        """(interaction id, application id, token) of the live interactions other processes acknowledged in
+        guilds `owns` says are ours now, removed as they are taken; rows whose token has died go too."""
+        await self._write([("DELETE FROM pending_replies WHERE expires_at <= ?", (now,))])
+        rows = await self._all("SELECT interaction_id, guild_id, application_id, token FROM pending_replies "
+                               "WHERE process <> ?", (process,))
+        ours = [(int(i), int(a), str(t)) for i, g, a, t in rows if owns(int(g))]
+        if not ours:
+            return []
+        deleted = await self._write([("DELETE FROM pending_replies WHERE interaction_id = ?", (i,))
+                                     for i, _, _ in ours])
+        return [row for row, (_, changed) in zip(ours, deleted) if changed]  # another taker got the rest
 
     async def integrity_ok(self) -> bool:
         return await self.engine.integrity_ok()

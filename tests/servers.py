@@ -54,6 +54,20 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
+def _wait_for_postgres(bin_dir: Path, port: int, proc: subprocess.Popen[bytes],
+                       timeout: float = 120.0) -> None:
+    """Until the server accepts sessions: it listens on its port while still starting up, and refuses a
+    connection then ("the database system is starting up"), so a listening port is not enough."""
+    _wait_for_port(port, proc, "PostgreSQL", timeout)
+    deadline = time.monotonic() + timeout  # only against a server that never comes up
+    while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+        if proc.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {proc.returncode} while starting up")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL did not accept connections within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -78,14 +92,17 @@ class Postgres:
     bin: Path
     port: int
     run_as: dict[str, int]
+    home: Path | None = None
 
     def url(self, database: str) -> str:
         return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> None:
-        subprocess.run([str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
-                        "-p", str(self.port), "-U", PG_USER, "-d", database, "-c", sql],
-                       check=True, env={**os.environ, "PGPASSWORD": PG_PASSWORD}, capture_output=True)
+        done = subprocess.run([str(self.bin / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                               "-p", str(self.port), "-U", PG_USER, "-d", database, "-c", sql],
+                              env={**os.environ, "PGPASSWORD": PG_PASSWORD}, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"psql {sql!r} failed ({done.returncode}): {done.stderr.strip()}")
 
     def new_database(self) -> str:
         """A fresh, empty database (with amcheck, for the integrity check); returns its URL."""
@@ -95,33 +112,54 @@ class Postgres:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
+def init_postgres(home: Path) -> Postgres:
+    """A new cluster in `home/data` (owned by Debian's postgres account when we are root, as the server
+    refuses to run as root), with a free port chosen; not started."""
     bin_dir = postgres_bin()
     if bin_dir is None or not (bin_dir / "postgres").exists():
         missing("PostgreSQL")
     assert bin_dir is not None
-    home = Path(tempfile.mkdtemp(prefix="cratedigger-pg-"))
     run_as: dict[str, int] = {}
-    if os.geteuid() == 0:  # the server refuses to run as root: use the account Debian's package made
+    if os.geteuid() == 0:
         account = pwd.getpwnam("postgres")
         run_as = {"user": account.pw_uid, "group": account.pw_gid}
         os.chown(home, account.pw_uid, account.pw_gid)
-    data, pwfile = home / "data", home / "pw"
+    pwfile = home / "pw"
     pwfile.write_text(PG_PASSWORD)
     if run_as:
         os.chown(pwfile, run_as["user"], run_as["group"])
-    subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}",
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(home / "data"), "-U", PG_USER, f"--pwfile={pwfile}",
                     "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C"],
                    check=True, capture_output=True, **run_as)  # type: ignore[call-overload]
-    port = free_port()
+    return Postgres(bin_dir, free_port(), run_as, home)
+
+
+def start_postgres(pg: Postgres, *, durable: bool = False) -> subprocess.Popen[bytes]:
+    """The postmaster of `pg`, once it listens, in a session of its own: its backends share its process
+    group, so killing the group is killing the server. `durable` keeps fsync on (a killed server then
+    recovers from its write-ahead log as in production); the tests turn it off for speed."""
+    assert pg.home is not None
+    speed = [] if durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
     proc = subprocess.Popen(
-        [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(home),
-         "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"],
-        stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"), **run_as)  # type: ignore[call-overload]
+        [str(pg.bin / "postgres"), "-D", str(pg.home / "data"), "-p", str(pg.port), "-h", "127.0.0.1",
+         "-k", str(pg.home), *speed, "-c", "max_connections=200"],
+        stdout=subprocess.DEVNULL, stderr=open(pg.home / "server.log", "ab"), start_new_session=True,
+        **pg.run_as)  # type: ignore[call-overload]
     try:
-        _wait_for_port(port, proc, "PostgreSQL")
-        yield Postgres(bin_dir, port, run_as)
+        _wait_for_postgres(pg.bin, pg.port, proc)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    home = Path(tempfile.mkdtemp(prefix="cratedigger-pg-"))
+    pg = init_postgres(home)
+    proc = start_postgres(pg)
+    try:
+        yield pg
     finally:
         _stop(proc, signal.SIGINT)  # "fast" shutdown
         shutil.rmtree(home, ignore_errors=True)
@@ -149,19 +187,28 @@ class Redis:
             client.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[Redis]:
+def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """redis-server on a loopback port, without persistence (a restart starts it empty), once it listens."""
     exe = shutil.which("redis-server")
     if exe is None:
         missing("Redis")
-    assert exe is not None
-    home = Path(tempfile.mkdtemp(prefix="cratedigger-redis-"))
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
+    proc = subprocess.Popen([str(exe), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
                              "--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
-                            stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
+                            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, proc, "Redis")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    home = Path(tempfile.mkdtemp(prefix="cratedigger-redis-"))
+    port = free_port()
+    proc = start_redis(home, port)
+    try:
         yield Redis(port)
     finally:
         _stop(proc)

@@ -1,7 +1,7 @@
 """core.audio on real files of every supported format, and every kind of bad input."""
 from __future__ import annotations
 
-import time
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,15 +128,16 @@ def test_pure_silence(tmp_path: Path) -> None:
 
 
 def test_two_hour_file_is_refused_without_decoding_it(tmp_path: Path) -> None:
+    """Refused from what the header says: the file is cut after its first 8 kB, so its header still says two
+    hours but it holds a few seconds of samples at most; decoding them could never find it too long."""
     path = tmp_path / "two-hours.flac"
     with sf.SoundFile(path, "w", samplerate=8000, channels=1, format="FLAC") as f:
         block = np.zeros(8000 * 60, dtype=np.float32)
         for _ in range(120):
             f.write(block)
-    started = time.perf_counter()
+    os.truncate(path, 8192)
     with pytest.raises(TooLong) as err:
         decode(path, max_seconds=1200)
-    assert time.perf_counter() - started < 5
     assert "20 minutes" in _one_line(err)
 
 

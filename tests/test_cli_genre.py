@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +97,11 @@ def test_bad_input_exits_2_with_one_line(case: str, capsys, tmp_path: Path) -> N
     path = tmp_path / name
     make(path)
 
-    started = time.perf_counter()
     code, out, err = _run(capsys, "--json", str(path))
 
     assert code == 2
-    assert reason in _one_clean_line(err)
+    assert reason in _one_clean_line(err)  # the two-hour file from its header: see tests/test_audio.py
     assert json.loads(out) == [{"file": str(path), "error": _one_clean_line(err).removeprefix("cratedigger: ")}]
-    assert time.perf_counter() - started < 10  # refused, not decoded at length
 
 
 def test_several_files_report_each_and_exit_2_if_any_failed(capsys, tmp_path: Path, tone) -> None:

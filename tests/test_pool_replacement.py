@@ -54,3 +54,21 @@ async def test_tasks_waiting_in_a_replaced_pool_run_on_the_new_one(tmp_path: Pat
         assert await holder == "ran again"  # its worker was killed: retried once, as before
     finally:
         await pool.close()
+
+
+def sleep_then(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+async def test_a_task_is_timed_from_when_a_worker_takes_it(tmp_path: Path) -> None:
+    """The time bound counts a task's own work: not its turn behind others on the only worker, nor the
+    worker's start and warm-up. Each task sleeps 3.5 s of a 6-s bound; the third ends 10.5 s after it was
+    asked for, which the bound used to count (TooSlow for the second and third, before the fix)."""
+    pool = ProcessPool(Settings(data_dir=tmp_path / "data", workers=1, task_timeout_seconds=6,
+                                worker_memory_mb=1536))
+    try:
+        results = await asyncio.gather(*(pool.run(sleep_then, 3.5, i) for i in range(3)))
+        assert results == [0, 1, 2]
+    finally:
+        await pool.close()

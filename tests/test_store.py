@@ -2,6 +2,7 @@
 transactions and the repository functions. Every test that takes `open_store` runs once per engine."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import subprocess
 import sys
@@ -99,19 +100,73 @@ async def test_a_failing_migration_leaves_nothing_behind(engine: str, open_store
         await store.close()
 
 
-async def test_processes_starting_together_migrate_once(engine: str, database: str) -> None:
-    """Two bots and a worker may start at the same moment against one database."""
-    code = ("import asyncio, sys; from pathlib import Path; from core.store import Store\n"
-            "async def go():\n"
-            "    url = sys.argv[1]\n"
-            "    s = await (Store.open(Path(url)) if not url.startswith('postgresql') else Store.open_url(url))\n"
-            "    print(len(s.applied)); await s.close()\n"
-            "asyncio.run(go())")
-    procs = [subprocess.Popen([sys.executable, "-c", code, database], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
-    assert sorted(int(out) for out, _ in outputs) == [0, 0, len(migration_files())]
+async def test_a_sqlite_migration_is_cut_only_where_a_statement_ends(tmp_path: Path) -> None:
+    """Migrations run statement by statement inside one transaction; a `;` in a string, a comment or a
+    trigger body does not end a statement."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "0001_tricky.sql").write_text(
+        "CREATE TABLE a (x TEXT DEFAULT 'semi;colon'); -- a comment; with a semicolon\n"
+        "CREATE TABLE log (n INTEGER);\n"
+        "CREATE TRIGGER counted AFTER INSERT ON a BEGIN\n"
+        "    INSERT INTO log VALUES (1); INSERT INTO log VALUES (2);\nEND;\n"
+        "INSERT INTO a DEFAULT VALUES")  # the last statement without its semicolon
+    store = await Store.open(tmp_path / "c.sqlite3", migrations_dir=migrations)
+    try:
+        assert store.applied == ["0001_tricky.sql"]
+        assert await store._all("SELECT x FROM a") == [("semi;colon",)]
+        assert await store._all("SELECT n FROM log ORDER BY n") == [(1,), (2,)]
+    finally:
+        await store.close()
+
+
+RACERS, ROUNDS = 8, 4
+_RACER = """\
+import asyncio, fcntl, sys
+from pathlib import Path
+from core.store import Store
+
+database, gate = sys.argv[1], sys.argv[2]
+
+async def start() -> int:
+    store = await (Store.open_url(database) if database.startswith("postgresql")
+                   else Store.open(Path(database)))
+    await store.close()
+    return len(store.applied)
+
+with open(gate) as held:
+    print("ready", flush=True)
+    fcntl.flock(held, fcntl.LOCK_SH)  # blocks until the test lets every racer go in the same instant
+print(asyncio.run(start()), flush=True)
+"""
+
+
+def _race_to_migrate(database: str, gate: Path) -> list[tuple[int, str, str]]:
+    """RACERS processes, imported and waiting on one flock the test holds, released by a single unlock;
+    each opens `database` (which migrates it). Their exit codes, outputs and errors."""
+    with open(gate, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        procs = [subprocess.Popen([sys.executable, "-c", _RACER, database, str(gate)], cwd=REPO_ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(RACERS)]
+        for proc in procs:  # every racer has its imports done and is queued on the gate
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n", proc.communicate()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    outputs = [proc.communicate(timeout=300) for proc in procs]  # only against a hang
+    return [(proc.returncode, out, err) for proc, (out, err) in zip(procs, outputs)]
+
+
+async def test_processes_starting_together_migrate_once(engine: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    """Two bots and a worker may start at the same moment against one database: exactly one of them
+    applies the migrations, the others wait for it and find nothing left to do. RACERS processes are
+    released together by one unlock, on a fresh database, ROUNDS times."""
+    for round_ in range(ROUNDS):
+        database = (str(tmp_path / f"race{round_}.sqlite3") if engine == "sqlite"
+                    else request.getfixturevalue("postgres").new_database())
+        results = _race_to_migrate(database, tmp_path / "gate")
+        assert all(code == 0 for code, _, _ in results), [err for code, _, err in results if code]
+        assert sorted(int(out) for _, out, _ in results) == [0] * (RACERS - 1) + [len(migration_files())]
 
 
 async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:

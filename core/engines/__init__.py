@@ -52,8 +52,10 @@ class Engine(ABC):
 
     @abstractmethod
     async def migrate(self, migrations_dir: Path) -> list[str]:
-        """Apply every migration newer than the recorded version, each in its own transaction; returns the
-        names applied. Safe when several processes start at once."""
+        """Apply every migration newer than the recorded version, all in one transaction that first takes
+        the database's write lock and only then reads the version; returns the names applied. Processes
+        starting at once take turns: one applies, the others find nothing left to do. A failing migration
+        leaves the database at the version it had."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import asyncpg
 
 from core.config import redact
 from core.engines import ConstraintViolation, Engine, Result, Statement, migration_files
+from core.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,25 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
+               asyncpg.InternalClientError)
+"""What asyncpg raises while the server is away: refused or dropped connections, "the database system is
+starting up" (or shutting down, or in recovery), and the state error of a pooled connection that broke
+mid-query; and, from `_reachable`, the interface error of a transaction ending on a closed connection. The pool replaces broken connections by itself, so the next request finds the server again."""
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """Turn the server being away into StoreUnavailable, a one-line answer for the member."""
+    try:
+        yield
+    except (*UNREACHABLE, asyncpg.InterfaceError) as exc:
+        if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" not in str(exc):
+            raise  # misuse of a live connection: a bug, not an outage
+        log.warning("PostgreSQL is unreachable: %s: %s", type(exc).__name__, exc)
+        raise StoreUnavailable("I can't reach my database right now; try again in a minute.") from exc
+
+
 def _changed(status: str) -> int:
     """Rows changed, from a command tag such as 'UPDATE 3' or 'INSERT 0 1'."""
     last = status.rsplit(" ", 1)[-1]
@@ -77,59 +97,63 @@ class PostgresEngine(Engine):
         await self._pool.close()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        rows = await self._pool.fetch(placeholders(sql), *params)
+        with _reachable():
+            rows = await self._pool.fetch(placeholders(sql), *params)
         return [tuple(row) for row in rows]
 
     async def transaction(self, statements: Sequence[Statement]) -> list[Result]:
         results: list[Result] = []
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                for sql, params in statements:
-                    if "RETURNING" in sql:
-                        rows = [tuple(r) for r in await conn.fetch(placeholders(sql), *params)]
-                        results.append((rows, len(rows)))
-                    else:
-                        results.append(([], _changed(await conn.execute(placeholders(sql), *params))))
+            with _reachable():
+                async with self._pool.acquire() as conn, conn.transaction():
+                    for sql, params in statements:
+                        if "RETURNING" in sql:
+                            rows = [tuple(r) for r in await conn.fetch(placeholders(sql), *params)]
+                            results.append((rows, len(rows)))
+                        else:
+                            results.append(([], _changed(await conn.execute(placeholders(sql), *params))))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintViolation(str(exc)) from exc
         return results
 
-    async def _ensure_migrations_table(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            f"applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
-
     async def schema_version(self) -> int:
         async with self._pool.acquire() as conn:
-            await self._ensure_migrations_table(conn)
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return 0  # never migrated
             return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
 
     async def migrate(self, migrations_dir: Path) -> list[str]:
+        """The transaction that applies the migrations first takes an advisory lock (held until it commits
+        or rolls back, or its connection dies), then reads the version: of processes starting together one
+        applies them, the others wait on the lock and then find them recorded. Even the migrations table is
+        created under the lock: two concurrent CREATE TABLE IF NOT EXISTS can both go ahead, and one then
+        fails on PostgreSQL's catalogue."""
+        found = migration_files(self.migration_dir(migrations_dir))
         applied = []
-        async with self._pool.acquire() as conn:
-            # Processes starting together take turns; the later ones find nothing left to apply.
-            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(_MIGRATION_LOCK))
-            try:
-                await self._ensure_migrations_table(conn)
-                current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-                for version, path in migration_files(self.migration_dir(migrations_dir)):
-                    if version <= current:
-                        continue
-                    async with conn.transaction():
-                        await conn.execute(path.read_text(encoding="utf-8"))
-                        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                           version, path.name)
-                    log.info("applied migration %s", path.name)
-                    applied.append(path.name)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock_key(_MIGRATION_LOCK))
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(_MIGRATION_LOCK))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                f"name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT ({_NOW}))")
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            for version, path in found:
+                if version <= current:
+                    continue
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                   version, path.name)
+                applied.append(path.name)
+        for name in applied:
+            log.info("applied migration %s", name)
         return applied
 
     @contextlib.asynccontextmanager
     async def try_lock(self, name: str) -> AsyncIterator[bool]:
-        conn = await asyncpg.connect(self._url, server_settings={"application_name": "cratedigger-lock"})
+        with _reachable():
+            conn = await asyncpg.connect(self._url, server_settings={"application_name": "cratedigger-lock"})
         try:
-            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(name)))
+            with _reachable():
+                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(name)))
             yield held
         finally:
             await conn.close()  # ends the session, and with it the lock

@@ -24,6 +24,21 @@ from core.engines import ConstraintViolation, Engine, Result, Statement, migrati
 log = logging.getLogger(__name__)
 
 
+def script_statements(script: str) -> list[str]:
+    """An SQL script cut into its statements at the semicolons SQLite itself says end one (not those inside
+    a string, a comment or a trigger body); a last statement may omit its semicolon."""
+    *pieces, last = script.split(";")
+    statements, pending = [], ""
+    for piece in pieces:
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    if (pending + last).strip():  # a last statement without its semicolon, or text SQLite will refuse
+        statements.append(pending + last)
+    return statements
+
+
 class SQLiteEngine(Engine):
     name = "sqlite"
     migrations_subdir = ""
@@ -38,9 +53,11 @@ class SQLiteEngine(Engine):
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
         try:
+            # The busy timeout first: switching a new file to WAL needs the file to itself, and processes
+            # starting together wait for each other here rather than fail "database is locked".
+            await db.execute("PRAGMA busy_timeout=10000")
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=10000")
             await db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
         except BaseException:
             await db.close()  # aiosqlite's thread would otherwise keep the process alive
@@ -54,46 +71,61 @@ class SQLiteEngine(Engine):
         async with self._db.execute(sql, params) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
-    async def transaction(self, statements: Sequence[Statement]) -> list[Result]:
-        results: list[Result] = []
+    @contextlib.asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[None]:
+        """One write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock before the first read, so
+        what the block reads no other process can change before it commits (a deferred BEGIN would read
+        first and find out only at its first write)."""
         async with self._write_lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
+                yield
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def transaction(self, statements: Sequence[Statement]) -> list[Result]:
+        results: list[Result] = []
+        try:
+            async with self._immediate():
                 for sql, params in statements:
                     async with self._db.execute(sql, params) as cur:
                         rows = [tuple(row) for row in await cur.fetchall()]
                         results.append((rows, max(cur.rowcount, 0)))
-                await self._db.execute("COMMIT")
-            except sqlite3.IntegrityError as exc:
-                await self._db.execute("ROLLBACK")
-                raise ConstraintViolation(str(exc)) from exc
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintViolation(str(exc)) from exc
         return results
 
     async def schema_version(self) -> int:
-        await self._db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
-        )
+        if not await self.fetch("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'schema_migrations'"):
+            return 0  # never migrated
         (version,), = await self.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         return int(version)
 
     async def migrate(self, migrations_dir: Path) -> list[str]:
-        current = await self.schema_version()
+        """The version is read inside the IMMEDIATE transaction that applies the migrations, so of processes
+        starting together exactly one applies them and the others, queued on the write lock (busy timeout),
+        then find them recorded. Statements go one by one through `execute`: sqlite3's `executescript` would
+        COMMIT the open transaction before it runs."""
+        found = migration_files(self.migration_dir(migrations_dir))
         applied = []
-        for version, path in migration_files(self.migration_dir(migrations_dir)):
-            if version <= current:
-                continue
-            script = path.read_text(encoding="utf-8")
-            # executescript commits on its own; wrap it so a failing migration leaves nothing behind.
-            await self._db.executescript(
-                f"BEGIN;\n{script}\nINSERT INTO schema_migrations (version, name) "
-                f"VALUES ({version}, '{path.name}');\nCOMMIT;"
-            )
-            log.info("applied migration %s", path.name)
-            applied.append(path.name)
+        async with self._immediate():
+            await self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))")
+            (current,), = await self.fetch("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            for version, path in found:
+                if version <= current:
+                    continue
+                for statement in script_statements(path.read_text(encoding="utf-8")):
+                    await self._db.execute(statement)
+                await self._db.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                                       (version, path.name))
+                applied.append(path.name)
+        for name in applied:
+            log.info("applied migration %s", name)
         return applied
 
     @contextlib.asynccontextmanager

@@ -15,6 +15,13 @@ How each guarantee holds across the queue:
   runs them again; a job whose worker died twice fails with `UnsupportedAudio`, a clear one-line reason.
 - nothing lost: a job leaves Redis only once a worker has stored its result; a request gives up after
   CRATEDIGGER_QUEUE_WAIT_SECONDS, and its job expires with it, so no worker runs it for nobody.
+- a Redis restart: Redis is not trusted to keep anything (the tests and bench_faults run it without
+  persistence). A request that is still waiting rides through the outage, retrying the connection every
+  RECONNECT_SECONDS, and when Redis is back without its job (not queued, not running, no result) it submits
+  the same job again under the same id. So a restart costs the wait and, for a job that was running, its
+  analysis once more (tasks are pure: the database writes happen in the requesting process, once); it
+  loses nothing and doubles nothing. A request that finds Redis down before enqueueing waits for it the
+  same way, within CRATEDIGGER_QUEUE_WAIT_SECONDS.
 
 Workers share no disk with the bot: a `pathlib.Path` argument naming a file travels as the file's bytes
 (uploads and downloads are capped in size) and lands in a temporary folder of the worker.
@@ -23,13 +30,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import result_key_prefix
+from arq.jobs import JobResult, SerializationError, deserialize_result
+from redis.exceptions import RedisError
 
 from core.config import Settings, redact
 from core.errors import TooSlow
@@ -46,6 +57,8 @@ POLL_SECONDS = 0.02
 """How often an idle worker looks for jobs and a waiting request for its result: arq polls, one cheap Redis
 round trip each. Both sides' polling makes most of the queue's per-task overhead (benchmarks/bench_scale.py:
 about 60 ms at 0.05 s)."""
+RECONNECT_SECONDS = 0.5
+"""How often a request retries a queue it cannot reach (Redis restarting)."""
 
 
 @dataclass(frozen=True)
@@ -108,15 +121,60 @@ class QueueClient(Scheduler):
         return int(await self._redis.zcard(QUEUE_NAME))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        backlog = await self.backlog()
+        wait = self.settings.queue_wait_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        backlog = await self._reaching(self.backlog, deadline)
         if backlog >= self.settings.queue_size:
             raise self._busy(backlog)
-        wait = self.settings.queue_wait_seconds
         with self._timed():
             values, named = await asyncio.to_thread(ship, args, kwargs)
-            job = await self._redis.enqueue_job(FUNCTION, fn, values, named, _expires=wait)
-            assert job is not None  # a fresh random id cannot exist already
+            job_id = uuid.uuid4().hex
+
+            async def submit() -> None:
+                # None when a job of this id (or its result) is there already: it is kept, not doubled.
+                await self._redis.enqueue_job(FUNCTION, fn, values, named, _job_id=job_id, _expires=wait)
+
+            await self._reaching(submit, deadline)
+            while True:
+                outcome = await self._reaching(lambda: self._outcome(job_id), deadline)
+                if outcome is None:
+                    log.warning("job %s is gone from the queue without a result (Redis restarted?); "
+                                "submitting it again", job_id)
+                    await self._reaching(submit, deadline)
+                    continue
+                if outcome.success:
+                    return outcome.result  # type: ignore[no-any-return]
+                if isinstance(outcome.result, BaseException):
+                    raise outcome.result
+                raise SerializationError(outcome.result)
+
+    async def _outcome(self, job_id: str) -> JobResult | None:
+        """The job's stored result once there is one; None if Redis has neither the job nor its result."""
+        while True:
+            async with self._redis.pipeline(transaction=True) as tr:
+                tr.get(result_key_prefix + job_id)
+                tr.zscore(QUEUE_NAME, job_id)
+                raw, score = await tr.execute()
+            if raw:
+                return deserialize_result(raw, deserializer=self._redis.job_deserializer)
+            if score is None:
+                return None
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _reaching(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """`call()` against Redis, retried while Redis cannot be reached, until `deadline` (loop time)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
             try:
-                return await job.result(timeout=wait, poll_delay=POLL_SECONDS)  # type: ignore[no-any-return]
+                return await asyncio.wait_for(call(), remaining)
             except asyncio.TimeoutError:
-                raise TooSlow(f"no analysis worker finished that within {wait:g} s; try again later.") from None
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("the job queue is unreachable (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(min(RECONNECT_SECONDS, max(0.0, deadline - loop.time())))
+        raise TooSlow(f"no analysis worker finished that within {self.settings.queue_wait_seconds:g} s; "
+                      "try again later.")

@@ -1,0 +1,77 @@
+"""Rating menus keep answering after a /similar pager expires (found by bench_soak: discord.py, removing the
+expired view, unregistered the menu's dynamic item for every message; only a successful tidy-up edit
+registered it again, so once a pager's message was gone, no rating menu answered). The pager's lifetime is
+shortened and its message deleted meanwhile, as a member may; the test waits for the expiry's tidy-up."""
+from __future__ import annotations
+
+import asyncio
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import discord
+import pytest
+
+from bot.app import CratediggerBot
+from bot.launcher import sync
+from bot.views import SimilarPager
+from core.config import Settings
+from tests.conftest import wav_bytes
+from tests.discord_server import FakeDiscord, connected, routed_to
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
+
+
+async def test_rating_menus_answer_after_a_pager_expired(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = FakeDiscord()
+    await server.start()
+    guild = server.add_guild("Expiry")
+    settings = Settings(data_dir=tmp_path / "data", discord_token=server.token, workers=1,
+                        user_cooldown_seconds=0)
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i in range(3):
+        (songs / f"song {i}.wav").write_bytes(wav_bytes(4, freq=200 + 150 * i, seed=i))
+    bot = CratediggerBot(settings, guild_ready_timeout=0.05)
+    try:
+        with routed_to(server):
+            async with connected(bot, server):
+                await sync(settings)
+                assert len((await bot.service.add_to_library(guild.id, [songs])).added) == 3
+                member = guild.add_member(server.add_user("rater"))
+                recommended = await server.slash(member, "recommend", mood="calm")
+                menu = await server.reply(recommended, timeout=120)  # a menu on a message of its own
+
+                tidied: list[bool] = []
+                edit = discord.Interaction.edit_original_response
+
+                async def message_deleted_meanwhile(self: discord.Interaction, **fields: Any) -> Any:
+                    view = fields.get("view")
+                    if view is not None and not any(getattr(i, "custom_id", "").startswith("cd:similar")
+                                                    for i in view.children):  # the expiry's tidy-up
+                        tidied.append(True)
+                        raise discord.NotFound(SimpleNamespace(status=404, reason="Not Found"),
+                                               {"code": 10008, "message": "Unknown Message"})
+                    return await edit(self, **fields)
+
+                monkeypatch.setattr(discord.Interaction, "edit_original_response", message_deleted_meanwhile)
+                monkeypatch.setattr(SimilarPager, "TIMEOUT", 0.5)
+                asked = await server.slash(member, "similar", file=server.attachment(
+                    "probe.wav", wav_bytes(4, freq=330, seed=9)))
+                pager = await server.reply(asked, timeout=120)
+                assert "cd:similar:next" in pager.custom_ids() or "cd:similar:prev" in pager.custom_ids()
+                for _ in range(600):  # until the pager has expired and tried to tidy up
+                    if tidied:
+                        break
+                    await asyncio.sleep(0.1)
+                assert tidied
+
+                for message in (menu,):  # another message's menu (the pager's own message is gone)
+                    value = message.component("cd:rate")["options"][0]["value"]
+                    picked = await server.select(member, message, "cd:rate", [value])
+                    noted = await server.reply(picked, timeout=60)
+                    assert "noted" in noted.content
+    finally:
+        await server.stop()
