@@ -308,6 +308,7 @@ async def until_answering(world: World, since: float) -> float:
 async def final_checks(world: World, db_url: str, settings_dir: Path) -> list[str]:
     from core.config import Settings
     from core.embedding import EMBEDDING_KIND
+    from core.segment_match import track_of
     from core.shelf import shelf_for
     from core.store import Store
 
@@ -334,7 +335,7 @@ async def final_checks(world: World, db_url: str, settings_dir: Path) -> list[st
                 problems.append(f"shard {shard}: not analysed after the last reindex: {not_ready}")
             ready = {r.id for r in rows if r.status == "ready" and r.embedding_kind == EMBEDDING_KIND}
             _, index = await shelf.load(guild.id)
-            served = set(index.ids().tolist())
+            served = set(track_of(index.ids()).tolist())  # the index holds every segment of a track
             if served != ready:
                 problems.append(f"shard {shard}: index holds {len(served)} tracks, the library {len(ready)}")
         for (user, kind), sent in world.writes.items():

@@ -643,6 +643,7 @@ def final_checks(settings: Any, guild_id: int, world: World) -> list[str]:
     """What must hold of the database, the index and the data folder once the bot has stopped."""
     from core.embedding import EMBEDDING_KIND
     from core.index import load_index
+    from core.segment_match import SEGMENT_KIND, track_of
     from core.shelf import index_dir
 
     problems: list[str] = []
@@ -686,7 +687,8 @@ def final_checks(settings: Any, guild_id: int, world: World) -> list[str]:
             if left:
                 problems.append(f"member {user} chose 'Delete my data' and still has {left} rows")
         ready = {r[0] for r in rows if r[2] == "ready" and r[3] == EMBEDDING_KIND}
-    served = set(load_index(index_dir(settings, guild_id), expected_kind=EMBEDDING_KIND).ids().tolist())
+    labels = load_index(index_dir(settings, guild_id), expected_kind=SEGMENT_KIND).ids()
+    served = set(track_of(labels).tolist())
     if served != ready:
         problems.append(f"index holds {len(served)} tracks, the library {len(ready)} analysed ones "
                         f"(only in the index {sorted(served - ready)[:5]}, "
