@@ -94,24 +94,28 @@ class DatabaseShelf(IndexShelf):
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.cache = settings.data_dir / "index-cache"
+        self._landing: dict[int, asyncio.Lock] = {}
+        """One load per guild at a time: a load empties the guild's cache folder before it unpacks, which
+        removed the folder of a load running beside it (an error for that member, seen in the fault drill)."""
 
     async def current(self, guild_id: int) -> str | None:
         version = await self.store.index_version(guild_id)
         return None if version is None else str(version)
 
     async def load(self, guild_id: int) -> tuple[str, VectorIndex]:
-        found = await self.store.index_data(guild_id)
-        if found is None:
-            raise FileNotFoundError(f"no index of guild {guild_id} in the database")
-        version, data = found
-        guild_cache = self.cache / f"guild-{guild_id}"
+        async with self._landing.setdefault(guild_id, asyncio.Lock()):
+            found = await self.store.index_data(guild_id)
+            if found is None:
+                raise FileNotFoundError(f"no index of guild {guild_id} in the database")
+            version, data = found
+            guild_cache = self.cache / f"guild-{guild_id}"
 
-        def land() -> VectorIndex:
-            for old in guild_cache.glob("*"):  # earlier versions this process loaded
-                shutil.rmtree(old, ignore_errors=True)
-            return unpack(data, Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=_made(guild_cache))))
+            def land() -> VectorIndex:
+                for old in guild_cache.glob("*"):  # earlier versions this process loaded
+                    shutil.rmtree(old, ignore_errors=True)
+                return unpack(data, Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=_made(guild_cache))))
 
-        return str(version), await asyncio.to_thread(land)
+            return str(version), await asyncio.to_thread(land)
 
     async def publish(self, guild_id: int, index: VectorIndex) -> str:
         data = await asyncio.to_thread(pack, index)
