@@ -3,8 +3,9 @@
 Train-time only: tf2onnx (which imports TensorFlow) converts the shipped LiteRT flatbuffer, so the ONNX graph
 is the very network LiteRT runs, pruning included; ONNX Runtime then runs it with no TensorFlow. tf2onnx
 names the outputs after TensorFlow's tensors, so they are renamed to ours by their width (200 is
-`penultimate`, 50 is `tags`), and the export is refused unless ONNX Runtime's outputs match LiteRT's on
-real patches.
+`penultimate`, 50 is `tags`); the front-end branches then pool before they normalise
+(core.training.onnx_pooling: the same outputs, a third less time); and the export is refused unless ONNX
+Runtime's outputs match LiteRT's on real patches.
 
     python -m core.training.onnx_export   # models/frontend_msd_musicnn.tflite -> .onnx, checked on demo clips
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from core.frontend import EMBEDDING_DIM, TAG_COUNT
 from core.training.artefacts import write_artefact
+from core.training.onnx_pooling import pool_before_normalising
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ def export_onnx(tflite_path: Path, onnx_path: Path, probe: np.ndarray) -> float:
     tensorflow()  # tf2onnx imports TensorFlow: let it start quietly, with our thread budget
     model, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
     _rename_outputs(model)
+    log.info("%d front-end branches now pool before they normalise", pool_before_normalising(model))
     data = model.SerializeToString()
     ours, reference = OnnxRunner.from_bytes(data)(probe), LiteRunner(tflite_path)(probe)
     worst = max(float(np.abs(ours[k] - reference[k]).max()) for k in reference)
