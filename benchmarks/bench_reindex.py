@@ -8,14 +8,25 @@ For each number N of 3-s segments a library track is analysed on (spread over th
 - **bare decode**: the same tracks decoded and cut exactly as the analysis does (`core.audio.load_segments`,
   sections only for long files) on the same number of worker processes, with no model: tracks/s, and the
   reindex's ratio to it (what the models and the service add);
+- **CPU a track**: the pool workers' CPU time (and their ffmpeg children's) over the add and the reindex,
+  per analysis, and how many cores the service kept busy (all CPU time over the wall time); on a shared
+  machine these say more than tracks/s: two cores at that cost analyse 2 / CPU tracks a second;
+- **stages** (`--stages N`): N of the tracks analysed in this process, one thread, with each stage's CPU
+  time counted (`benchmarks/reindex_stages.py`: decode, mix-down, resampling, trim search, log-mel, network,
+  the rest);
 - **quality**: `benchmarks/bench_neighbours.py`'s figures for library entries of N segments (a 30-s
   excerpt from the middle of each track through 64 kb/s mp3: hit@1 and hit@5 of 68; an excerpt of another
   part: hit@5), and the mood model's cross-validated mean R² on Emotify with N segments per excerpt.
 
 The target is >= 10 tracks/s on 2 cores at the shipped N; the exit code is 1 when it is missed.
 
-    .venv/bin/python benchmarks/bench_reindex.py [--library DIR] [--workers 2] [--points 3,4,6,8,20]
-        [--no-quality]
+    .venv/bin/python benchmarks/bench_reindex.py [--library DIR|devlib] [--workers 2] [--points 3,4,6,8,20]
+        [--no-quality] [--stages N]
+
+The speed at the shipped setting on both dev libraries, with the split by stage:
+
+    .venv/bin/python benchmarks/bench_reindex.py --no-quality --points 24 --stages 30
+    .venv/bin/python benchmarks/bench_reindex.py --no-quality --points 24 --stages 30 --library devlib
 """
 from __future__ import annotations
 
@@ -23,10 +34,13 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
+import resource
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.reindex_stages import print_split, stage_split  # noqa: E402
 from core.analysis import init_worker  # noqa: E402
 from core.audio import AUDIO_EXTENSIONS, load_segments  # noqa: E402
 from core.config import Settings  # noqa: E402
@@ -43,19 +58,45 @@ TARGET_TRACKS_PER_SECOND = 10.0
 SHARED = ROOT.parent / "shared" / "data"
 
 
-async def reindex_speed(library: Path, workers: int, segments: int) -> tuple[float, float, int]:
-    """(first analysis tracks/s, full reindex tracks/s, tracks) through the service, models and all."""
+@dataclass(frozen=True)
+class Speed:
+    """One service run: the first analysis (add) and a full reindex of the same tracks."""
+
+    add: float
+    """tracks/s of the add"""
+    reindex: float
+    """tracks/s of the full reindex"""
+    tracks: int
+    cpu_per_track: float
+    """CPU seconds of the pool workers (and their children) per analysis, add and reindex together"""
+    cores_busy: float
+    """CPU seconds of this process and its workers per wall second, over the add and the reindex"""
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def reindex_speed(library: Path, workers: int, segments: int) -> Speed:
+    """The service's speed, models and all. The workers' CPU is read once they have exited (their usage
+    reaches this process when they are reaped), so it spans the add and the reindex."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), workers=workers, library_segments=segments, queue_size=1000)
+        children, own = _children_cpu(), time.process_time()
         service = await Service.open(settings)
         try:
             started = time.perf_counter()
             added = await service.add_to_library(0, [library])
             first = len(added.added) / (time.perf_counter() - started)
             report = await service.reindex(0, full=True)
+            wall = time.perf_counter() - started
         finally:
             await service.close()
-    return first, report.tracks_per_second, report.analysed
+        workers_cpu = _children_cpu() - children
+    analyses = len(added.added) + report.analysed
+    return Speed(first, report.tracks_per_second, report.analysed, workers_cpu / max(1, analyses),
+                 (workers_cpu + time.process_time() - own) / wall)
 
 
 def _decode_one(args: tuple[Path, float, int]) -> int:
@@ -111,13 +152,20 @@ def mood_curve(emotify: Path, points: tuple[int, ...]) -> dict[int, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, default=SHARED / "library")
+    parser.add_argument("--library", type=Path, default=SHARED / "library",
+                        help="a folder of audio files, or devlib (benchmarks/fetch_devlib.py's cache)")
     parser.add_argument("--emotify", type=Path, default=SHARED / "emotify")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--points", default="3,4,6,8,20", help="segments per track to measure, comma-separated")
     parser.add_argument("--no-quality", action="store_true", help="speed only (quality needs ../shared's Emotify)")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="also split the CPU of N tracks' analysis by stage, at each point")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if str(args.library) == "devlib":
+        from benchmarks.fetch_devlib import DEFAULT_LIBRARY
+
+        args.library = DEFAULT_LIBRARY
     if not args.library.is_dir():
         print(f"no library at {args.library}", file=sys.stderr)
         return 2
@@ -128,21 +176,30 @@ def main() -> int:
     paths = sorted(p for p in args.library.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
     neighbours = neighbour_curve(args.library, points) if not args.no_quality else {}
     moods = mood_curve(args.emotify, points) if not args.no_quality and args.emotify.is_dir() else {}
-    print(f"{len(paths)} library tracks, {args.workers} workers; shipped CRATEDIGGER_LIBRARY_SEGMENTS={shipped}")
-    print(f"{'segments':>8}  {'add t/s':>7}  {'reindex t/s':>11}  {'decode t/s':>10}  {'ratio':>5}  "
-          f"{'hit@1':>5}  {'hit@5':>5}  {'other@5':>7}  {'mood R²':>7}")
-    shipped_speed = 0.0
+    print(f"{len(paths)} library tracks in {args.library}, {args.workers} workers; shipped "
+          f"CRATEDIGGER_LIBRARY_SEGMENTS={shipped}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'segments':>8}  {'add t/s':>7}  {'reindex t/s':>11}  {'CPU/track':>9}  {'cores':>5}  {'decode t/s':>10}  "
+          f"{'ratio':>5}  {'hit@1':>5}  {'hit@5':>5}  {'other@5':>7}  {'mood R²':>7}")
+    shipped_speed, splits = 0.0, {}
     for n in points:
-        first, speed, analysed = asyncio.run(reindex_speed(args.library, args.workers, n))
+        run = asyncio.run(reindex_speed(args.library, args.workers, n))
         bare = decode_speed(paths, args.workers, n, Settings().max_clip_seconds)
         q = neighbours.get(n, {})
         hit = (f"{q['middle-mp3']['hit1']:>5}  {q['middle-mp3']['hit5']:>5}  {q['other-part']['hit5']:>7}"
                if q else f"{'—':>5}  {'—':>5}  {'—':>7}")
         mood = f"{moods[n]:>7.3f}" if n in moods else f"{'—':>7}"
-        print(f"{n:>8}  {first:>7.2f}  {speed:>11.2f}  {bare:>10.2f}  {speed / bare:>5.2f}  {hit}  {mood}"
+        print(f"{n:>8}  {run.add:>7.2f}  {run.reindex:>11.2f}  {run.cpu_per_track * 1000:>7.0f}ms  "
+              f"{run.cores_busy:>5.2f}  {bare:>10.2f}  {run.reindex / bare:>5.2f}  {hit}  {mood}"
               + ("   <- shipped" if n == shipped else ""), flush=True)
         if n == shipped:
-            shipped_speed = speed
+            shipped_speed = run.reindex
+        if args.stages:
+            sample = paths[::max(1, len(paths) // args.stages)][:args.stages]
+            splits[n] = stage_split(sample, segments=n)
+    for n, (split, tracks) in splits.items():
+        print_split(split, f"{n} segments, {tracks} tracks in this process, one thread")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     ok = shipped_speed >= TARGET_TRACKS_PER_SECOND
     print("target met" if ok else f"TARGET MISSED at the shipped {shipped} segments: {shipped_speed:.2f} tracks/s "
           f"(target >= {TARGET_TRACKS_PER_SECOND:g})")
