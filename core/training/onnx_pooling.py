@@ -73,8 +73,8 @@ def pool_before_normalising(model: Any) -> int:
         add, mul, relu, conv = chain
         scale_name = next((i for i in mul.input if i in inits), None)
         if scale_name is None or not any(i in inits for i in add.input) or len(conv.input) < 3 \
-                or conv.input[1] not in inits or conv.input[2] not in inits:
-            continue
+                or any(i not in inits or readers[i] != 1 for i in conv.input[1:3]):
+            continue  # the conv's weights must be its own: a negated channel would change another reader
         scale = numpy_helper.to_array(inits[scale_name])
         weights, bias = numpy_helper.to_array(inits[conv.input[1]]), numpy_helper.to_array(inits[conv.input[2]])
         channels = weights.shape[0]
@@ -114,7 +114,7 @@ def _chain(pool: Any, producer: dict[str, Any], readers: dict[str, int]) -> tupl
         if node is None or node.op_type != op or readers.get(name, 0) != 1:
             return None
         chain.append(node)
-        name = node.input[0] if op != "Add" and op != "Mul" else _data_input(node, producer)
+        name = _data_input(node, producer) if op in ("Add", "Mul") else node.input[0]
         if name is None:
             return None
     return tuple(chain)
