@@ -8,9 +8,9 @@ For each number N of 3-s segments a library track is analysed on (spread over th
 - **bare decode**: the same tracks decoded and cut exactly as the analysis does (`core.audio.load_segments`,
   sections only for long files) on the same number of worker processes, with no model: tracks/s, and the
   reindex's ratio to it (what the models and the service add);
-- **CPU a track**: the pool workers' CPU time (and their ffmpeg children's) over the add and the reindex,
-  per analysis, and how many cores the service kept busy (all CPU time over the wall time); on a shared
-  machine these say more than tracks/s: two cores at that cost analyse 2 / CPU tracks a second;
+- **CPU a track**: the pool workers' CPU time (and their ffmpeg children's) over the reindex, per track,
+  and how many cores the service kept busy then (all CPU time over the wall time); on a shared machine
+  these say more than tracks/s: two cores at that cost analyse 2 / CPU tracks a second;
 - **stages** (`--stages N`): N of the tracks analysed in this process, one thread, with each stage's CPU
   time counted (`benchmarks/reindex_stages.py`: decode, mix-down, resampling, trim search, log-mel, network,
   the rest);
@@ -35,7 +35,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -68,35 +67,47 @@ class Speed:
     """tracks/s of the full reindex"""
     tracks: int
     cpu_per_track: float
-    """CPU seconds of the pool workers (and their children) per analysis, add and reindex together"""
+    """CPU seconds of the pool workers (and their ffmpeg children) per track over the reindex"""
     cores_busy: float
-    """CPU seconds of this process and its workers per wall second, over the add and the reindex"""
+    """CPU seconds of this process and its workers per wall second over the reindex"""
 
 
 def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds used so far by this process's living child processes (the pool's workers) and the
+    children they have reaped, read from /proc (Linux): the workers live on after the reindex, so
+    getrusage(RUSAGE_CHILDREN) would not count them yet."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == os.getpid():  # fields[0] is the state, [1] the parent
+            total += sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return total
 
 
 async def reindex_speed(library: Path, workers: int, segments: int) -> Speed:
-    """The service's speed, models and all. The workers' CPU is read once they have exited (their usage
-    reaches this process when they are reaped), so it spans the add and the reindex."""
+    """The service's speed, models and all. The CPU figures cover the reindex only: the pool's workers have
+    started, imported and warmed up during the add."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), workers=workers, library_segments=segments, queue_size=1000)
-        children, own = _children_cpu(), time.process_time()
         service = await Service.open(settings)
         try:
             started = time.perf_counter()
             added = await service.add_to_library(0, [library])
             first = len(added.added) / (time.perf_counter() - started)
+            children, own, started = _children_cpu(), time.process_time(), time.perf_counter()
             report = await service.reindex(0, full=True)
             wall = time.perf_counter() - started
+            workers_cpu, own = _children_cpu() - children, time.process_time() - own
         finally:
             await service.close()
-        workers_cpu = _children_cpu() - children
-    analyses = len(added.added) + report.analysed
-    return Speed(first, report.tracks_per_second, report.analysed, workers_cpu / max(1, analyses),
-                 (workers_cpu + time.process_time() - own) / wall)
+    return Speed(first, report.tracks_per_second, report.analysed, workers_cpu / max(1, report.analysed),
+                 (workers_cpu + own) / wall)
 
 
 def _decode_one(args: tuple[Path, float, int]) -> int:
