@@ -7,8 +7,7 @@ and every backend reports it the same way: a score in [-1, 1], best first. Three
   by new ones (replace_deleted), grows by resize_index, ``ef`` settable at query time.
 - ``annoy``: annoy cannot add items to a built forest, so it is rebuilt from the stored vectors on the first
   query after any change; cheap to load (mmap), costly to change.
-- ``exact`` (scikit-learn NearestNeighbors, brute force, cosine): the reference for recall, and good enough
-  for a small library.
+- ``exact`` (NumPy brute force, cosine): the reference for recall, and good enough for a small library.
 
 On disk an index is a folder: each save writes ``index-<version>.*`` data files and a JSON sidecar describing
 them, each to a temporary name, fsynced and renamed, and only then replaces the small ``CURRENT`` pointer.
@@ -453,21 +452,23 @@ class AnnoyIndex(_MatrixIndex):
 
 
 class ExactIndex(_MatrixIndex):
-    """Brute force with scikit-learn (cosine): every query scans every vector. The reference for recall."""
+    """Brute force: every query scans every vector (one matrix product, unit rows, so the products are the
+    cosines). The reference for recall; NumPy alone, so the runtime needs no scikit-learn for it."""
 
     backend = "exact"
 
     def _build(self) -> None:
-        from sklearn.neighbors import NearestNeighbors
-
-        self._model = NearestNeighbors(metric="cosine", algorithm="brute").fit(self._vectors)
+        """Nothing to build: the stored matrix is the whole search structure."""
 
     def _nearest(self, batch: np.ndarray, k: int) -> tuple[Sequence[np.ndarray], Sequence[np.ndarray]]:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=self.params.num_threads):
-            distances, rows = self._model.kneighbors(batch, n_neighbors=k)
-        return self._ids[rows], 1.0 - distances
+            sims = batch @ self._vectors.T
+        rows = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        best_first = np.argsort(-np.take_along_axis(sims, rows, axis=1), axis=1, kind="stable")
+        rows = np.take_along_axis(rows, best_first, axis=1)
+        return self._ids[rows], np.take_along_axis(sims, rows, axis=1)
 
     def _save_files(self, folder: Path, stem: str) -> dict[str, str]:
         return self._save_vectors(folder, stem)
