@@ -32,7 +32,8 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, axis: int = -1) -> 
 
 
 def fix_length(y: np.ndarray, *, size: int, axis: int = -1) -> np.ndarray:
-    """`y` cut to `size` samples along `axis`, or zero-padded at the end to reach it (librosa.util.fix_length)."""
+    """`y` cut to `size` samples along `axis`, or zero-padded at its end to reach it (as
+    librosa.util.fix_length)."""
     n = y.shape[axis]
     if n > size:
         index = [slice(None)] * y.ndim
@@ -67,9 +68,9 @@ def _centre(y: np.ndarray, n_fft: int, pad_mode: str) -> np.ndarray:
 
 def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int | None = None, center: bool = True,
          pad_mode: str = "constant") -> np.ndarray:
-    """librosa.stft with its default window (periodic Hann over n_fft): (..., 1 + n_fft // 2, frames), complex64
-    for float32 input (complex128 for float64). Frames are centred (padded by n_fft // 2 with `pad_mode`,
-    zeros by default, as librosa 0.10+ does) unless `center` is False."""
+    """librosa.stft with its default window (periodic Hann over n_fft): (..., 1 + n_fft // 2, frames),
+    complex64 for float32 input (complex128 for float64). Frames are centred (padded by n_fft // 2 with
+    `pad_mode`, zeros by default, as librosa 0.10+ does) unless `center` is False."""
     hop_length = n_fft // 4 if hop_length is None else hop_length
     y = np.asarray(y)
     padded = _centre(y, n_fft, pad_mode) if center else y

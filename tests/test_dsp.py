@@ -70,7 +70,8 @@ def test_stft_and_mel_filters_are_librosas(clip: np.ndarray) -> None:
           librosa.stft(odd, n_fft=2048, hop_length=512, pad_mode="reflect"))
     close(dsp.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False),
           librosa.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False))
-    for sr, n_fft, n_mels in ((FRONTEND_SAMPLE_RATE, FRONTEND_N_FFT, FRONTEND_N_MELS), (SAMPLE_RATE, 2048, 128)):
+    for sr, n_fft, n_mels in ((FRONTEND_SAMPLE_RATE, FRONTEND_N_FFT, FRONTEND_N_MELS),
+                              (SAMPLE_RATE, 2048, 128)):
         close(dsp.mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels), librosa.filters.mel(sr=sr, n_fft=n_fft,
                                                                                        n_mels=n_mels))
 
@@ -139,7 +140,8 @@ def test_analysing_a_clip_imports_neither_librosa_nor_scipy_nor_scikit_learn(tmp
         "from pathlib import Path\n"
         "from core.analysis import Limits, analyse\n"
         f"result = analyse({str(DEMO[0])!r}, Limits(Path({str(REPO_ROOT / 'models')!r}), 60.0, 10))\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'librosa', 'scipy', 'sklearn', 'numba'})\n"
+        "left_out = {'librosa', 'scipy', 'sklearn', 'numba'}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in left_out)\n"
         "print(json.dumps({'genre': result.genre, 'mood': result.mood, 'heavy': heavy}))\n")
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=300)
