@@ -1,7 +1,7 @@
 """The few signal-processing steps the default analysis needs, in NumPy and soxr, without librosa.
 
 librosa pulls numba, llvmlite, SciPy and scikit-learn (over 400 MB installed), and the default path (decode,
-trim, resample, the front-end's log-mel) uses five of its functions. These are those functions, written to
+trim, resample, the front-end's log-mel) uses six of its functions. These are those functions, written to
 give librosa 0.11's results with the arguments we call them with (tests/test_dsp.py holds them to librosa on
 real audio): the same frames, padding, window and filter formulas, in the same dtypes. librosa stays in the
 `descriptors` extra for the descriptor features (core.features), which need much more of it.
