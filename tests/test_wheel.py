@@ -131,3 +131,14 @@ def test_a_descriptor_model_names_the_extra_it_needs(installed: tuple[Path, dict
     assert refusal.startswith("WARNING genre model descriptor-") and "librosa" in refusal
     assert refusal.endswith("pip install 'cratedigger[descriptors]'")
     assert chosen.startswith("bilstm")
+
+
+@pytest.mark.parametrize("kind", ["frontend", "genre", "mood"])
+def test_training_says_which_extra_it_needs(installed: tuple[Path, dict[str, str]], tmp_path: Path,
+                                            kind: str) -> None:
+    """Before reading any data: the runtime install has none of the training packages."""
+    bin_dir, env = installed
+    out = _run([str(bin_dir / "cratedigger"), "train", kind], tmp_path, env)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().endswith("pip install 'cratedigger[train]'")
+    assert len(out.stderr.strip().splitlines()) == 1
