@@ -142,3 +142,15 @@ def test_training_says_which_extra_it_needs(installed: tuple[Path, dict[str, str
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.strip().endswith("pip install 'cratedigger[train]'")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_exact_backend_says_which_extra_it_needs(installed: tuple[Path, dict[str, str]],
+                                                     tmp_path: Path) -> None:
+    """Refused when the settings are read, before any audio is touched: scikit-learn is the exact extra."""
+    bin_dir, env = installed
+    clip = sorted(DEMO_CLIPS.glob("*.ogg"))[0]
+    out = _run([str(bin_dir / "cratedigger"), "genre", str(clip)], tmp_path,
+               {**env, "CRATEDIGGER_INDEX_BACKEND": "exact"})
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().endswith("pip install 'cratedigger[exact]'")
+    assert len(out.stderr.strip().splitlines()) == 1
