@@ -94,6 +94,7 @@ def stage_split(paths: list[Path], *, segments: int) -> tuple[dict[str, float], 
     settings = Settings(library_segments=segments)
     limits = Limits.of(settings, max_segments=segments)
     core.analysis._inference_threads = 1  # as in a pool worker (core.analysis.init_worker)
+    core.analysis.frontend.cache_clear()  # a Service in this process loaded it on every core (its version)
     analyse(paths[0], limits)  # imports, model loading and first compilations are not a track's cost
     clock = StageClock()
     whole = clock.wrap(REST, analyse)
