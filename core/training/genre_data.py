@@ -73,17 +73,27 @@ def read_split(split_dir: Path, split: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled recording. `group` ties together every copy of one track (the unit of splits)."""
+    """One labelled recording. `group` ties together every copy of one track (the unit of splits).
+
+    A weakly-labelled clip (core.training.genre_weak) may be any of the genres in `allowed` (empty: exactly
+    `genre`); `check` is the label it is scored against when that is not one of our genres."""
 
     group: str
     genre: str
     split: str
     kind: str
     path: Path
+    allowed: tuple[str, ...] = ()
+    check: str = ""
 
     @property
     def label(self) -> int:
         return GENRES.index(self.genre)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(len(GENRES),) 1 for every genre the clip may be, 0 elsewhere."""
+        return np.isin(GENRES, self.allowed or (self.genre,)).astype(np.float32)
 
 
 def gtzan_clips(audio_dir: Path, split_dir: Path) -> list[Clip]:
