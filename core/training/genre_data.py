@@ -7,6 +7,7 @@ Sources (all under `../shared/data`, never copied into the repository):
   own layout (`<genre>/<genre>.000NN.wav|au`) works too: split from the split lists, kind "full30".
 - `emotify/`: one-minute excerpts of classical, rock and pop (and electronic, which is no GTZAN genre and is
   left out), a second, non-GTZAN check.
+- `mood4q-dev/`: commercial songs whose AllMusic genres give weak, set-valued labels (core.training.genre_weak).
 
 Every clip is a group of its own: a track that appears as several kinds (a full 30-s copy and a 2-3-s cut)
 is one group, so no split or fold puts one recording on both sides.

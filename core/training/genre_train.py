@@ -54,7 +54,6 @@ from core.training.metrics import (
     confusion_matrix,
     expected_calibration_error,
     fit_temperature,
-    per_genre_recall,
 )
 
 log = logging.getLogger(__name__)
