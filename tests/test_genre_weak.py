@@ -134,3 +134,20 @@ def test_cli_evaluate_genre_on_a_listed_folder(shared_data: Path, tmp_path: Path
     assert main(["evaluate", "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lists no file with a genre" in err
+
+
+def test_cli_train_genre_refuses_missing_data_and_unknown_variants_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    assert main(["train", "genre", "--shared", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no gtzan-audio folder" in err
+    for folder in ("gtzan-audio", "gtzan-split", "emotify"):
+        (tmp_path / folder).mkdir()
+    assert main(["train", "genre", "--shared", str(tmp_path)]) == 2
+    assert "no mood4q-dev folder" in capsys.readouterr().err
+    (tmp_path / "mood4q-dev").mkdir()
+    assert main(["train", "genre", "--shared", str(tmp_path), "--variants", "clean,flac"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "name clean and any of mp3, gain_noise, offset" in err
