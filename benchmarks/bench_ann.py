@@ -445,6 +445,23 @@ def real_check(args: argparse.Namespace, runs: list[Run]) -> None:
                   f"top 10 as exact's {agree:.3f}", flush=True)
 
 
+def segment_truth(data: np.ndarray, queries: np.ndarray, per_track: int,
+                  cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact answers: each query segment's K nearest segments, each query's K best tracks. At 1M they take
+    minutes on a busy machine; the vectors are regenerated from the seed, so with --cache only the answers
+    are kept."""
+    if cache and cache.is_file():
+        with np.load(cache) as z:
+            return z["segments"], z["tracks"]
+    flat = queries.reshape(-1, data.shape[1])
+    seg_truth = exact_top_k(data, flat, K).reshape(queries.shape[0], queries.shape[1], K)
+    track_truth = np.stack([exact_tracks(data, q, per_track, K) for q in queries])
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, segments=seg_truth, tracks=track_truth)
+    return seg_truth, track_truth
+
+
 def run_segments(args: argparse.Namespace) -> int:
     """--segments mode: N segment vectors (N / --segments tracks), queries of --query-segments segments.
     Exit 1 when a run of >= TARGET_N segments leaves the shipped hnsw setting below TARGET_RECALL tracks."""
@@ -456,9 +473,8 @@ def run_segments(args: argparse.Namespace) -> int:
         n_tracks = n // per_track
         t0 = time.perf_counter()
         data, queries, made = segment_vectors(n_tracks, args)
-        flat = queries.reshape(-1, data.shape[1])
-        seg_truth = exact_top_k(data, flat, K).reshape(args.queries, args.query_segments, K)
-        track_truth = np.stack([exact_tracks(data, q, per_track, K) for q in queries])
+        seg_truth, track_truth = segment_truth(data, queries, per_track, args.cache and args.cache / (
+            f"{args.data_tag}-seg{per_track}x{args.query_segments}-n{n}-truth.npz"))
         print(f"# {n:,} segment vectors ({n_tracks:,} tracks x {per_track}), dim {data.shape[1]}: {made}\n"
               f"# {args.queries} queries of {args.query_segments} fresh segments of a library track; data "
               f"and exact answers in {time.perf_counter() - t0:.0f} s; load average "
