@@ -271,14 +271,15 @@ def exact_tracks(data: np.ndarray, query: np.ndarray, per_track: int, k: int) ->
     return np.argsort(-best)[:k]
 
 
-def segment_pipeline(index: VectorIndex, segments_of: Callable[[int], np.ndarray],
-                     query: np.ndarray) -> tuple[list[list[tuple[int, float]]], list[int]]:
-    """What the service does for one query: the index's CANDIDATES_PER_SEGMENT nearest segments of each
-    query segment, then every candidate track scored exactly from all its segments (here read from
-    memory; the service reads them from its store). Returns (the index's hits, the top K tracks)."""
-    from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks
+def segment_pipeline(index: VectorIndex, segments_of: Callable[[int], np.ndarray], query: np.ndarray,
+                     candidates: int) -> tuple[list[list[tuple[int, float]]], list[int]]:
+    """What the service does for one query: the index's `candidates` (the service: CANDIDATES_PER_SEGMENT)
+    nearest segments of each query segment, then every candidate track scored exactly from all its
+    segments (here read from memory; the service reads them from its store). Returns (the index's hits,
+    the top K tracks)."""
+    from core.segment_match import candidate_tracks, rank_tracks
 
-    hits = index.query(query, CANDIDATES_PER_SEGMENT)
+    hits = index.query(query, candidates)
     entries = {t: segments_of(t) for t in candidate_tracks(hits, set())}
     return hits, [m.track_id for m in rank_tracks(query, entries, K)]
 
@@ -319,13 +320,13 @@ def measure_segments(backend: str, params: IndexParams, label: str, per_track: i
                      knobs: list[tuple[str, dict[str, int], bool]]) -> list[SegmentRow]:
     """Build one segment index (in a forked process: its own RSS) and time whole queries of
     --query-segments segments through the service's pipeline, wall and this thread's CPU: ann_* is the
-    index search alone (CANDIDATES_PER_SEGMENT per segment), qry_* the whole pipeline (that search, then
+    index search alone (--candidates per segment), qry_* the whole pipeline (that search, then
     exact scoring of the candidate tracks). segR@10: the first 10 of each segment's candidates against
     its exact 10 nearest segments; trkR@10: the pipeline's top 10 tracks against the exact averaged
     max-sim top 10 over all tracks."""
-    from core.segment_match import CANDIDATES_PER_SEGMENT, STRIDE
+    from core.segment_match import STRIDE
 
-    data, queries = _SHARED["data"], _SHARED["queries"]
+    data, queries, candidates = _SHARED["data"], _SHARED["queries"], int(_SHARED["candidates"])
     seg_truth, track_truth = _SHARED["truth"], _SHARED["track_truth"]
     n = data.shape[0]
     tracks = np.arange(n) // per_track
@@ -339,15 +340,15 @@ def measure_segments(backend: str, params: IndexParams, label: str, per_track: i
     for query_label, knob, is_default in knobs:
         index.set_query_params(num_threads=1, **knob)
         for q in queries[:3]:
-            segment_pipeline(index, segments_of, q)
+            segment_pipeline(index, segments_of, q, candidates)
         ann, ann_cpu, wall, cpu, seg_hits, track_hits = [], [], [], [], 0, 0
         for q, expected, want in zip(queries, seg_truth, track_truth):
             w0, c0 = time.perf_counter(), time.thread_time()
-            hits, got = segment_pipeline(index, segments_of, q)
+            hits, got = segment_pipeline(index, segments_of, q, candidates)
             cpu.append(time.thread_time() - c0)
             wall.append(time.perf_counter() - w0)
             w0, c0 = time.perf_counter(), time.thread_time()
-            index.query(q, CANDIDATES_PER_SEGMENT)
+            index.query(q, candidates)
             ann_cpu.append(time.thread_time() - c0)
             ann.append(time.perf_counter() - w0)
             for row, exp in zip(hits, expected):
@@ -393,11 +394,15 @@ Run = tuple[str, IndexParams, str, list[tuple[str, dict[str, int], bool]]]
 
 
 def segment_runs(n: int, args: argparse.Namespace) -> list[Run]:
-    """The settings to measure at n segments: every --hnsw build, annoy and exact up to their limits."""
+    """The settings to measure at n segments: every --hnsw build, annoy and exact up to their limits.
+    Only the shipped hnsw setting with the service's candidate count is marked shipped."""
+    from core.segment_match import CANDIDATES_PER_SEGMENT
+
     shipped, base = IndexParams(), IndexParams(num_threads=args.build_threads)
     runs: list[Run] = []
     for m, efc in dict.fromkeys(parse_pairs(args.hnsw)):
-        shipped_build = (m, efc) == (shipped.m, shipped.ef_construction)
+        shipped_build = (m, efc) == (shipped.m, shipped.ef_construction) and (
+            args.candidates == CANDIDATES_PER_SEGMENT)
         runs.append(("hnsw", replace(base, m=m, ef_construction=efc), f"M={m} efc={efc}",
                      [(f"ef={ef}", {"ef": ef}, shipped_build and ef == shipped.ef)
                       for ef in sorted(set(parse_ints(args.hnsw_ef)) | {shipped.ef})]))
@@ -436,7 +441,8 @@ def real_check(args: argparse.Namespace, runs: list[Run]) -> None:
         index.add(labels, data)
         for query_label, knob, _default in knobs:
             index.set_query_params(num_threads=1, **knob)
-            got = [segment_pipeline(index, entries.__getitem__, q.astype(np.float32))[1] for q in excerpts]
+            got = [segment_pipeline(index, entries.__getitem__, q.astype(np.float32), args.candidates)[1]
+                   for q in excerpts]
             exact = exact or got  # exact runs first
             agree = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, exact)])
             hit1 = sum(g[0] == t for t, g in enumerate(got))
@@ -476,11 +482,13 @@ def run_segments(args: argparse.Namespace) -> int:
         seg_truth, track_truth = segment_truth(data, queries, per_track, args.cache and args.cache / (
             f"{args.data_tag}-seg{per_track}x{args.query_segments}-n{n}-truth.npz"))
         print(f"# {n:,} segment vectors ({n_tracks:,} tracks x {per_track}), dim {data.shape[1]}: {made}\n"
-              f"# {args.queries} queries of {args.query_segments} fresh segments of a library track; data "
+              f"# {args.queries} queries of {args.query_segments} fresh segments of a library track, "
+              f"{args.candidates} candidates per query segment; data "
               f"and exact answers in {time.perf_counter() - t0:.0f} s; load average "
               + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
         print(SEGMENT_HEADER, flush=True)
-        _SHARED.update(data=data, queries=queries, truth=seg_truth, track_truth=track_truth)
+        _SHARED.update(data=data, queries=queries, truth=seg_truth, track_truth=track_truth,
+                       candidates=np.int64(args.candidates))
         runs = segment_runs(n, args)
         for backend, params, label, knobs in runs:
             tag = f"{args.data_tag}-seg{per_track}-n{n}-{backend}-{label.replace(' ', '-')}"
@@ -576,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--like-tracks", type=Path, nargs="+",
                         help="segment mode: bench_neighbours cache folders (one .npz of real segment "
                              "embeddings per track): sample segment vectors shaped like them, not random")
+    from core.segment_match import CANDIDATES_PER_SEGMENT
+
+    parser.add_argument("--candidates", type=int, default=CANDIDATES_PER_SEGMENT,
+                        help="segment mode: nearest segments each query segment fetches (the service's by "
+                             "default)")
     parser.add_argument("--cache", type=Path, help="keep built indexes here and reuse them on later runs")
     args = parser.parse_args(argv)
     args.data_tag = (f"file-{args.vectors.stem}" if args.vectors else f"like-{args.like.stem}" if args.like
