@@ -16,6 +16,13 @@ summary says whether the shipped IndexParams defaults (marked *) are among those
     .venv/bin/python benchmarks/bench_ann.py --sizes 1000000          # hnsw only at 1M by default
     .venv/bin/python benchmarks/bench_ann.py --vectors library.npy
     .venv/bin/python benchmarks/bench_ann.py --like library.npy --sizes 100000,1000000
+
+Segment mode (issue 20: the segment-level index behind /similar) measures whole 10-segment queries through
+the service's pipeline; with --like-tracks the segments are shaped like the real ones (segment_like.py).
+Target: the shipped hnsw setting at >= 1M segments reaches track recall@10 >= 0.99; exit 1 when it does not.
+
+    .venv/bin/python benchmarks/bench_ann.py --segments 20 --sizes 1000000 --queries 100 \
+        --like-tracks ~/.cache/cratedigger/bench-neighbours/<digest>-frontend{,-nocopy} --cache /tmp/ann
 """
 from __future__ import annotations
 
