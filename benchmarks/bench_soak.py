@@ -113,11 +113,46 @@ async def watch_lag(path: Path) -> None:
                 batch, flushed = [], time.time()
 
 
+def probe_now(folder: Path) -> None:
+    """`--probe-memory`, on each SIGUSR1 from the benchmark (at the end of the warm-up, then once the load
+    is over): live objects by type, discord.py's view store and message cache, and the allocations traced
+    since the first probe, which starts tracemalloc. So the last snapshot holds exactly what was allocated
+    after the warm-up and is still alive: `benchmarks/soak_probe.py FOLDER` ranks it by allocation site.
+    The first probe stalls the loop for a moment and tracing slows the bot: a probed run's lag and answer
+    times mean nothing."""
+    import gc
+    import tracemalloc
+
+    from bot.app import CratediggerBot
+
+    gc.collect()
+    objects = gc.get_objects()
+    types = Counter(type(o).__name__ for o in objects)
+    bots = [o for o in objects if isinstance(o, CratediggerBot)]
+    del objects
+    record: dict[str, Any] = {"t": time.time(), "rss_kib": rss_kib(os.getpid()), "tasks": len(asyncio.all_tasks()),
+                              "objects": dict(types.most_common(60))}
+    if bots:
+        state = bots[0]._connection
+        store = state._view_store
+        record["discord"] = {"views": len(store._views), "synced_message_views": len(store._synced_message_views),
+                             "messages": len(state._messages or ()), "users": len(state._users)}
+    if tracemalloc.is_tracing():
+        done = len(list(folder.glob("probe-*.json")))
+        tracemalloc.take_snapshot().dump(str(folder / f"probe-{done}.trace"))
+    else:
+        done = 0
+        tracemalloc.start(int(os.environ.get("BENCH_SOAK_PROBE_FRAMES", "8")))
+    (folder / f"probe-{done}.json").write_text(json.dumps(record))
+
+
 async def serve_watched(lag_path: Path) -> None:
     from bot.launcher import serve
     from core.config import load_settings
 
     watcher = asyncio.create_task(watch_lag(lag_path))
+    if probe := os.environ.get("BENCH_SOAK_PROBE"):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, probe_now, Path(probe))
     try:
         await serve(load_settings(env_file=None))
     finally:
@@ -723,10 +758,13 @@ async def run(args: argparse.Namespace) -> int:
         "CRATEDIGGER_DATA_DIR": folder / "data", "DISCORD_TOKEN": server.token,
         "CRATEDIGGER_WORKERS": args.workers, "CRATEDIGGER_QUEUE_SIZE": args.queue_size,
         "CRATEDIGGER_USER_COOLDOWN_SECONDS": 0, "CRATEDIGGER_FETCH_ALLOW_HOSTS": songs.netloc,
-        "CRATEDIGGER_LOG_LEVEL": "WARNING", "FAKE_DISCORD_API": server.api_base,
+        "CRATEDIGGER_LOG_LEVEL": "WARNING", "CRATEDIGGER_PAGERS_MAX": args.pagers_max,
+        "FAKE_DISCORD_API": server.api_base,
         "FAKE_DISCORD_GATEWAY": server.gateway_url,
     }
     env = process_env(**settings_env)
+    if args.probe_memory:
+        env["BENCH_SOAK_PROBE"] = str(folder)
     os.environ.update({k: str(v) for k, v in settings_env.items() if not k.startswith("FAKE_")})
     settings = load_settings(env_file=None)
     with routed_to(server):
@@ -752,8 +790,13 @@ async def run(args: argparse.Namespace) -> int:
         if not world.added_titles:
             raise RuntimeError("no demo clip could be added: see bot.log")
         progress = asyncio.create_task(report_progress(tally, started))
+        probed = asyncio.create_task(probe_after(warmup_of(args), tally, bot.pid, folder)) \
+            if args.probe_memory else None
         await asyncio.gather(*(member_loop(world, args.seed * 1000 + i) for i in range(args.concurrency)))
         progress.cancel()
+        if probed is not None:
+            await probed
+            await probe(bot.pid, folder, 1)
         wall = time.monotonic() - started
         stop.set()
         await sampler
@@ -777,6 +820,23 @@ async def run(args: argparse.Namespace) -> int:
     return report(args, tally, samples, lags, wall, problems, folder)
 
 
+async def probe(pid: int, folder: Path, number: int) -> None:
+    """Ask the bot for its `probe_now` number `number` and wait until it is written."""
+    os.kill(pid, signal.SIGUSR1)
+    while not (folder / f"probe-{number}.json").exists():
+        await asyncio.sleep(0.5)
+
+
+async def probe_after(warmup: int, tally: Tally, pid: int, folder: Path) -> None:
+    while tally.answered < warmup:
+        await asyncio.sleep(0.5)
+    await probe(pid, folder, 0)
+
+
+def warmup_of(args: argparse.Namespace) -> int:
+    return args.warmup if args.warmup is not None else max(200, args.interactions // 4)
+
+
 async def report_progress(tally: Tally, started: float) -> None:
     while True:
         await asyncio.sleep(60)
@@ -787,7 +847,7 @@ async def report_progress(tally: Tally, started: float) -> None:
 
 def report(args: argparse.Namespace, tally: Tally, samples: list[MemorySample], lags: list[float],
            wall: float, problems: list[str], folder: Path) -> int:
-    warmup = args.warmup if args.warmup is not None else max(200, args.interactions // 4)
+    warmup = warmup_of(args)
     lasting = lasting_processes(samples, warmup)
     slope = slope_per_1000(samples, warmup, lambda s: sum(s.rss_kib.get(p, 0) for p in lasting) / 1024)
     print(f"soak: {tally.answered} interactions in {wall / 60:.1f} min ({tally.answered / wall:.2f}/s), "
@@ -855,6 +915,11 @@ def main() -> int:
                         help="interactions before the memory fit (default: a quarter, at least 200)")
     parser.add_argument("--sample-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pagers-max", type=int, default=30,
+                        help="CRATEDIGGER_PAGERS_MAX: small, so that the pagers are at their bound before "
+                             "the warm-up ends")
+    parser.add_argument("--probe-memory", action="store_true",
+                        help="trace the bot's allocations and live objects into probe.jsonl (slows it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(run(args))
