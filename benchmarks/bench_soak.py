@@ -120,6 +120,7 @@ def probe_now(folder: Path) -> None:
     after the warm-up and is still alive: `benchmarks/soak_probe.py FOLDER` ranks it by allocation site.
     The first probe stalls the loop for a moment and tracing slows the bot: a probed run's lag and answer
     times mean nothing."""
+    import ctypes
     import gc
     import tracemalloc
 
@@ -140,6 +141,10 @@ def probe_now(folder: Path) -> None:
     if tracemalloc.is_tracing():
         done = len(list(folder.glob("probe-*.json")))
         tracemalloc.take_snapshot().dump(str(folder / f"probe-{done}.trace"))
+        # What the C allocator holds free but has not given back: RSS that malloc_trim returns is not
+        # held by anything (asked after the load only: it would bend the curve being measured).
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        record["rss_kib_after_malloc_trim"] = rss_kib(os.getpid())
     else:
         done = 0
         tracemalloc.start(int(os.environ.get("BENCH_SOAK_PROBE_FRAMES", "8")))

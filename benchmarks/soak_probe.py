@@ -24,6 +24,9 @@ def main() -> int:
     first, last = (json.loads((args.folder / f"probe-{n}.json").read_text()) for n in (0, 1))
     print(f"bot RSS {first['rss_kib'] / 1024:.0f} -> {last['rss_kib'] / 1024:.0f} MiB, "
           f"tasks {first['tasks']} -> {last['tasks']}, {last['t'] - first['t']:.0f} s apart")
+    if "rss_kib_after_malloc_trim" in last:
+        print(f"after malloc_trim(0) at the end: {last['rss_kib_after_malloc_trim'] / 1024:.0f} MiB (the rest of "
+              f"the growth was free memory the C allocator kept)")
     print(f"discord.py: {first.get('discord')} -> {last.get('discord')}")
     grown = sorted(((last["objects"].get(k, 0) - first["objects"].get(k, 0), k) for k in last["objects"]),
                    reverse=True)
