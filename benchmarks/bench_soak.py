@@ -26,17 +26,23 @@ interactions, a least-squares line of the RSS of the lasting processes (the bot,
 chart renderer: those alive from the end of the warm-up to the end) against interactions answered gives
 the slope per 1 000 interactions; the processes that live for one request (ffmpeg converting a link's
 download) are reported apart. The bound, MEMORY_SLOPE_BOUND_MB, is 6 MiB per 1 000 interactions, because:
-- the bot keeps some state for minutes on purpose: each /similar pager (its 20 results and its
-  interaction, so that ◀ ▶ work) for 10 minutes, each /forget-me prompt for 2. A run shorter than that
-  (2 000 interactions take about 5 minutes here) sees them pile up without being a leak: about one
-  interaction in ten opens a pager, some tens of kB each, a few MiB per 1 000 that stop growing once the
-  first pagers expire;
+- what the bot keeps on purpose is bounded by count: /similar pagers (each holds its 20 results and its
+  interaction so that ◀ ▶ work) are at most CRATEDIGGER_PAGERS_MAX, which this run sets to
+  `--pagers-max` 30, a bound reached within the warm-up (about one interaction in thirteen opens a pager)
+  and then exercised (the oldest retired as new ones come); /forget-me prompts end with their answer or
+  after 2 minutes;
 - a leak of what a request carries grows much faster: an upload (100 kB to 1 MB, one interaction in
   three) 30 to 300 MiB per 1 000, a link's download as much, a report and its pager ~10 MiB;
-- below that the figure is noise on a run this short (RSS moves by a few MiB as allocator arenas grow and
-  shrink, more on a machine shared with other jobs).
-So a leak of less than ~6 kB per interaction passes a 2 000 run unseen; run 10 000 (about 25 minutes,
-past the pagers' lifetime) with `--warmup` at the interactions of the first 10 minutes to look closer.
+- below that the figure is noise on a run this short: an analysis worker's RSS moves by ±6 MiB from one
+  sample to the next with the clip it is analysing, and processes still fill their caches (a link worker
+  grows ~4 MiB over its first 200 links, then ~0.5 MiB per 100, most of which malloc_trim gives back).
+So a leak of less than ~6 kB per interaction passes a 2 000 run unseen; run 10 000 to look closer, with
+`--pagers-max 200` (the default a server runs with: its bound is reached after ~2 700 interactions).
+
+`--probe-memory` (slow; its lag and answer times mean nothing) says what grew in the bot: tracemalloc from
+the end of the warm-up to the end of the load, live objects by type, discord.py's view store, and how much
+of the RSS malloc_trim returns at the end; `benchmarks/soak_probe.py FOLDER` prints it. It found the
+pagers (now bounded) and glibc keeping freed large blocks (now mapped apart, core/allocator.py).
 
 The event loop: lag p99 < 100 ms, over the whole load.
 
