@@ -4,9 +4,10 @@
     python3 dev.py run     # install the runtime into .venv, then run the bot (token set) or the offline demo
     python3 dev.py test    # install it with the test and train extras, then run the whole test suite
 
-Extra arguments after `test` go to pytest. `run` installs no TensorFlow (the runtime runs its networks on
-ONNX Runtime); `test` adds it (the `train` extra) and LiteRT (the `litert` extra) because the suite checks
-the exported networks against their Keras originals and against each other. The install step is skipped
+Extra arguments after `test` go to pytest. `run` installs neither TensorFlow nor librosa (the runtime runs
+its networks on ONNX Runtime and its signal processing in core/dsp.py); `test` adds TensorFlow (the `train`
+extra), LiteRT (`litert`) and librosa (`descriptors`) because the suite checks the exported networks against
+their Keras originals and against each other, core/dsp.py against librosa, and the descriptor models. The install step is skipped
 when pyproject.toml has not changed since the last one that covered the same extras.
 """
 from __future__ import annotations

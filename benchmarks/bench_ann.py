@@ -3,7 +3,7 @@
 Random unit vectors are the hardest case (no structure for the graph or the trees to exploit); pass
 `--vectors FILE.npy` to measure real embeddings instead (a random sample of rows is held out as queries),
 or `--like FILE.npy` to sample each size from a Gaussian mixture fitted to real embeddings.
-The exact answer comes from numpy brute force in chunks, so the scikit-learn backend is measured like the
+The exact answer comes from numpy brute force in chunks, so the exact backend is measured like the
 others (and should score recall 1.0).
 
 Latency is timed per single query through `core.index` (what a /similar request pays), as wall time and
@@ -232,7 +232,7 @@ def run_size(n: int, data: np.ndarray, queries: np.ndarray, args: argparse.Names
     if n <= args.exact_max:
         run("exact", base, "brute", [("cosine", {}, True)])
     else:
-        print(f"# skipped exact (scikit-learn) at N={n:,} (> --exact-max {args.exact_max:,})")
+        print(f"# skipped exact at N={n:,} (> --exact-max {args.exact_max:,})")
     return rows
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import dsp
 from core.constants import (
     MIN_CLIP_SECONDS,
     MIN_SEGMENT_FRACTION,
@@ -159,9 +160,7 @@ def _mix_down(data: np.ndarray) -> np.ndarray:
 def _resample(y: np.ndarray, sr: int) -> np.ndarray:
     if sr == SAMPLE_RATE:
         return np.ascontiguousarray(y, dtype=np.float32)
-    import librosa
-
-    return librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq").astype(np.float32)
+    return dsp.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE).astype(np.float32)
 
 
 def ffmpeg_exe() -> str:
@@ -213,10 +212,8 @@ def trim_silence(y: np.ndarray, *, name: str = "clip") -> np.ndarray:
     """Drop leading and trailing silence; refuse clips that are silent or too short to judge."""
     if y.size == 0 or float(np.max(np.abs(y))) < SILENT_PEAK:
         raise EmptyAudio(f"'{name}' is silent: there is nothing to listen to.")
-    import librosa
-
-    trimmed, _ = librosa.effects.trim(y, top_db=SILENCE_TOP_DB, frame_length=TRIM_FRAME_LENGTH,
-                                      hop_length=TRIM_HOP_LENGTH)
+    trimmed, _ = dsp.trim(y, top_db=SILENCE_TOP_DB, frame_length=TRIM_FRAME_LENGTH,
+                          hop_length=TRIM_HOP_LENGTH)
     if trimmed.size < MIN_CLIP_SECONDS * SAMPLE_RATE:
         raise EmptyAudio(
             f"'{name}' has less than {MIN_CLIP_SECONDS:g} s of sound; send at least a few seconds."
@@ -477,8 +474,6 @@ class _Chunk:
 
     @classmethod
     def of(cls, start: int, samples: np.ndarray, *, total: int) -> _Chunk:
-        import librosa
-
         half = TRIM_FRAME_LENGTH // 2
         pad_left = half if start == 0 else 0
         pad_right = half if start + samples.size == total else 0
@@ -490,8 +485,8 @@ class _Chunk:
             return cls(start, samples, first, np.zeros(0, np.float32))
         offset = first * TRIM_HOP_LENGTH - half - origin
         framed = padded[offset:offset + (last - first) * TRIM_HOP_LENGTH + TRIM_FRAME_LENGTH]
-        rms = librosa.feature.rms(y=framed, frame_length=TRIM_FRAME_LENGTH, hop_length=TRIM_HOP_LENGTH,
-                                  center=False)[0]
+        rms = dsp.rms(y=framed, frame_length=TRIM_FRAME_LENGTH, hop_length=TRIM_HOP_LENGTH,
+                      center=False)[0]
         return cls(start, samples, first, rms)
 
     @property
@@ -500,9 +495,7 @@ class _Chunk:
 
     def sounding(self, reference: float) -> np.ndarray:
         """Frame numbers that librosa.effects.trim counts as sound against `reference` (its loudest RMS)."""
-        import librosa
-
-        db = librosa.amplitude_to_db(self.rms, ref=reference, top_db=None)
+        db = dsp.amplitude_to_db(self.rms, ref=reference, top_db=None)
         return self.first_frame + np.flatnonzero(db > -SILENCE_TOP_DB)
 
 

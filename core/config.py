@@ -175,7 +175,18 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env", **overrides:
     values.update(overrides)
     settings = Settings(**values)
     _check_shards(settings)
+    _check_index_backend(settings)
     return settings
+
+
+def _check_index_backend(settings: Settings) -> None:
+    from core.index import require_backend  # here, not at the top: core.index reads this module
+
+    try:
+        require_backend(settings.index_backend)
+    except (ValueError, ImportError) as exc:
+        raise ValueError(f"setting CRATEDIGGER_INDEX_BACKEND={settings.index_backend!r} is not valid: {exc}") \
+            from None
 
 
 def _check_shards(settings: Settings) -> None:

@@ -67,6 +67,12 @@ class Busy(UserError):
         self.retry_after = retry_after
 
 
+class MissingExtra(ImportError):
+    """A model kind or feature that needs an optional extra the install lacks (the runtime leaves out what
+    the default models do not read). The message names the pip command that adds it. An ImportError, so a
+    loader that falls back to the next model (core.genre.load_genre_model) treats it as "cannot run here"."""
+
+
 class ModelMismatch(Exception):
     """A model artefact was made with other audio constants than ours: a deployment bug, not user input."""
 

@@ -22,6 +22,7 @@ All functions take `segments` of shape (n, samples) and return arrays whose firs
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -31,6 +32,7 @@ import numpy as np
 
 from core.audio import Segments
 from core.constants import HOP_LENGTH, N_FFT, N_MFCC, SAMPLE_RATE
+from core.errors import MissingExtra
 
 SPECTRAL_NAMES: tuple[str, ...] = (
     "chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff", "zero_crossing_rate",
@@ -52,6 +54,21 @@ TOP_DB = 80.0
 
 HPSS_KERNEL = 31
 """librosa's default median-filter width for HPSS, in frames (harmonic) and bins (percussive)."""
+
+
+DESCRIPTORS_EXTRA = "pip install 'cratedigger[descriptors]'"
+"""How to add librosa and SciPy, which the descriptors need and the runtime install leaves out."""
+
+
+def require_descriptor_libraries() -> None:
+    """Raise MissingExtra (one line with the pip command) unless librosa and SciPy are installed. Loaders of
+    the models that read descriptors call it when they load, so an install without them learns it at
+    start-up, not in the middle of a request. It looks for the packages without importing them (librosa's
+    import is slow)."""
+    missing = [name for name in ("librosa", "scipy") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(f"the descriptor features need {' and '.join(missing)}, which the runtime install "
+                           f"leaves out: {DESCRIPTORS_EXTRA}")
 
 
 Reference = Literal["segment", "clip"]
@@ -235,6 +252,7 @@ def descriptors(segments: np.ndarray, *, reference: Reference = "segment") -> np
     `reference="segment"` (default) reproduces the published 3-s table row of each segment; pass "clip" when
     the segments are consecutive pieces of one recording whose statistics will be pooled (see `Reference`).
     """
+    require_descriptor_libraries()
     segments = np.atleast_2d(segments)
     return _descriptors(segments, _spectra(segments), reference)
 
@@ -278,6 +296,7 @@ class SegmentFeatures:
 
     @cached_property
     def descriptors(self) -> np.ndarray:
+        require_descriptor_libraries()
         return _descriptors(self._audio(), self._spectra, "clip")
 
     @cached_property

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from core import dsp
 from core.constants import (
     FRONTEND_HOP_LENGTH,
     FRONTEND_LOG_SCALE,
@@ -61,10 +62,8 @@ TAG_COUNT = len(TAGS)
 
 @lru_cache(maxsize=1)
 def _mel_basis() -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(sr=FRONTEND_SAMPLE_RATE, n_fft=FRONTEND_N_FFT,
-                               n_mels=FRONTEND_N_MELS).astype(np.float32)
+    return dsp.mel_filters(sr=FRONTEND_SAMPLE_RATE, n_fft=FRONTEND_N_FFT,
+                           n_mels=FRONTEND_N_MELS).astype(np.float32)
 
 
 def log_mel(audio_16k: np.ndarray) -> np.ndarray:
@@ -72,10 +71,7 @@ def log_mel(audio_16k: np.ndarray) -> np.ndarray:
 
     librosa.feature.melspectrogram's defaults (centred, zero-padded frames, Slaney mel filters), power 2,
     then the network's log compression in float32."""
-    import librosa
-
-    stft = librosa.stft(np.asarray(audio_16k, np.float32), n_fft=FRONTEND_N_FFT,
-                        hop_length=FRONTEND_HOP_LENGTH)
+    stft = dsp.stft(np.asarray(audio_16k, np.float32), n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH)
     power = (stft.real**2 + stft.imag**2).astype(np.float32)
     mel = np.einsum("mf,...ft->...tm", _mel_basis(), power, optimize=True)
     return np.log10(1.0 + FRONTEND_LOG_SCALE * mel, dtype=np.float32)
@@ -83,10 +79,8 @@ def log_mel(audio_16k: np.ndarray) -> np.ndarray:
 
 def to_frontend_rate(segments: np.ndarray) -> np.ndarray:
     """(n, samples) at SAMPLE_RATE -> (n, samples') at FRONTEND_SAMPLE_RATE."""
-    import librosa
-
-    return librosa.resample(np.atleast_2d(segments).astype(np.float32), orig_sr=SAMPLE_RATE,
-                            target_sr=FRONTEND_SAMPLE_RATE, res_type="soxr_hq", axis=-1)
+    return dsp.resample(np.atleast_2d(segments).astype(np.float32), orig_sr=SAMPLE_RATE,
+                        target_sr=FRONTEND_SAMPLE_RATE, axis=-1)
 
 
 def patches_from_segments(segments: np.ndarray) -> np.ndarray:

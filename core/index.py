@@ -8,7 +8,8 @@ and every backend reports it the same way: a score in [-1, 1], best first. Three
 - ``annoy``: annoy cannot add items to a built forest, so it is rebuilt from the stored vectors on the first
   query after any change; cheap to load (mmap), costly to change.
 - ``exact`` (scikit-learn NearestNeighbors, brute force, cosine): the reference for recall, and good enough
-  for a small library.
+  for a small library. scikit-learn (with SciPy, ~230 MB) is the ``exact`` extra, which the runtime install
+  leaves out; choosing this backend without it is refused when the settings are read (require_backend).
 
 On disk an index is a folder: each save writes ``index-<version>.*`` data files and a JSON sidecar describing
 them, each to a temporary name, fsynced and renamed, and only then replaces the small ``CURRENT`` pointer.
@@ -19,6 +20,7 @@ vectors of one space with a vector of another.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ import hnswlib
 import numpy as np
 
 from core.config import Settings
+from core.errors import MissingExtra
 
 log = logging.getLogger(__name__)
 
@@ -483,10 +486,24 @@ _CLASSES: dict[str, type[HnswIndex] | type[AnnoyIndex] | type[ExactIndex]] = {
 }
 
 
-def create_index(backend: str, dim: int, params: IndexParams | None = None, *, kind: str) -> VectorIndex:
-    """An empty index. `kind` names the embedding and its version (e.g. "descriptor-v1")."""
+EXACT_EXTRA = "pip install 'cratedigger[exact]'"
+"""How to add scikit-learn, which the exact backend needs and the runtime install leaves out."""
+
+
+def require_backend(backend: str) -> None:
+    """Refuse a backend this install cannot build: an unknown name (ValueError), or ``exact`` without
+    scikit-learn (MissingExtra, with the pip command). Called when the settings are read, so an operator
+    learns it at start-up rather than on the first reindex. Looks for scikit-learn without importing it."""
     if backend not in _CLASSES:
         raise ValueError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "exact" and importlib.util.find_spec("sklearn") is None:
+        raise MissingExtra(f"the exact index backend needs scikit-learn, which the runtime install leaves out: "
+                           f"{EXACT_EXTRA}")
+
+
+def create_index(backend: str, dim: int, params: IndexParams | None = None, *, kind: str) -> VectorIndex:
+    """An empty index. `kind` names the embedding and its version (e.g. "descriptor-v1")."""
+    require_backend(backend)
     return _CLASSES[backend](dim, params or IndexParams(), kind)
 
 

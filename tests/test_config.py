@@ -43,6 +43,12 @@ def test_bad_value_names_the_variable(tmp_path: Path, monkeypatch: pytest.Monkey
         load_settings(None)
 
 
+def test_an_unknown_index_backend_is_refused_when_the_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRATEDIGGER_INDEX_BACKEND", "faiss")
+    with pytest.raises(ValueError, match="CRATEDIGGER_INDEX_BACKEND='faiss'.*choose one of hnsw, annoy, exact"):
+        load_settings(None)
+
+
 def test_token_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
     settings = load_settings(None)

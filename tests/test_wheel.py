@@ -3,7 +3,10 @@ a fresh environment, outside the source tree, `cratedigger demo` and `cratedigge
 
 The wheel's own dependencies are not downloaded again: the fresh environment sees this one's site-packages
 through a path file (whose own .pth files, such as an editable install's finder, are not run), and the wheel
-is installed with --no-deps. Building the wheel needs the build backend pyproject.toml names, which pip
+is installed with --no-deps. It sees them through a folder of links that leaves out what only the extras
+install (librosa, numba, llvmlite, SciPy, scikit-learn, TensorFlow, Keras, LiteRT...), so the demo and
+`genre` run here as in a runtime-only install, where none of those can be imported. Building the wheel
+needs the build backend pyproject.toml names, which pip
 fetches into an isolated build environment (or takes from its cache).
 """
 from __future__ import annotations
@@ -23,6 +26,10 @@ from core.cli.demo import DEMO_CLIPS
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
+
+EXTRAS_ONLY = {"librosa", "numba", "llvmlite", "scipy", "sklearn", "scikit_learn", "tensorflow",
+               "tensorflow_cpu", "keras", "tf_keras", "tf2onnx", "lightgbm", "ai_edge_litert", "musicnn"}
+"""Top-level names (modules, their .libs and dist-info folders) that only an extra installs."""
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -49,8 +56,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     venv.EnvBuilder(with_pip=False).create(target)
     python = target / "bin" / "python"
     site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], root, env)
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (Path(site.stdout.strip()) / "_outer_site.pth").write_text("\n".join(sorted(ours)) + "\n")
+    runtime_only = root / "runtime-site"
+    runtime_only.mkdir()
+    for folder in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        for entry in Path(folder).iterdir():
+            top = entry.name.split("-")[0].split(".")[0].lower()
+            link = runtime_only / entry.name
+            if top not in EXTRAS_ONLY and entry.suffix != ".pth" and not link.exists():
+                link.symlink_to(entry)
+    (Path(site.stdout.strip()) / "_outer_site.pth").write_text(f"{runtime_only}\n")
     pip = _run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check",
                 "-q", str(wheel)], root, env)
     assert pip.returncode == 0, pip.stderr[-3000:]
@@ -64,6 +78,16 @@ def test_the_installed_package_is_the_wheels_not_the_source_tree(installed: tupl
                  tmp_path, env)
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(bin_dir.parent)
+
+
+def test_the_environment_has_none_of_the_extras(installed: tuple[Path, dict[str, str]],
+                                                tmp_path: Path) -> None:
+    bin_dir, env = installed
+    names = ("librosa", "scipy", "sklearn", "numba", "tensorflow", "keras", "onnxruntime", "soxr")
+    probe = f"import importlib.util as u; print(sorted(n for n in {names!r} if u.find_spec(n)))"
+    found = _run([str(bin_dir / "python"), "-c", probe], tmp_path, env)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "['onnxruntime', 'soxr']"
 
 
 def test_the_demo_runs_from_the_wheel(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -84,3 +108,49 @@ def test_genre_runs_from_the_wheel(installed: tuple[Path, dict[str, str]], tmp_p
     out = _run([str(bin_dir / "cratedigger"), "genre", "--json", str(clip)], tmp_path, env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)[0]["genre"]
+
+
+def test_a_descriptor_model_names_the_extra_it_needs(installed: tuple[Path, dict[str, str]],
+                                                     tmp_path: Path) -> None:
+    """The descriptor genre kind reads librosa's features: without them its loader refuses in one line that
+    names the pip command, and the manifest's loader passes over it to the next model."""
+    bin_dir, env = installed
+    models = shutil.copytree(REPO_ROOT / "models", tmp_path / "models")
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["genre"].sort(key=lambda entry: entry["kind"] != "descriptor")  # the descriptor kind first
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    script = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from core.genre import load_genre_model\n"
+        "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s')\n"
+        f"print(load_genre_model(Path({str(models)!r})).name)\n")
+    out = _run([str(bin_dir / "python"), "-c", script], tmp_path, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    refusal, chosen = out.stdout.strip().splitlines()
+    assert refusal.startswith("WARNING genre model descriptor-") and "librosa" in refusal
+    assert refusal.endswith("pip install 'cratedigger[descriptors]'")
+    assert chosen.startswith("bilstm")
+
+
+@pytest.mark.parametrize("kind", ["frontend", "genre", "mood"])
+def test_training_says_which_extra_it_needs(installed: tuple[Path, dict[str, str]], tmp_path: Path,
+                                            kind: str) -> None:
+    """Before reading any data: the runtime install has none of the training packages."""
+    bin_dir, env = installed
+    out = _run([str(bin_dir / "cratedigger"), "train", kind], tmp_path, env)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().endswith("pip install 'cratedigger[train]'")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_exact_backend_says_which_extra_it_needs(installed: tuple[Path, dict[str, str]],
+                                                     tmp_path: Path) -> None:
+    """Refused when the settings are read, before any audio is touched: scikit-learn is the exact extra."""
+    bin_dir, env = installed
+    clip = sorted(DEMO_CLIPS.glob("*.ogg"))[0]
+    out = _run([str(bin_dir / "cratedigger"), "genre", str(clip)], tmp_path,
+               {**env, "CRATEDIGGER_INDEX_BACKEND": "exact"})
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().endswith("pip install 'cratedigger[exact]'")
+    assert len(out.stderr.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ only when a network is built or fitted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -16,6 +17,17 @@ from core.config import PACKAGE_ROOT, Settings
 from core.errors import FileMissing, UserError
 
 SHARED_HELP = "../shared/data next to the repository"
+TRAIN_EXTRA = "pip install 'cratedigger[train]'"
+
+
+def require_training_packages(*modules: str) -> None:
+    """Refuse in one line, before any data is read, where the `train` extra is missing: the runtime install
+    leaves out TensorFlow, scikit-learn and SciPy, and training would otherwise fail minutes in, after the
+    data set was analysed. Looks for the modules without importing them (TensorFlow's import is slow)."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"training needs {', '.join(missing)}, which the runtime install leaves out: "
+                        f"{TRAIN_EXTRA}")
 
 
 def _positive(text: str) -> int:
@@ -95,6 +107,7 @@ def _data_options(parser: argparse.ArgumentParser, cache: str) -> None:
 
 
 def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outcome:
+    require_training_packages("tensorflow", "keras")
     from core.cli.demo import DEMO_CLIPS
     from core.training.musicnn_port import convert
     from core.training.musicnn_reference import package_dir
@@ -111,6 +124,7 @@ def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outco
 
 
 def handle_train_genre(args: argparse.Namespace, settings: Settings) -> Outcome:
+    require_training_packages("tensorflow", "keras", "sklearn", "scipy")
     from core.training.genre_data import DEFAULT_CACHE, DEFAULT_SHARED
     from core.training.genre_train import load_data, train
 
@@ -130,6 +144,7 @@ def handle_train_genre(args: argparse.Namespace, settings: Settings) -> Outcome:
 
 
 def handle_train_mood(args: argparse.Namespace, settings: Settings) -> Outcome:
+    require_training_packages("sklearn", "scipy")
     from core.training.genre_data import DEFAULT_SHARED
     from core.training.mood_train import AUGMENTED, DEFAULT_CACHE, train
 

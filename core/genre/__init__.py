@@ -154,5 +154,5 @@ def load_genre_model(models_dir: Path) -> GenreModel | None:
         try:
             return getattr(importlib.import_module(module_name), func)(path, entry)
         except (ImportError, FileNotFoundError) as exc:
-            log.info("genre model %s cannot run here: %s", entry.get("name"), exc)
+            log.warning("genre model %s cannot run here: %s", entry.get("name"), exc)
     return None

@@ -31,7 +31,7 @@ import numpy as np
 
 from core.constants import GENRES, SEGMENT_SECONDS, audio_constants
 from core.errors import ModelMismatch
-from core.features import DESCRIPTOR_NAMES, SegmentFeatures
+from core.features import DESCRIPTOR_NAMES, SegmentFeatures, require_descriptor_libraries
 from core.genre import SECTION_SECONDS, GenreVerdict, Section, check_constants, softmax
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,10 @@ def from_dict(raw: dict[str, Any], artefact: str = "descriptor model") -> Descri
 
 
 def load(path: Path, entry: dict[str, Any] | None = None) -> DescriptorGenreModel:
-    """The manifest's loader (core.genre.LOADERS["descriptor"])."""
+    """The manifest's loader (core.genre.LOADERS["descriptor"]). Refuses (MissingExtra) where the descriptors
+    cannot be computed, so the manifest's next model answers instead and the log says which pip command
+    would bring this one."""
+    require_descriptor_libraries()
     model = from_dict(json.loads(Path(path).read_text()), artefact=str(path))
     if entry and entry.get("name") and entry["name"] != model.name:
         log.info("manifest calls %s %r; the artefact says %r", path, entry["name"], model.name)

@@ -1,0 +1,160 @@
+"""The few signal-processing steps the default analysis needs, in NumPy and soxr, without librosa.
+
+librosa pulls numba, llvmlite, SciPy and scikit-learn (over 400 MB installed), and the default path (decode,
+trim, resample, the front-end's log-mel) uses six of its functions. These are those functions, written to
+give librosa 0.11's results with the arguments we call them with (tests/test_dsp.py holds them to librosa on
+real audio): the same frames, padding, window and filter formulas, in the same dtypes. librosa stays in the
+`descriptors` extra for the descriptor features (core.features), which need much more of it.
+
+Signatures follow librosa's (keyword arguments, the same names and defaults for the parts we use), so a call
+site swaps `librosa.x(...)` for `dsp.x(...)` unchanged.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import soxr
+
+RESAMPLE_QUALITY = "HQ"
+"""soxr's high quality: what librosa's default `res_type="soxr_hq"` asks soxr for."""
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, axis: int = -1) -> np.ndarray:
+    """librosa.resample(y, orig_sr=, target_sr=, res_type="soxr_hq", axis=): soxr along `axis`, cut or
+    zero-padded to ceil(n * target_sr / orig_sr) samples, in y's dtype."""
+    if orig_sr == target_sr:
+        return y
+    n_samples = int(np.ceil(y.shape[axis] * float(target_sr) / orig_sr))
+    resampled = np.apply_along_axis(soxr.resample, axis, y, in_rate=orig_sr, out_rate=target_sr,
+                                    quality=RESAMPLE_QUALITY)
+    return np.asarray(fix_length(resampled, size=n_samples, axis=axis), dtype=y.dtype)
+
+
+def fix_length(y: np.ndarray, *, size: int, axis: int = -1) -> np.ndarray:
+    """`y` cut to `size` samples along `axis`, or zero-padded at its end to reach it (as
+    librosa.util.fix_length)."""
+    n = y.shape[axis]
+    if n > size:
+        index = [slice(None)] * y.ndim
+        index[axis] = slice(0, size)
+        return y[tuple(index)]
+    if n < size:
+        padding = [(0, 0)] * y.ndim
+        padding[axis] = (0, size - n)
+        return np.pad(y, padding)
+    return y
+
+
+def frame(y: np.ndarray, *, frame_length: int, hop_length: int) -> np.ndarray:
+    """(..., samples) -> (..., frame_length, frames), a strided view, as librosa.util.frame lays it out:
+    the reductions below then sum in librosa's order and give its bits."""
+    if y.shape[-1] < frame_length:
+        raise ValueError(f"input is too short ({y.shape[-1]} samples) for frames of {frame_length}")
+    windows = np.lib.stride_tricks.sliding_window_view(y, frame_length, axis=-1)
+    return np.moveaxis(windows, -1, -2)[..., ::hop_length]
+
+
+def hann(n: int) -> np.ndarray:
+    """The periodic ("fftbins") Hann window of n points, float64: the first n of a symmetric window of n + 1,
+    computed as scipy.signal.get_window("hann", n) does, to its last bit."""
+    return (0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, n + 1)))[:n]
+
+
+def _centre(y: np.ndarray, n_fft: int, pad_mode: str) -> np.ndarray:
+    padding = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    return np.pad(y, padding, mode=pad_mode)  # type: ignore[call-overload]
+
+
+def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int | None = None, center: bool = True,
+         pad_mode: str = "constant") -> np.ndarray:
+    """librosa.stft with its default window (periodic Hann over n_fft): (..., 1 + n_fft // 2, frames),
+    complex64 for float32 input (complex128 for float64). Frames are centred (padded by n_fft // 2 with
+    `pad_mode`, zeros by default, as librosa 0.10+ does) unless `center` is False."""
+    hop_length = n_fft // 4 if hop_length is None else hop_length
+    y = np.asarray(y)
+    padded = _centre(y, n_fft, pad_mode) if center else y
+    frames = frame(padded, frame_length=n_fft, hop_length=hop_length)
+    window = hann(n_fft)[:, None]
+    dtype = np.complex64 if y.dtype == np.float32 else np.complex128
+    return np.fft.rfft(window * frames, axis=-2).astype(dtype, copy=False)
+
+
+def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    f_sp = 200.0 / 3
+    mels = frequencies / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    high = frequencies >= min_log_hz
+    mels[high] = min_log_mel + np.log(frequencies[high] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    high = mels >= min_log_mel
+    freqs[high] = min_log_hz * np.exp(logstep * (mels[high] - min_log_mel))
+    return freqs
+
+
+def mel_filters(*, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None,
+                dtype: type = np.float32) -> np.ndarray:
+    """librosa.filters.mel's default bank: (n_mels, 1 + n_fft // 2) triangles on Slaney's mel scale between
+    fmin and fmax (default sr / 2), each scaled to unit area ("slaney" norm)."""
+    fmax = float(sr) / 2 if fmax is None else fmax
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.asarray([fmin], float))[0],
+                                   _hz_to_mel(np.asarray([fmax], float))[0], n_mels + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, fft_freqs)
+    weights = np.zeros((n_mels, len(fft_freqs)), dtype=dtype)
+    for i in range(n_mels):
+        lower = -ramps[i] / widths[i]
+        upper = ramps[i + 2] / widths[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, np.newaxis]
+    return weights
+
+
+def rms(*, y: np.ndarray, frame_length: int = 2048, hop_length: int = 512, center: bool = True,
+        pad_mode: str = "constant") -> np.ndarray:
+    """librosa.feature.rms from samples: (..., 1, frames) float32 root mean square of each frame."""
+    padded = _centre(y, frame_length, pad_mode) if center else y
+    frames = frame(padded, frame_length=frame_length, hop_length=hop_length)
+    power = np.mean(np.square(frames, dtype=np.float32), axis=-2, keepdims=True)
+    return np.sqrt(power)
+
+
+def amplitude_to_db(S: np.ndarray, *, ref: float | Callable[[np.ndarray], float] = 1.0, amin: float = 1e-5,
+                    top_db: float | None = 80.0) -> np.ndarray:
+    """librosa.amplitude_to_db: 20 log10(|S| / ref), with |S| and ref floored at `amin`, and everything more
+    than `top_db` under the loudest value raised to that floor (None: no floor)."""
+    magnitude = np.abs(np.asarray(S))
+    ref_value = ref(magnitude) if callable(ref) else np.abs(ref)
+    power = np.square(magnitude, out=magnitude)
+    db = 10.0 * np.log10(np.maximum(amin**2, power))
+    db -= 10.0 * np.log10(np.maximum(amin**2, ref_value**2))
+    if top_db is not None:
+        db = np.maximum(db, db.max() - top_db)
+    return db
+
+
+def trim(y: np.ndarray, *, top_db: float = 60, frame_length: int = 2048, hop_length: int = 512
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """librosa.effects.trim for mono audio: drop the leading and trailing frames whose RMS is more than
+    `top_db` under the loudest frame's; returns the kept samples and their [start, end)."""
+    db = amplitude_to_db(rms(y=y, frame_length=frame_length, hop_length=hop_length)[..., 0, :], ref=np.max,
+                         top_db=None)
+    sounding = np.flatnonzero(db > -top_db)
+    if sounding.size == 0:
+        start, end = 0, 0
+    else:
+        start = int(sounding[0]) * hop_length
+        end = min(y.shape[-1], (int(sounding[-1]) + 1) * hop_length)
+    return y[..., start:end], np.asarray([start, end])
