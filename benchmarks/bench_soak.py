@@ -862,7 +862,8 @@ def report(args: argparse.Namespace, tally: Tally, samples: list[MemorySample], 
     lasting = lasting_processes(samples, warmup)
     slope = slope_per_1000(samples, warmup, lambda s: sum(s.rss_kib.get(p, 0) for p in lasting) / 1024)
     print(f"soak: {tally.answered} interactions in {wall / 60:.1f} min ({tally.answered / wall:.2f}/s), "
-          f"{args.concurrency} members at a time, workers={args.workers}, queue_size={args.queue_size}")
+          f"{args.concurrency} members at a time, workers={args.workers}, queue_size={args.queue_size}, "
+          f"pagers_max={args.pagers_max}")
     print(f"answers: ok {tally.counts['ok']}, busy {tally.counts['busy']}, failed {tally.counts['fail']}")
     for kind in sorted({k for k, _ in tally.by_kind}):
         parts = ", ".join(f"{o} {tally.by_kind[(kind, o)]}" for o in ("ok", "busy", "fail")
