@@ -16,6 +16,13 @@ summary says whether the shipped IndexParams defaults (marked *) are among those
     .venv/bin/python benchmarks/bench_ann.py --sizes 1000000          # hnsw only at 1M by default
     .venv/bin/python benchmarks/bench_ann.py --vectors library.npy
     .venv/bin/python benchmarks/bench_ann.py --like library.npy --sizes 100000,1000000
+
+Segment mode (issue 20: the segment-level index behind /similar) measures whole 10-segment queries through
+the service's pipeline; with --like-tracks the segments are shaped like the real ones (segment_like.py).
+Target: the shipped hnsw setting at >= 1M segments reaches track recall@10 >= 0.99; exit 1 when it does not.
+
+    .venv/bin/python benchmarks/bench_ann.py --segments 20 --sizes 1000000 --queries 100 \
+        --like-tracks ~/.cache/cratedigger/bench-neighbours/<digest>-frontend{,-nocopy} --cache /tmp/ann
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -140,32 +148,35 @@ def time_queries(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> 
 
 
 def build(backend: str, data: np.ndarray, params: IndexParams,
-          cache: Path | None, ids: np.ndarray | None = None) -> tuple[VectorIndex, float, float, float]:
-    """(index, build seconds, RSS delta MB, saved size MB). annoy and exact build lazily on first query,
+          cache: Path | None,
+          ids: np.ndarray | None = None) -> tuple[VectorIndex, float, float, float, float]:
+    """(index, build seconds, RSS delta MB, saved size MB, build CPU seconds of all this process's
+    threads: on a shared machine the wall time depends on the load, the CPU time much less).
+    annoy and exact build lazily on first query,
     so their build is forced here by one query, inside the timed span. With `cache` (a folder per data
     set and build setting) a saved index is loaded instead and the figures of the run that built it are
     reported: a 1M-vector hnsw build takes tens of minutes on a busy 2-core machine."""
     figures_file = cache.parent / f"{cache.name}.json" if cache else None
     if cache and figures_file and figures_file.is_file():
         index = load_index(cache, expected_kind=KIND, expected_dim=data.shape[1])
-        seconds, grown, disk = json.loads(figures_file.read_text())
+        seconds, grown, disk, *cpu = json.loads(figures_file.read_text())
         print(f"# {backend} {cache.name}: loaded from cache, figures of the build that made it", flush=True)
-        return index, seconds, grown, disk
+        return index, seconds, grown, disk, cpu[0] if cpu else float("nan")
     gc.collect()
     before = rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     index = create_index(backend, data.shape[1], params, kind=KIND)
     index.add(np.arange(data.shape[0], dtype=np.int64) if ids is None else ids, data)
     index.query(data[0], 1)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     grown = rss_mb() - before
     with tempfile.TemporaryDirectory(prefix="bench-ann-") as scratch:
         folder = cache or Path(scratch)
         index.save(folder)
         disk = sum(f.stat().st_size for f in folder.iterdir() if f.name.startswith(PREFIX)) / 2**20
     if figures_file:
-        figures_file.write_text(json.dumps([seconds, grown, disk]))
-    return index, seconds, grown, disk
+        figures_file.write_text(json.dumps([seconds, grown, disk, cpu_seconds]))
+    return index, seconds, grown, disk, cpu_seconds
 
 
 def parse_pairs(text: str) -> list[tuple[int, int]]:
@@ -186,7 +197,7 @@ def measure(n: int, backend: str, params: IndexParams, build_label: str, cache: 
     Runs in a fresh forked process, so the RSS delta is this index's alone, not blurred by memory the
     allocator kept from the previous build."""
     data, queries, truth = _SHARED["data"], _SHARED["queries"], _SHARED["truth"]
-    index, seconds, grown, disk = build(backend, data, params, cache)
+    index, seconds, grown, disk, _cpu = build(backend, data, params, cache)
     rows = []
     for label, knobs, is_default in queries_at:
         index.set_query_params(num_threads=1, **knobs)
@@ -267,93 +278,253 @@ def exact_tracks(data: np.ndarray, query: np.ndarray, per_track: int, k: int) ->
     return np.argsort(-best)[:k]
 
 
-def segment_pipeline(index: VectorIndex, data: np.ndarray, query: np.ndarray, per_track: int,
-                     k: int) -> list[int]:
-    """What the service does: the index's candidates for each query segment, then every candidate track
-    scored exactly from all its segments."""
-    from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks
+def segment_pipeline(index: VectorIndex, segments_of: Callable[[int], np.ndarray], query: np.ndarray,
+                     candidates: int) -> tuple[list[list[tuple[int, float]]], list[int]]:
+    """What the service does for one query: the index's `candidates` (the service: CANDIDATES_PER_SEGMENT)
+    nearest segments of each query segment, then every candidate track scored exactly from all its
+    segments (here read from memory; the service reads them from its store). Returns (the index's hits,
+    the top K tracks)."""
+    from core.segment_match import candidate_tracks, rank_tracks
 
-    hits = index.query(query, CANDIDATES_PER_SEGMENT)
-    entries = {t: data[t * per_track:(t + 1) * per_track] for t in candidate_tracks(hits, set())}
-    return [m.track_id for m in rank_tracks(query, entries, k)]
+    hits = index.query(query, candidates)
+    entries = {t: segments_of(t) for t in candidate_tracks(hits, set())}
+    return hits, [m.track_id for m in rank_tracks(query, entries, K)]
 
 
-def measure_segments(backend: str, params: IndexParams, label: str, per_track: int,
-                     knobs: list[tuple[str, dict[str, int]]]) -> list[str]:
-    """Build one segment index (in a forked process: its own RSS) and time queries of whole excerpts."""
+@dataclass
+class SegmentRow:
+    segments: int
+    backend: str
+    build: str
+    query: str
+    build_s: float
+    build_cpu_s: float
+    rss_mb: float
+    disk_mb: float
+    ann_ms: float
+    ann_cpu_ms: float
+    query_ms: float
+    query_cpu_ms: float
+    p95_cpu_ms: float
+    seg_recall: float
+    track_recall: float
+    default: bool
+
+
+SEGMENT_HEADER = (f"{'segments':>9} {'backend':7} {'build':16} {'query':15} {'build_s':>8} {'bld_cpu':>8} "
+                  f"{'rss_MB':>7} {'disk_MB':>7} {'ann_ms':>7} {'ann_cpu':>7} {'qry_ms':>7} {'qry_cpu':>7} "
+                  f"{'p95_cpu':>7} {'segR@10':>7} {'trkR@10':>7}")
+
+
+def format_segment_row(r: SegmentRow) -> str:
+    return (f"{r.segments:>9,} {r.backend:7} {r.build:16} {r.query:15} {r.build_s:8.1f} {r.build_cpu_s:8.1f} "
+            f"{r.rss_mb:7.0f} {r.disk_mb:7.0f} {r.ann_ms:7.2f} {r.ann_cpu_ms:7.2f} {r.query_ms:7.2f} "
+            f"{r.query_cpu_ms:7.2f} {r.p95_cpu_ms:7.2f} {r.seg_recall:7.3f} {r.track_recall:7.3f}"
+            f"{' *' if r.default else ''}")
+
+
+def measure_segments(backend: str, params: IndexParams, label: str, per_track: int, cache: Path | None,
+                     knobs: list[tuple[str, dict[str, int], bool]]) -> list[SegmentRow]:
+    """Build one segment index (in a forked process: its own RSS) and time whole queries of
+    --query-segments segments through the service's pipeline, wall and this thread's CPU: ann_* is the
+    index search alone (--candidates per segment), qry_* the whole pipeline (that search, then
+    exact scoring of the candidate tracks). segR@10: the first 10 of each segment's candidates against
+    its exact 10 nearest segments; trkR@10: the pipeline's top 10 tracks against the exact averaged
+    max-sim top 10 over all tracks."""
     from core.segment_match import STRIDE
 
-    data, queries = _SHARED["data"], _SHARED["queries"]
+    data, queries, candidates = _SHARED["data"], _SHARED["queries"], int(_SHARED["candidates"])
     seg_truth, track_truth = _SHARED["truth"], _SHARED["track_truth"]
     n = data.shape[0]
     tracks = np.arange(n) // per_track
     labels = tracks * STRIDE + np.arange(n) % per_track
-    index, seconds, grown, disk = build(backend, data, params, None, ids=labels)
-    lines = []
-    for query_label, knob in knobs:
+    index, seconds, grown, disk, cpu_seconds = build(backend, data, params, cache, ids=labels)
+
+    def segments_of(track: int) -> np.ndarray:
+        return data[track * per_track:(track + 1) * per_track]
+
+    rows = []
+    for query_label, knob, is_default in knobs:
         index.set_query_params(num_threads=1, **knob)
         for q in queries[:3]:
-            index.query(q, K)
-        wall, cpu, pipe_wall, seg_hits, track_hits = [], [], [], 0, 0
+            segment_pipeline(index, segments_of, q, candidates)
+        ann, ann_cpu, wall, cpu, seg_hits, track_hits = [], [], [], [], 0, 0
         for q, expected, want in zip(queries, seg_truth, track_truth):
             w0, c0 = time.perf_counter(), time.thread_time()
-            found = index.query(q, K)
+            hits, got = segment_pipeline(index, segments_of, q, candidates)
             cpu.append(time.thread_time() - c0)
             wall.append(time.perf_counter() - w0)
-            for row, exp in zip(found, expected):
-                seg_hits += len({i for i, _ in row} & set(labels[exp].tolist()))
-            w0 = time.perf_counter()
-            got = segment_pipeline(index, data, q, per_track, K)
-            pipe_wall.append(time.perf_counter() - w0)
+            w0, c0 = time.perf_counter(), time.thread_time()
+            index.query(q, candidates)
+            ann_cpu.append(time.thread_time() - c0)
+            ann.append(time.perf_counter() - w0)
+            for row, exp in zip(hits, expected):
+                seg_hits += len({i for i, _ in row[:K]} & set(labels[exp].tolist()))
             track_hits += len(set(got) & set(want.tolist()))
-        q_segments = queries.shape[1]
-        lines.append(f"{n:>9,} {backend:7} {label:16} {query_label:12} {seconds:8.1f} {grown:7.0f} {disk:7.0f} "
-                     f"{1e3 * np.median(wall):9.2f} {1e3 * np.median(cpu):9.2f} "
-                     f"{seg_hits / (K * q_segments * len(queries)):6.3f} {1e3 * np.median(pipe_wall):9.2f} "
-                     f"{track_hits / (K * len(queries)):7.3f}")
-        print(lines[-1], flush=True)
-    return lines
+        row = SegmentRow(n, backend, label, query_label, seconds, cpu_seconds, grown, disk, _ms(ann),
+                         _ms(ann_cpu), _ms(wall), _ms(cpu), _ms(cpu, 95),
+                         seg_hits / (K * queries.shape[1] * len(queries)),
+                         track_hits / (K * len(queries)), is_default)
+        print(format_segment_row(row), flush=True)
+        rows.append(row)
+    return rows
 
 
-SEGMENT_HEADER = (f"{'segments':>9} {'backend':7} {'build':16} {'query':12} {'build_s':>8} {'rss_MB':>7} "
-                  f"{'disk_MB':>7} {'query_ms':>9} {'cpu_ms':>9} {'R@10':>6} {'tracks_ms':>9} {'trackR@10':>7}")
+def _ms(seconds: list[float], percentile: float = 50) -> float:
+    return 1e3 * float(np.percentile(seconds, percentile))
+
+
+def segment_vectors(n_tracks: int, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
+    """(data, queries, how they were made): shaped like the real segments of --like-tracks, or random."""
+    if not args.like_tracks:
+        data, queries, _ = segment_data(n_tracks, args.segments, args.dim, args.queries, args.query_segments,
+                                        args.seed)
+        return data, queries, f"random track directions in {args.dim}-d, segments = direction + equal noise"
+    from benchmarks import segment_like
+
+    real, _ = segment_like.real_tracks(args.like_tracks)
+    model = segment_like.fit(real, args.seed)
+    data, queries, _ = segment_like.like_segment_data(model, n_tracks, args.segments, args.queries,
+                                                      args.query_segments, args.seed)
+    per = args.segments
+    evenly = [t[np.linspace(0, len(t) - 1, per).astype(int)] for t in real if len(t) >= per]
+    made = [data[i * per:(i + 1) * per].astype(np.float64) for i in range(min(300, n_tracks))]
+    rng = np.random.default_rng(args.seed)
+    return data, queries, (
+        f"two-level Gaussian fitted to {sum(len(t) for t in real):,} real segments of {len(real)} tracks "
+        f"({model.dim}-d; benchmarks/segment_like.py)\n#   real, {args.segments} evenly spread per track: "
+        f"{segment_like.describe(evenly, rng)}\n#   synthetic: {segment_like.describe(made, rng)}")
+
+
+Run = tuple[str, IndexParams, str, list[tuple[str, dict[str, int], bool]]]
+"""(backend, build parameters, build label, [(query label, query knobs, is the shipped setting)])."""
+
+
+def segment_runs(n: int, args: argparse.Namespace) -> list[Run]:
+    """The settings to measure at n segments: every --hnsw build, annoy and exact up to their limits.
+    Only the shipped hnsw setting with the service's candidate count is marked shipped."""
+    from core.segment_match import CANDIDATES_PER_SEGMENT
+
+    shipped, base = IndexParams(), IndexParams(num_threads=args.build_threads)
+    runs: list[Run] = []
+    for m, efc in dict.fromkeys(parse_pairs(args.hnsw)):
+        shipped_build = (m, efc) == (shipped.m, shipped.ef_construction) and (
+            args.candidates == CANDIDATES_PER_SEGMENT)
+        runs.append(("hnsw", replace(base, m=m, ef_construction=efc), f"M={m} efc={efc}",
+                     [(f"ef={ef}", {"ef": ef}, shipped_build and ef == shipped.ef)
+                      for ef in sorted(set(parse_ints(args.hnsw_ef)) | {shipped.ef})]))
+    if n <= args.annoy_max:
+        runs.append(("annoy", replace(base, n_trees=shipped.n_trees), f"trees={shipped.n_trees}",
+                     [(f"search_k={sk}", {"search_k": sk}, sk == shipped.search_k)
+                      for sk in parse_ints(args.annoy_search_k)]))
+    else:
+        print(f"# skipped annoy at {n:,} (> --annoy-max {args.annoy_max:,})")
+    if n <= args.exact_max:
+        runs.append(("exact", base, "brute", [("cosine", {}, True)]))
+    else:
+        print(f"# skipped exact at {n:,} (> --exact-max {args.exact_max:,})")
+    return runs
+
+
+def real_check(args: argparse.Namespace, runs: list[Run]) -> None:
+    """The pipeline on the real library the model was fitted to, per index setting: each track indexed on
+    --segments segments spread over it, each track's real excerpt query (its middle 30 s through a 64 kb/s
+    mp3, 10 segments end to end) searched; own track first (hit@1), in the top 5 (hit@5), and the share of
+    the exact backend's top 10 that the setting finds. Small (a few hundred tracks), so every setting
+    should match exact: this shows a cheaper build loses nothing on real embeddings, not at scale."""
+    from core.segment_match import STRIDE
+    from benchmarks import segment_like
+
+    real, excerpts = segment_like.real_tracks(args.like_tracks)
+    entries = [t[np.linspace(0, len(t) - 1, min(args.segments, len(t))).astype(int)].astype(np.float32)
+               for t in real]
+    labels = np.concatenate([t * STRIDE + np.arange(len(e)) for t, e in enumerate(entries)])
+    data = np.concatenate(entries)
+    exact: list[list[int]] = []
+    print(f"# real library: {len(real)} tracks x <= {args.segments} segments ({data.shape[0]:,} vectors), "
+          f"each track's own excerpt as the query")
+    for backend, params, label, knobs in sorted(runs, key=lambda run: run[0] != "exact"):
+        index = create_index(backend, data.shape[1], params, kind=KIND)
+        index.add(labels, data)
+        for query_label, knob, _default in knobs:
+            index.set_query_params(num_threads=1, **knob)
+            got = [segment_pipeline(index, entries.__getitem__, q.astype(np.float32), args.candidates)[1]
+                   for q in excerpts]
+            exact = exact or got  # exact runs first
+            agree = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, exact)])
+            hit1 = sum(g[0] == t for t, g in enumerate(got))
+            hit5 = sum(t in g[:5] for t, g in enumerate(got))
+            print(f"#   {backend} {label} {query_label}: hit@1 {hit1}/{len(real)}, hit@5 {hit5}/{len(real)}, "
+                  f"top 10 as exact's {agree:.3f}", flush=True)
+
+
+def segment_truth(data: np.ndarray, queries: np.ndarray, per_track: int,
+                  cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact answers: each query segment's K nearest segments, each query's K best tracks. At 1M they take
+    minutes on a busy machine; the vectors are regenerated from the seed, so with --cache only the answers
+    are kept."""
+    if cache and cache.is_file():
+        with np.load(cache) as z:
+            return z["segments"], z["tracks"]
+    flat = queries.reshape(-1, data.shape[1])
+    seg_truth = exact_top_k(data, flat, K).reshape(queries.shape[0], queries.shape[1], K)
+    track_truth = np.stack([exact_tracks(data, q, per_track, K) for q in queries])
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, segments=seg_truth, tracks=track_truth)
+    return seg_truth, track_truth
 
 
 def run_segments(args: argparse.Namespace) -> int:
-    """--segments mode: N segment vectors (N / --segments tracks), queries of --query-segments segments."""
+    """--segments mode: N segment vectors (N / --segments tracks), queries of --query-segments segments.
+    Exit 1 when a run of >= TARGET_N segments leaves the shipped hnsw setting below TARGET_RECALL tracks."""
     per_track = args.segments
-    shipped = IndexParams()
+    rows: list[SegmentRow] = []
+    if args.like_tracks:
+        real_check(args, segment_runs(0, args))
     for n in parse_ints(args.sizes):
         n_tracks = n // per_track
         t0 = time.perf_counter()
-        data, queries, _picked = segment_data(n_tracks, per_track, args.dim, args.queries, args.query_segments,
-                                              args.seed)
-        flat = queries.reshape(-1, args.dim)
-        seg_truth = exact_top_k(data, flat, K).reshape(args.queries, args.query_segments, K)
-        track_truth = np.stack([exact_tracks(data, q, per_track, K) for q in queries])
-        print(f"# {n:,} synthetic segment vectors ({n_tracks:,} tracks x {per_track}), dim {args.dim}; "
-              f"{args.queries} queries of {args.query_segments} segments; exact answers in "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        data, queries, made = segment_vectors(n_tracks, args)
+        seg_truth, track_truth = segment_truth(data, queries, per_track, args.cache and args.cache / (
+            f"{args.data_tag}-seg{per_track}x{args.query_segments}-n{n}-truth.npz"))
+        print(f"# {n:,} segment vectors ({n_tracks:,} tracks x {per_track}), dim {data.shape[1]}: {made}\n"
+              f"# {args.queries} queries of {args.query_segments} fresh segments of a library track, "
+              f"{args.candidates} candidates per query segment; data "
+              f"and exact answers in {time.perf_counter() - t0:.0f} s; load average "
+              + " ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
         print(SEGMENT_HEADER, flush=True)
-        _SHARED.update(data=data, queries=queries, truth=seg_truth, track_truth=track_truth)
-        base = IndexParams(num_threads=args.build_threads)
-        runs: list[tuple[str, IndexParams, str, list[tuple[str, dict[str, int]]]]] = [
-            ("hnsw", base, f"M={shipped.m} efc={shipped.ef_construction}",
-             [(f"ef={ef}", {"ef": ef}) for ef in parse_ints(args.hnsw_ef)])]
-        if n <= args.annoy_max:
-            runs.append(("annoy", replace(base, n_trees=shipped.n_trees), f"trees={shipped.n_trees}",
-                         [(f"search_k={sk}", {"search_k": sk}) for sk in parse_ints(args.annoy_search_k)]))
-        else:
-            print(f"# skipped annoy at {n:,} (> --annoy-max {args.annoy_max:,})")
-        if n <= args.exact_max:
-            runs.append(("exact", base, "brute", [("cosine", {})]))
-        else:
-            print(f"# skipped exact at {n:,} (> --exact-max {args.exact_max:,})")
+        _SHARED.update(data=data, queries=queries, truth=seg_truth, track_truth=track_truth,
+                       candidates=np.int64(args.candidates))
+        runs = segment_runs(n, args)
         for backend, params, label, knobs in runs:
+            tag = f"{args.data_tag}-seg{per_track}-n{n}-{backend}-{label.replace(' ', '-')}"
             with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as child:
-                child.submit(measure_segments, backend, params, label, per_track, knobs).result()
+                rows += child.submit(measure_segments, backend, params, label, per_track,
+                                     args.cache / tag if args.cache else None, knobs).result()
         del data
-    return 0
+    print(f"# load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return segment_verdict(rows)
+
+
+def segment_verdict(rows: list[SegmentRow]) -> int:
+    """Print and return the exit code: 1 when the shipped hnsw setting misses the track-recall target at
+    >= TARGET_N segments, 0 when it meets it or when no run was that large (not judged)."""
+    goal = f"shipped hnsw at >= {TARGET_N:,} segments: track recall@10 >= {TARGET_RECALL}"
+    judged = [r for r in rows if r.segments >= TARGET_N and r.backend == "hnsw" and r.default]
+    for r in rows:
+        if r.backend == "hnsw" and r.track_recall >= TARGET_RECALL:
+            print(f"meets {TARGET_RECALL} at {r.segments:,}: hnsw {r.build} {r.query}, "
+                  f"{r.query_cpu_ms:.1f} ms CPU per query{' (shipped)' if r.default else ''}")
+    if not judged:
+        print(f"target not judged ({goal}): no run that large with the shipped setting")
+        return 0
+    missed = [r for r in judged if r.track_recall < TARGET_RECALL]
+    print(f"target {'MISSED' if missed else 'met'} ({goal}): "
+          + "; ".join(f"{r.track_recall:.3f} at {r.segments:,}" for r in judged))
+    return 1 if missed else 0
 
 
 HEADER = (f"{'N':>9} {'backend':7} {'build':16} {'query':16} {'build_s':>8} {'rss_MB':>7} {'disk_MB':>7} "
@@ -417,9 +588,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="segment mode: --sizes counts segment vectors, this many per track (synthetic "
                              "clustered vectors), each query is --query-segments of them")
     parser.add_argument("--query-segments", type=int, default=10)
+    parser.add_argument("--like-tracks", type=Path, nargs="+",
+                        help="segment mode: bench_neighbours cache folders (one .npz of real segment "
+                             "embeddings per track): sample segment vectors shaped like them, not random")
+    from core.segment_match import CANDIDATES_PER_SEGMENT
+
+    parser.add_argument("--candidates", type=int, default=CANDIDATES_PER_SEGMENT,
+                        help="segment mode: nearest segments each query segment fetches (the service's by "
+                             "default)")
     parser.add_argument("--cache", type=Path, help="keep built indexes here and reuse them on later runs")
     args = parser.parse_args(argv)
     args.data_tag = (f"file-{args.vectors.stem}" if args.vectors else f"like-{args.like.stem}" if args.like
+                     else "like-" + "+".join(p.name for p in args.like_tracks) if args.like_tracks
                      else f"random-d{args.dim}") + f"-s{args.seed}-q{args.queries}"
 
     if args.segments:

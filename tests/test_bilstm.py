@@ -19,25 +19,41 @@ from core.genre.bilstm import load, log_softmax
 from core.training.genre_data import Clip
 from core.training.genre_heads import HeadConfig, build_bilstm, fit_head, keras_weights
 from core.training.genre_train import Data, calibration, cross_validate, folds, save, train
+from core.training.genre_weak import fourq_clips
 from tests.conftest import REPO_ROOT, needs_tensorflow
 
 MODELS = REPO_ROOT / "models"
 
 
-def synthetic_data(clips_per_genre: int = 6, seed: int = 0) -> Data:
-    """Clips of 1-8 segments; each genre's embeddings scatter around a centre of its own."""
+def synthetic_data(clips_per_genre: int = 6, seed: int = 0, songs: int = 0) -> Data:
+    """Clips of 1-8 segments; each genre's embeddings scatter around a centre of its own. With `songs`,
+    Emotify-like excerpts and that many 4Q-like weakly-labelled songs (two per artist, some artists set
+    aside) join them, read through core.training.genre_weak as the real ones are."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((len(GENRES), 200)) * 0.8
     clips, sequences = [], {"clean": [], "mp3": []}
-    for g, genre in enumerate(GENRES):
+
+    def add(clip: Clip, genre: str, n: int) -> None:
+        clips.append(clip)
+        clean = centres[GENRES.index(genre)] + rng.standard_normal((n, 200))
+        sequences["clean"].append(clean.astype(np.float32))
+        sequences["mp3"].append((clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32))
+
+    for genre in GENRES:
         for i in range(clips_per_genre):
             kind = "short2to3s_22k" if i % 2 else "full30_22k"
-            clips.append(Clip(f"gtzan:{genre}/{genre}.{i:05d}", genre, "train" if i < 4 else "valid", kind,
-                              Path(f"{genre}.{i:05d}.opus")))
-            n = 1 if kind.startswith("short") else int(rng.integers(2, 9))
-            clean = centres[g] + rng.standard_normal((n, 200))
-            sequences["clean"].append(clean.astype(np.float32))
-            sequences["mp3"].append((clean + 0.1 * rng.standard_normal(clean.shape)).astype(np.float32))
+            add(Clip(f"gtzan:{genre}/{genre}.{i:05d}", genre, "train" if i < 4 else "valid", kind,
+                     Path(f"{genre}.{i:05d}.opus")), genre, 1 if kind.startswith("short") else int(rng.integers(2, 9)))
+    if songs:
+        for i, genre in enumerate(("classical", "rock", "pop") * 4):
+            add(Clip(f"emotify:{i:03d}", genre, "emotify", "emotify", Path(f"e{i}.opus")), genre, 6)
+        kinds = ((["Jazz", "Vocal"], "jazz"), (["Pop/Rock"], "metal"), (["Country", "Pop/Rock"], "country"),
+                 (["Rap"], "hiphop"), (["Blues", "R&B"], "blues"), (["Pop/Rock", "Electronic"], "pop"))
+        files = [Path(f"4q{i}.opus") for i in range(songs)]
+        genres = [kinds[i % len(kinds)][0] for i in range(songs)]
+        for clip in fourq_clips(files, [f"artist {i // 2}" for i in range(songs)], genres,
+                                [i // 2 % 7 == 0 for i in range(songs)]):
+            add(clip, kinds[int(clip.path.stem[2:]) % len(kinds)][1], 10)
     return Data(clips, sequences)
 
 
@@ -109,17 +125,26 @@ def test_calibration_fits_a_temperature_and_cross_fits_its_ece() -> None:
 
 @needs_tensorflow
 def test_train_chooses_saves_and_reports(tmp_path: Path) -> None:
-    data = synthetic_data()
+    data = synthetic_data(songs=28)
     for suffix in (".keras", ".tflite", ".json"):
         shutil.copy(MODELS / f"frontend_msd_musicnn{suffix}", tmp_path)
-    candidates = (HeadConfig("logistic", c=0.1), HeadConfig("bilstm", units=4, epochs=3))
+    candidates = (HeadConfig("logistic", c=0.1, weak="partial"), HeadConfig("bilstm", units=4, epochs=3),
+                  HeadConfig("bilstm", units=4, epochs=3, weak="clean"))
     report = train(data, tmp_path, k=2, candidates=candidates, seeds=(), command="test")
     assert [c["name"] for c in report.candidates] == [c.name for c in candidates]
     assert report.chosen["config"]["kind"] == "bilstm"
     assert {Path(f).name for f in report.files} == {"genre_bilstm.keras", "genre_bilstm.npz", "genre_bilstm.json"}
     sidecar = json.loads((tmp_path / "genre_bilstm.json").read_text())
     assert sidecar["temperature"] == report.calibration["temperature"]
-    assert sum(sum(row) for row in report.confusion_cv) == len(data.clips)
+    for candidate in report.candidates:  # every check of the protocol is scored for every candidate
+        assert set(candidate["macro"]) == {"gtzan_full", "gtzan_cut", "emotify", "4q"}
+        assert set(candidate["scores"]["clean"]["4q"]["per_genre"]) <= {"Jazz", "Pop/Rock", "Rap", "Blues"}
+    # the set-aside artists are scored once, by a fit that did not see them
+    assert report.untouched["clean"]["4q_aside"]["n"] == sum(c.split == "4q_aside" and bool(c.check)
+                                                             for c in data.clips)
+    # the confusion counts the held-out clips with one true genre: GTZAN valid, Emotify, one-genre songs
+    one_genre = [c for c in data.clips if len(c.allowed) <= 1 and c.split in ("valid", "emotify", "4q")]
+    assert sum(sum(row) for row in report.confusion_cv) == len(one_genre)
 
 
 def test_mismatched_sidecars_are_refused(tmp_path: Path) -> None:

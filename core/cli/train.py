@@ -17,6 +17,8 @@ from core.config import PACKAGE_ROOT, Settings
 from core.errors import FileMissing, UserError
 
 SHARED_HELP = "../shared/data next to the repository"
+GENRE_VARIANTS = ("clean", "mp3")
+"""The variants the shipped genre head was trained on (core.training.genre_data.VARIANTS has two more)."""
 TRAIN_EXTRA = "pip install 'cratedigger[train]'"
 
 
@@ -65,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "temperature on held-out verdicts, refit it on everything and save it.")
     _data_options(genre, "~/.cache/cratedigger/genre-embeddings")
     genre.add_argument("--folds", type=_positive, default=5, help="cross-validation folds")
+    genre.add_argument("--variants", default=",".join(GENRE_VARIANTS), metavar="VARIANTS",
+                       help="upload variants every clip is embedded and trained in, comma-separated "
+                            "(clean must be one)")
     genre.set_defaults(handler=handle_train_genre, long_running=True)
 
     mood = kinds.add_parser(
@@ -80,7 +85,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     evaluate = subparsers.add_parser(
         "evaluate", parents=[parent], help="score the shipped genre or mood model on labelled audio",
         description="Genre: track accuracy per genre, and the confusion matrix, of the model the manifest "
-                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext. Mood "
+                    "loads, on one split of a folder laid out as <genre>/<genre>.000NN[.kind].ext, or on a "
+                    "folder whose tracks.csv names each file's genre (Emotify's genre column; 4Q's AllMusic "
+                    "genres, scored on Pop/Rock, Jazz, Blues, Rap, Country, Reggae). Mood "
                     "(--model mood): quadrant, balanced, arousal and valence accuracy on a folder in 4Q's "
                     "layout.")
     evaluate.add_argument("--data", type=Path, required=True, metavar="DIR",
@@ -125,19 +132,28 @@ def handle_train_frontend(args: argparse.Namespace, settings: Settings) -> Outco
 
 def handle_train_genre(args: argparse.Namespace, settings: Settings) -> Outcome:
     require_training_packages("tensorflow", "keras", "sklearn", "scipy")
-    from core.training.genre_data import DEFAULT_CACHE, DEFAULT_SHARED
+    from core.training.genre_data import DEFAULT_CACHE, DEFAULT_SHARED, VARIANTS
     from core.training.genre_train import load_data, train
 
     shared, out = args.shared or DEFAULT_SHARED, args.out or settings.models_dir
-    if not (shared / "gtzan-audio").is_dir():
-        raise FileMissing(f"no gtzan-audio folder in {shared} (point --shared at the team's data folder)")
+    for folder in ("gtzan-audio", "gtzan-split", "emotify", "mood4q-dev"):
+        if not (shared / folder).is_dir():
+            raise FileMissing(f"no {folder} folder in {shared} (point --shared at the team's data folder)")
+    variants = tuple(v for v in args.variants.split(",") if v)
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or "clean" not in variants:
+        raise UserError(f"--variants {args.variants!r}: name clean and any of {', '.join(VARIANTS[1:])}")
     command = shlex.join(["cratedigger", "train", "genre", "--shared", shown_path(shared),
-                          "--folds", str(args.folds)])
-    data = load_data(shared, settings.models_dir, cache_dir=args.cache or DEFAULT_CACHE, workers=args.workers)
+                          "--folds", str(args.folds), "--variants", ",".join(variants)])
+    data = load_data(shared, settings.models_dir, cache_dir=args.cache or DEFAULT_CACHE, workers=args.workers,
+                     variants=variants)
     report = train(data, out, k=args.folds, command=command)
     if args.report:
         args.report.write_text(report.to_json())
-    lines = [f"{c['name']:<40} selection {c['selection_score']:.3f}" for c in report.candidates]
+    lines = [f"{c['name']:<40} selection {c['selection_score']:.3f} "
+             + " ".join(f"{g} {m:.3f}" for g, m in c["macro"].items()) for c in report.candidates]
+    if report.untouched:
+        lines.append(f"set-aside 4Q artists (scored once): {report.untouched['clean']['4q_aside']['macro']:.3f} macro")
     lines += [f"chosen: {report.chosen['name']}, temperature {report.calibration['temperature']:.3f}, "
               f"ECE {report.calibration['ece']:.3f}", "wrote " + ", ".join(Path(f).name for f in report.files)]
     return Outcome(json.loads(report.to_json()), "\n".join(lines))
@@ -188,7 +204,7 @@ def _confusion_text(confusion: list[list[int]], genres: list[str]) -> str:
 
 
 def handle_evaluate(args: argparse.Namespace, settings: Settings) -> Outcome:
-    from core.training.evaluate import evaluate_folder, evaluate_mood_folder
+    from core.training.evaluate import evaluate_folder, evaluate_listed_folder, evaluate_mood_folder
     from core.training.genre_data import DEFAULT_SHARED
 
     if args.model == "mood":
@@ -202,6 +218,14 @@ def handle_evaluate(args: argparse.Namespace, settings: Settings) -> Outcome:
                          + ", ".join(f"{q} {r:.2f}" for q, r in f["recall"].items()))
         return Outcome(result, "\n".join(lines))
 
+    if (args.data / "tracks.csv").is_file():
+        result = evaluate_listed_folder(args.data, settings)
+        per_label = "; ".join(f"{label} {v['recall']:.2f} ({v['n']}: "
+                              + ", ".join(f"{g} {n}" for g, n in v["called"].items()) + ")"
+                              for label, v in result["per_label"].items())
+        return Outcome(result, f"{result['model']} on {result['clips']} clips of {args.data}: macro "
+                               f"{result['macro']:.3f}, accuracy {result['accuracy']:.3f}, ECE {result['ece']:.3f}\n"
+                               f"per label (recall, clips: called): {per_label}")
     result = evaluate_folder(args.data, args.split or DEFAULT_SHARED / "gtzan-split", args.subset, settings)
     per_genre = ", ".join(f"{g} {v['recall']:.2f} ({v['n']})" for g, v in result["per_genre"].items())
     text = "\n".join([

@@ -7,6 +7,7 @@ Sources (all under `../shared/data`, never copied into the repository):
   own layout (`<genre>/<genre>.000NN.wav|au`) works too: split from the split lists, kind "full30".
 - `emotify/`: one-minute excerpts of classical, rock and pop (and electronic, which is no GTZAN genre and is
   left out), a second, non-GTZAN check.
+- `mood4q-dev/`: commercial songs whose AllMusic genres give weak, set-valued labels (core.training.genre_weak).
 
 Every clip is a group of its own: a track that appears as several kinds (a full 30-s copy and a 2-3-s cut)
 is one group, so no split or fold puts one recording on both sides.
@@ -73,17 +74,27 @@ def read_split(split_dir: Path, split: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Clip:
-    """One labelled recording. `group` ties together every copy of one track (the unit of splits)."""
+    """One labelled recording. `group` ties together every copy of one track (the unit of splits).
+
+    A weakly-labelled clip (core.training.genre_weak) may be any of the genres in `allowed` (empty: exactly
+    `genre`); `check` is the label it is scored against when that is not one of our genres."""
 
     group: str
     genre: str
     split: str
     kind: str
     path: Path
+    allowed: tuple[str, ...] = ()
+    check: str = ""
 
     @property
     def label(self) -> int:
         return GENRES.index(self.genre)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(len(GENRES),) 1 for every genre the clip may be, 0 elsewhere."""
+        return np.isin(GENRES, self.allowed or (self.genre,)).astype(np.float32)
 
 
 def gtzan_clips(audio_dir: Path, split_dir: Path) -> list[Clip]:

@@ -6,6 +6,11 @@ the training set's statistics, and give per-segment log-probabilities; the track
 (core.genre.verdict_from_segments). Both weight each training clip as one unit split over its segments
 (a 20-segment excerpt does not count 20 times a 1-segment cut) and each genre by the inverse of its clip
 count (the thin genres are thin here). TensorFlow is imported only when a BiLSTM is fitted.
+
+Labels are sets: each clip comes with a (genres,) mask of the genres it may be (one for GTZAN and Emotify,
+several for a weakly-labelled commercial song, core.training.genre_weak). Both heads minimise the
+partial-label loss -log(sum of the allowed genres' probabilities), which is the usual cross-entropy when the
+set is one genre, and leaves the head free to choose among the allowed ones when it is not.
 """
 from __future__ import annotations
 
@@ -52,21 +57,28 @@ class HeadConfig:
     tracks, the other six mostly one 2-3-s cut each, so without them a sequence's length alone says
     "blues, classical, jazz or pop" to the BiLSTM; medleys give every genre long sequences."""
     c: float = 0.1
+    balance: float = 1.0
+    """Class weights are (inverse clip share) ** balance: 1 balances the genres, 0 weighs every clip alike."""
     l2: float = 0.0
     """L2 penalty on the output layer's kernel (what keeps the logistic baseline from overfitting)."""
+    weak: str = "none"
+    """How the weakly-labelled 4Q songs are used (core.training.genre_train): "none", "clean" (only songs
+    whose allowed set is one genre) or "partial" (every mapped song, under the partial-label loss)."""
     seed: int = 0
     batch_size: int = 32
     learning_rate: float = 1e-3
 
     @property
     def name(self) -> str:
+        balance = f" balance {self.balance:g}" if self.balance != 1.0 else ""
+        balance += f", 4Q {self.weak}" if self.weak != "none" else ""
         if self.kind == "logistic":
-            return f"logistic C={self.c:g}"
+            return f"logistic C={self.c:g}{balance}"
         skip = f" residual on logistic C={self.c:g}" if self.residual else " skip" if self.skip else ""
         decay = f" l2 {self.l2:g}" if self.l2 else ""
         medley = f" medley {self.medley:g}" if self.medley else ""
         return (f"bilstm {self.units}u{skip} drop {self.dropout:g}{decay} crop {self.crop:g}{medley} "
-                f"{self.epochs} ep")
+                f"{self.epochs} ep{balance}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,37 +98,93 @@ class Standardiser:
         return (np.asarray(x, np.float64) - self.mean) / self.std
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """Per genre: total clips / (genres present x clips of that genre); 0 for an absent genre."""
-    counts = np.bincount(labels, minlength=len(GENRES)).astype(np.float64)
+def as_masks(labels: np.ndarray) -> np.ndarray:
+    """(clips, genres) allowed-genre masks; a (clips,) array of genre indices is read as one genre each."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return np.eye(len(GENRES), dtype=np.float32)[labels]
+    return labels.astype(np.float32)
+
+
+def clip_weights(masks: np.ndarray, balance: float = 1.0) -> np.ndarray:
+    """Per clip: the mean class weight of its allowed genres. A genre's weight is (total clips / (genres
+    present x its clips)) ** balance, a clip of a k-genre set counting 1/k towards each of them."""
+    share = masks / masks.sum(axis=1, keepdims=True)
+    counts = share.sum(axis=0)
     present = counts > 0
     weights = np.zeros(len(GENRES))
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+    weights[present] = (counts.sum() / (present.sum() * counts[present])) ** balance
+    return share @ weights
+
+
+def partial_label_loss(logits: np.ndarray, masks: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """sum_i weights_i * -log(sum of softmax(logits_i) over masks_i), and its gradient by the logits.
+
+    The gradient is weights * (p - q), q the probabilities renormalised within the allowed set: the head is
+    pulled towards the allowed genres in the proportions it already gives them."""
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    with np.errstate(divide="ignore"):
+        allowed = log_p + np.log(masks)
+    top = allowed.max(axis=1, keepdims=True)
+    log_allowed = top[:, 0] + np.log(np.exp(allowed - top).sum(axis=1))
+    q = np.exp(allowed - log_allowed[:, None])
+    return float(-(weights * log_allowed).sum()), weights[:, None] * (np.exp(log_p) - q)
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """A multinomial logistic read-out over the genres in `classes` (those some training clip allows)."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    classes: np.ndarray
+
+    def log_proba(self, x: np.ndarray) -> np.ndarray:
+        z = x @ self.kernel + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def fit_partial_logistic(x: np.ndarray, masks: np.ndarray, weights: np.ndarray, c: float) -> Logistic:
+    """Minimise partial_label_loss + |kernel|^2 / (2c) by L-BFGS (scikit-learn's objective for
+    LogisticRegression(C=c) when every set is one genre; the bias is not penalised)."""
+    from scipy.optimize import minimize
+
+    classes = np.flatnonzero(masks.any(axis=0))
+    m = masks[:, classes]
+    d, k = x.shape[1], len(classes)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        kernel, bias = theta[:d * k].reshape(d, k), theta[d * k:]
+        loss, grad = partial_label_loss(x @ kernel + bias, m, weights)
+        loss += 0.5 * float((kernel ** 2).sum()) / c
+        return loss, np.concatenate([(x.T @ grad + kernel / c).ravel(), grad.sum(axis=0)])
+
+    result = minimize(objective, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 3000})
+    return Logistic(result.x[:d * k].reshape(d, k), result.x[d * k:], classes)
 
 
 class LogisticHead:
-    def __init__(self, standardiser: Standardiser, model: Any) -> None:
+    def __init__(self, standardiser: Standardiser, model: Logistic) -> None:
         self.standardiser = standardiser
         self.model = model
 
     def segment_log_probs(self, sequence: np.ndarray) -> np.ndarray:
         out = np.full((len(sequence), len(GENRES)), np.log(LOG_FLOOR))
-        out[:, self.model.classes_] = self.model.predict_log_proba(self.standardiser(sequence))
+        out[:, self.model.classes] = self.model.log_proba(self.standardiser(sequence))
         return np.maximum(out, np.log(LOG_FLOOR))
 
 
 def fit_logistic(sequences: Sequence[np.ndarray], labels: np.ndarray, config: HeadConfig) -> LogisticHead:
-    from sklearn.linear_model import LogisticRegression
-
     standardiser = Standardiser.fit(sequences)
     x = standardiser(np.concatenate(sequences))
-    y = np.concatenate([np.full(len(s), label) for s, label in zip(sequences, labels)])
-    cw = class_weights(labels)
-    w = np.concatenate([np.full(len(s), cw[label] / len(s)) for s, label in zip(sequences, labels)])
-    model = LogisticRegression(C=config.c, max_iter=3000)
-    model.fit(x, y, sample_weight=w * len(w) / w.sum())
-    return LogisticHead(standardiser, model)
+    masks = as_masks(labels)
+    cw = clip_weights(masks, config.balance)
+    m = np.concatenate([np.repeat(mask[None], len(s), axis=0) for s, mask in zip(sequences, masks)])
+    w = np.concatenate([np.full(len(s), weight / len(s)) for s, weight in zip(sequences, cw)])
+    return LogisticHead(standardiser, fit_partial_logistic(x, m, w * len(w) / w.sum(), config.c))
 
 
 class BilstmHead:
@@ -179,18 +247,25 @@ def keras_weights(model: Any) -> Weights:
     return Weights(fw, bw, dense)  # type: ignore[arg-type]
 
 
-def _batch(sequences: Sequence[np.ndarray], labels: np.ndarray, step_weight: np.ndarray,
+def _batch(sequences: Sequence[np.ndarray], masks: np.ndarray, step_weight: np.ndarray,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zero-padded inputs, per-step labels and per-step weights (0 on padding)."""
+    """Zero-padded inputs, per-step allowed-genre masks and per-step weights (0 on padding)."""
     steps = max(len(s) for s in sequences)
     x = np.zeros((len(sequences), steps, sequences[0].shape[1]), np.float32)
-    y = np.zeros((len(sequences), steps), np.int64)
+    y = np.zeros((len(sequences), steps, masks.shape[1]), np.float32)
     w = np.zeros((len(sequences), steps), np.float32)
-    for i, (s, label, weight) in enumerate(zip(sequences, labels, step_weight)):
+    for i, (s, mask, weight) in enumerate(zip(sequences, masks, step_weight)):
         x[i, :len(s)] = s
-        y[i, :len(s)] = label
+        y[i, :len(s)] = mask
         w[i, :len(s)] = weight / len(s)
     return x, y, w
+
+
+def keras_partial_label_loss(y_true: Any, y_pred: Any) -> Any:
+    """Per step: -log(sum of the predicted probabilities over the allowed genres `y_true`)."""
+    from keras import ops
+
+    return -ops.log(ops.maximum(ops.sum(y_true * y_pred, axis=-1), LOG_FLOOR))
 
 
 def _crop(sequence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -205,19 +280,22 @@ def _crop(sequence: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 MEDLEY_LENGTHS = (2, 10)
 
 
-def _medleys(z: Sequence[np.ndarray], labels: np.ndarray, count: int,
+def _medleys(z: Sequence[np.ndarray], masks: np.ndarray, count: int,
              rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    by_genre = {g: np.flatnonzero(labels == g) for g in np.unique(labels)}
-    genres = rng.choice(list(by_genre), size=count)
+    """Medleys of clips sharing one allowed set (so every step keeps a true label set)."""
+    sets, which = np.unique(masks, axis=0, return_inverse=True)
+    which = which.ravel()
+    by_set = [np.flatnonzero(which == k) for k in range(len(sets))]
+    chosen = rng.integers(0, len(sets), size=count)
     out = []
-    for g in genres:
+    for k in chosen:
         length, parts, total = int(rng.integers(MEDLEY_LENGTHS[0], MEDLEY_LENGTHS[1] + 1)), [], 0
         while total < length:
-            piece = _crop(z[int(rng.choice(by_genre[g]))], rng)[: length - total]
+            piece = _crop(z[int(rng.choice(by_set[k]))], rng)[: length - total]
             parts.append(piece)
             total += len(piece)
         out.append(np.concatenate(parts))
-    return out, genres.astype(labels.dtype)
+    return out, sets[chosen].reshape(count, masks.shape[1])
 
 
 def fit_bilstm(sequences: Sequence[np.ndarray], labels: np.ndarray, config: HeadConfig) -> BilstmHead:
@@ -231,23 +309,23 @@ def fit_bilstm(sequences: Sequence[np.ndarray], labels: np.ndarray, config: Head
     rng = np.random.default_rng(config.seed)
     standardiser = Standardiser.fit(sequences)
     z = [standardiser(s[:MAX_STEPS]).astype(np.float32) for s in sequences]
-    cw = class_weights(labels)
-    clip_weight = cw[labels]
+    masks = as_masks(labels)
+    clip_weight = clip_weights(masks, config.balance)
     linear = None
     if config.residual:
-        readout = fit_logistic(sequences, labels, config).model
-        kernel = np.zeros((readout.coef_.shape[1], len(GENRES)))
+        readout = fit_logistic(sequences, masks, config).model
+        kernel = np.zeros((readout.kernel.shape[0], len(GENRES)))
         bias = np.full(len(GENRES), -30.0)  # a genre absent from training stays out of reach
-        kernel[:, readout.classes_], bias[readout.classes_] = readout.coef_.T, readout.intercept_
+        kernel[:, readout.classes], bias[readout.classes] = readout.kernel, readout.bias
         linear = (kernel, bias)
     model = build_bilstm(config.units, config.dropout, config.skip, config.l2, linear)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss="sparse_categorical_crossentropy", weighted_metrics=[])
+                  loss=keras_partial_label_loss, weighted_metrics=[])
     for _ in range(config.epochs):
         seqs = [(_crop(s, rng) if rng.random() < config.crop else s) for s in z]
-        medleys, medley_labels = _medleys(z, labels, int(config.medley * len(z)), rng)
+        medleys, medley_labels = _medleys(z, masks, int(config.medley * len(z)), rng)
         seqs += medleys
-        epoch_labels = np.concatenate([labels, medley_labels])
+        epoch_labels = np.concatenate([masks, medley_labels])
         epoch_weights = np.concatenate([clip_weight, np.ones(len(medleys))])
         order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths batch together
         starts = np.arange(0, len(order), config.batch_size)
