@@ -26,17 +26,26 @@ interactions, a least-squares line of the RSS of the lasting processes (the bot,
 chart renderer: those alive from the end of the warm-up to the end) against interactions answered gives
 the slope per 1 000 interactions; the processes that live for one request (ffmpeg converting a link's
 download) are reported apart. The bound, MEMORY_SLOPE_BOUND_MB, is 6 MiB per 1 000 interactions, because:
-- the bot keeps some state for minutes on purpose: each /similar pager (its 20 results and its
-  interaction, so that ◀ ▶ work) for 10 minutes, each /forget-me prompt for 2. A run shorter than that
-  (2 000 interactions take about 5 minutes here) sees them pile up without being a leak: about one
-  interaction in ten opens a pager, some tens of kB each, a few MiB per 1 000 that stop growing once the
-  first pagers expire;
+- what the bot keeps on purpose is bounded by count: /similar pagers (each holds its 20 results and its
+  interaction so that ◀ ▶ work) are at most CRATEDIGGER_PAGERS_MAX, which this run sets to
+  `--pagers-max` 30, a bound reached within the warm-up (about one interaction in thirteen opens a pager)
+  and then exercised (the oldest retired as new ones come); /forget-me prompts end with their answer or
+  after 2 minutes;
 - a leak of what a request carries grows much faster: an upload (100 kB to 1 MB, one interaction in
   three) 30 to 300 MiB per 1 000, a link's download as much, a report and its pager ~10 MiB;
-- below that the figure is noise on a run this short (RSS moves by a few MiB as allocator arenas grow and
-  shrink, more on a machine shared with other jobs).
-So a leak of less than ~6 kB per interaction passes a 2 000 run unseen; run 10 000 (about 25 minutes,
-past the pagers' lifetime) with `--warmup` at the interactions of the first 10 minutes to look closer.
+- below that the figure is noise on a run this short: an analysis worker's RSS moves by ±6 MiB from one
+  sample to the next with the clip it is analysing, and processes still fill their caches (a link worker
+  grows ~4 MiB over its first 200 links, then ~0.5 MiB per 100, most of which malloc_trim gives back).
+So a leak of less than ~6 kB per interaction passes a 2 000 run unseen; run 10 000 to look closer, with
+`--pagers-max 200` (the default a server runs with: its bound is reached after ~2 700 interactions). A
+2 000 run ends while its two link workers are still in their first ~150 links, so it measures their fill
+(+3 MiB per 1 000 each) and, with the analysis workers' noise, exceeds the bound here (+9 to +15); the
+10 000 run, past every fill, stays under it (+0.7).
+
+`--probe-memory` (slow; its lag and answer times mean nothing) says what grew in the bot: tracemalloc from
+the end of the warm-up to the end of the load, live objects by type, discord.py's view store, and how much
+of the RSS malloc_trim returns at the end; `benchmarks/soak_probe.py FOLDER` prints it. It found the
+pagers (now bounded) and glibc keeping freed large blocks (now mapped apart, core/allocator.py).
 
 The event loop: lag p99 < 100 ms, over the whole load.
 
@@ -113,11 +122,51 @@ async def watch_lag(path: Path) -> None:
                 batch, flushed = [], time.time()
 
 
+def probe_now(folder: Path) -> None:
+    """`--probe-memory`, on each SIGUSR1 from the benchmark (at the end of the warm-up, then once the load
+    is over): live objects by type, discord.py's view store and message cache, and the allocations traced
+    since the first probe, which starts tracemalloc. So the last snapshot holds exactly what was allocated
+    after the warm-up and is still alive: `benchmarks/soak_probe.py FOLDER` ranks it by allocation site.
+    The first probe stalls the loop for a moment and tracing slows the bot: a probed run's lag and answer
+    times mean nothing."""
+    import ctypes
+    import gc
+    import tracemalloc
+
+    from bot.app import CratediggerBot
+
+    gc.collect()
+    objects = gc.get_objects()
+    types = Counter(type(o).__name__ for o in objects)
+    bots = [o for o in objects if isinstance(o, CratediggerBot)]
+    del objects
+    record: dict[str, Any] = {"t": time.time(), "rss_kib": rss_kib(os.getpid()), "tasks": len(asyncio.all_tasks()),
+                              "objects": dict(types.most_common(60))}
+    if bots:
+        state = bots[0]._connection
+        store = state._view_store
+        record["discord"] = {"views": len(store._views), "synced_message_views": len(store._synced_message_views),
+                             "messages": len(state._messages or ()), "users": len(state._users)}
+    if tracemalloc.is_tracing():
+        done = len(list(folder.glob("probe-*.json")))
+        tracemalloc.take_snapshot().dump(str(folder / f"probe-{done}.trace"))
+        # What the C allocator holds free but has not given back: RSS that malloc_trim returns is not
+        # held by anything (asked after the load only: it would bend the curve being measured).
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        record["rss_kib_after_malloc_trim"] = rss_kib(os.getpid())
+    else:
+        done = 0
+        tracemalloc.start(int(os.environ.get("BENCH_SOAK_PROBE_FRAMES", "8")))
+    (folder / f"probe-{done}.json").write_text(json.dumps(record))
+
+
 async def serve_watched(lag_path: Path) -> None:
     from bot.launcher import serve
     from core.config import load_settings
 
     watcher = asyncio.create_task(watch_lag(lag_path))
+    if probe := os.environ.get("BENCH_SOAK_PROBE"):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, probe_now, Path(probe))
     try:
         await serve(load_settings(env_file=None))
     finally:
@@ -723,10 +772,13 @@ async def run(args: argparse.Namespace) -> int:
         "CRATEDIGGER_DATA_DIR": folder / "data", "DISCORD_TOKEN": server.token,
         "CRATEDIGGER_WORKERS": args.workers, "CRATEDIGGER_QUEUE_SIZE": args.queue_size,
         "CRATEDIGGER_USER_COOLDOWN_SECONDS": 0, "CRATEDIGGER_FETCH_ALLOW_HOSTS": songs.netloc,
-        "CRATEDIGGER_LOG_LEVEL": "WARNING", "FAKE_DISCORD_API": server.api_base,
+        "CRATEDIGGER_LOG_LEVEL": "WARNING", "CRATEDIGGER_PAGERS_MAX": args.pagers_max,
+        "FAKE_DISCORD_API": server.api_base,
         "FAKE_DISCORD_GATEWAY": server.gateway_url,
     }
     env = process_env(**settings_env)
+    if args.probe_memory:
+        env["BENCH_SOAK_PROBE"] = str(folder)
     os.environ.update({k: str(v) for k, v in settings_env.items() if not k.startswith("FAKE_")})
     settings = load_settings(env_file=None)
     with routed_to(server):
@@ -752,8 +804,13 @@ async def run(args: argparse.Namespace) -> int:
         if not world.added_titles:
             raise RuntimeError("no demo clip could be added: see bot.log")
         progress = asyncio.create_task(report_progress(tally, started))
+        probed = asyncio.create_task(probe_after(warmup_of(args), tally, bot.pid, folder)) \
+            if args.probe_memory else None
         await asyncio.gather(*(member_loop(world, args.seed * 1000 + i) for i in range(args.concurrency)))
         progress.cancel()
+        if probed is not None:
+            await probed
+            await probe(bot.pid, folder, 1)
         wall = time.monotonic() - started
         stop.set()
         await sampler
@@ -777,6 +834,23 @@ async def run(args: argparse.Namespace) -> int:
     return report(args, tally, samples, lags, wall, problems, folder)
 
 
+async def probe(pid: int, folder: Path, number: int) -> None:
+    """Ask the bot for its `probe_now` number `number` and wait until it is written."""
+    os.kill(pid, signal.SIGUSR1)
+    while not (folder / f"probe-{number}.json").exists():
+        await asyncio.sleep(0.5)
+
+
+async def probe_after(warmup: int, tally: Tally, pid: int, folder: Path) -> None:
+    while tally.answered < warmup:
+        await asyncio.sleep(0.5)
+    await probe(pid, folder, 0)
+
+
+def warmup_of(args: argparse.Namespace) -> int:
+    return args.warmup if args.warmup is not None else max(200, args.interactions // 4)
+
+
 async def report_progress(tally: Tally, started: float) -> None:
     while True:
         await asyncio.sleep(60)
@@ -787,11 +861,12 @@ async def report_progress(tally: Tally, started: float) -> None:
 
 def report(args: argparse.Namespace, tally: Tally, samples: list[MemorySample], lags: list[float],
            wall: float, problems: list[str], folder: Path) -> int:
-    warmup = args.warmup if args.warmup is not None else max(200, args.interactions // 4)
+    warmup = warmup_of(args)
     lasting = lasting_processes(samples, warmup)
     slope = slope_per_1000(samples, warmup, lambda s: sum(s.rss_kib.get(p, 0) for p in lasting) / 1024)
     print(f"soak: {tally.answered} interactions in {wall / 60:.1f} min ({tally.answered / wall:.2f}/s), "
-          f"{args.concurrency} members at a time, workers={args.workers}, queue_size={args.queue_size}")
+          f"{args.concurrency} members at a time, workers={args.workers}, queue_size={args.queue_size}, "
+          f"pagers_max={args.pagers_max}")
     print(f"answers: ok {tally.counts['ok']}, busy {tally.counts['busy']}, failed {tally.counts['fail']}")
     for kind in sorted({k for k, _ in tally.by_kind}):
         parts = ", ".join(f"{o} {tally.by_kind[(kind, o)]}" for o in ("ok", "busy", "fail")
@@ -855,6 +930,11 @@ def main() -> int:
                         help="interactions before the memory fit (default: a quarter, at least 200)")
     parser.add_argument("--sample-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--pagers-max", type=int, default=30,
+                        help="CRATEDIGGER_PAGERS_MAX: small, so that the pagers are at their bound before "
+                             "the warm-up ends")
+    parser.add_argument("--probe-memory", action="store_true",
+                        help="trace the bot's allocations and live objects into probe.jsonl (slows it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(run(args))

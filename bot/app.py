@@ -22,7 +22,7 @@ from bot.cooldown import UserCooldown
 from bot.errors import CratediggerTree
 from bot.journal import Journal
 from bot.render import genre_chart
-from bot.views import GenreFeedback, RateTracks
+from bot.views import GenreFeedback, Pagers, RateTracks
 from core.background import become_background
 from core.config import Settings
 from core.service import Service
@@ -76,6 +76,7 @@ class CratediggerBot(commands.Bot):
         self.settings = settings
         self.service_enabled = service_enabled
         self.cooldown = UserCooldown(settings.user_cooldown_seconds)
+        self.pagers = Pagers(settings.pagers_max)
         self._service: Service | None = None
         self._downloads: aiohttp.ClientSession | None = None
         self._renderer: ProcessPoolExecutor | None = None

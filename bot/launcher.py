@@ -56,8 +56,10 @@ async def serve(settings: Settings) -> None:
     import discord
 
     from bot.app import make_bot
+    from core.allocator import keep_large_blocks_mapped
 
     token = _require_token(settings)
+    keep_large_blocks_mapped()  # a process that runs for months: freed uploads go back to the system
     async with make_bot(settings) as bot:
         try:
             await bot.start(token)

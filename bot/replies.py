@@ -18,12 +18,17 @@ _ANSWERED = "cratedigger.answered"
 
 
 async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
-    """Acknowledge now (Discord allows 3 s) and show "thinking…"; the answer comes with `answer`."""
+    """Acknowledge now (Discord allows 3 s) and show "thinking…"; the answer comes with `answer`.
+
+    The journal is written first, so that a process taking over after a crash can say the request was
+    lost: written after the acknowledgement, a process killed between the two left a member "thinking…"
+    with no record of it (bench_faults lost a /recommend so). Killed before the acknowledgement, the
+    member sees Discord's "did not respond" and the successor's word fails harmlessly."""
     interaction.extras[_EPHEMERAL] = ephemeral
-    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
     journal = getattr(interaction.client, "journal", None)
-    if journal is not None:  # so that a process taking over after a crash can say it was lost
+    if journal is not None:
         await journal.accepted(interaction)
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
 
 
 async def answer(interaction: discord.Interaction, **message: Any) -> discord.WebhookMessage:

@@ -2,6 +2,7 @@
 so they keep working after a restart; pagers and confirmations are short-lived views tied to one user."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -131,14 +132,14 @@ class GenreView(SafeView):
 
 
 class SimilarPager(OwnedView):
-    """◀ ▶ through up to 20 results, five at a time, with a rating menu for the tracks on the page."""
+    """◀ ▶ through up to 20 results, five at a time, with a rating menu for the tracks on the page. It works
+    for `timeout` seconds, or until `Pagers` retires it early to make room for newer ones."""
 
     PER_PAGE = 5
-    TIMEOUT = 600.0
-    """Seconds ◀ ▶ keep working."""
 
-    def __init__(self, report: Any, owner_id: int, interaction: discord.Interaction) -> None:
-        super().__init__(owner_id, timeout=self.TIMEOUT)
+    def __init__(self, report: Any, owner_id: int, interaction: discord.Interaction, *,
+                 timeout: float) -> None:
+        super().__init__(owner_id, timeout=timeout)
         self.report = report
         self.page = 0
         self.pages = max(1, -(-len(report.results) // self.PER_PAGE))
@@ -173,12 +174,21 @@ class SimilarPager(OwnedView):
         await self._turn(interaction, +1)
 
     async def on_timeout(self) -> None:
-        """Leave the rating menu (it works forever) and drop the pager buttons, which would stop working.
+        await self.retire()
 
-        discord.py, removing an expired view, also unregisters the dynamic items it held, for every message:
+    async def retire(self) -> None:
+        """Stop, leave the rating menu (it works forever) and drop the pager buttons, which would stop
+        working; forget the results and the interaction.
+
+        discord.py, removing a stopped view, also unregisters the dynamic items it held, for every message:
         without registering RateTracks again, no rating menu anywhere would answer once the first pager
         expired (bench_soak found every menu ignored from the 10th minute on)."""
-        self.interaction.client.add_dynamic_items(RateTracks)
+        self.stop()
+        client = self.interaction.client
+        client.add_dynamic_items(RateTracks)
+        pagers = getattr(client, "pagers", None)
+        if pagers is not None:
+            pagers.discard(self)
         keep = SafeView(timeout=None)
         if self.rate is not None:
             keep.add_item(RateTracks(options=list(self.rate.item.options)))
@@ -186,6 +196,36 @@ class SimilarPager(OwnedView):
             await self.interaction.edit_original_response(view=keep)
         except discord.HTTPException as exc:
             log.debug("could not tidy up a /similar pager: %s", exc)
+
+
+class Pagers:
+    """The live /similar pagers, oldest first, at most `limit` (CRATEDIGGER_PAGERS_MAX): each holds its
+    results and its interaction until it times out, so without a count bound a burst of /similar would
+    grow the bot's memory for the pagers' whole lifetime. Keeping one more than the limit retires the
+    oldest at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._live: dict[SimilarPager, None] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def keep(self, pager: SimilarPager) -> None:
+        """Track `pager` (already sent and listening); retire the oldest ones past the limit."""
+        if pager.is_finished():
+            return
+        self._live[pager] = None
+        while len(self._live) > self.limit:
+            oldest = next(iter(self._live))
+            del self._live[oldest]
+            task = asyncio.create_task(oldest.retire())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    def discard(self, pager: SimilarPager) -> None:
+        self._live.pop(pager, None)
 
 
 class ConfirmForget(OwnedView):

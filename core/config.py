@@ -66,6 +66,14 @@ class Settings:
     user_cooldown_seconds: float = 3.0
     fetch_workers: int = 2
     fetch_queue_size: int = 8
+    # Buttons kept in memory.
+    pager_seconds: float = 600.0
+    """How long ◀ ▶ under a /similar answer keep working (its rating menu works for ever)."""
+    pagers_max: int = 200
+    """/similar pagers kept at once: each holds its results and its interaction (~20 kB, more as it pins
+    the allocator's pages; bench_soak --probe-memory), so a burst of /similar must not grow the bot for
+    10 minutes. Past it the oldest pager stops early, as if it had timed out. 200 is a /similar every
+    3 s for 10 minutes, more than a busy server sends."""
     # Nearest-neighbour index.
     index_backend: str = "hnsw"
     hnsw_m: int = 32

@@ -35,9 +35,10 @@ class Similar(commands.Cog):
                                                 with_map=show_map)
         if not report.results:
             raise Refusal("Nothing in this server's library is close enough to compare yet.")
-        pager = SimilarPager(report, interaction.user.id, interaction)
+        pager = SimilarPager(report, interaction.user.id, interaction, timeout=self.bot.settings.pager_seconds)
         files = [discord.File(io.BytesIO(report.map_png), MAP_FILENAME)] if report.map_png else []
         await answer(interaction, embed=pager.embed(), view=pager, files=files)
+        self.bot.pagers.keep(pager)
 
 
 async def setup(bot: CratediggerBot) -> None:
