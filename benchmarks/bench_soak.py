@@ -34,13 +34,11 @@ download) are reported apart. The bound, MEMORY_SLOPE_BOUND_MB, is 6 MiB per 1 0
 - a leak of what a request carries grows much faster: an upload (100 kB to 1 MB, one interaction in
   three) 30 to 300 MiB per 1 000, a link's download as much, a report and its pager ~10 MiB;
 - below that the figure is noise on a run this short: an analysis worker's RSS moves by ±6 MiB from one
-  sample to the next with the clip it is analysing, and processes still fill their caches (a link worker
-  grows ~4 MiB over its first 200 links, then ~0.5 MiB per 100, most of which malloc_trim gives back).
+  sample to the next with the clip it is analysing.
 So a leak of less than ~6 kB per interaction passes a 2 000 run unseen; run 10 000 to look closer, with
-`--pagers-max 200` (the default a server runs with: its bound is reached after ~2 700 interactions). A
-2 000 run ends while its two link workers are still in their first ~150 links, so it measures their fill
-(+3 MiB per 1 000 each) and, with the analysis workers' noise, exceeds the bound here (+9 to +15); the
-10 000 run, past every fill, stays under it (+0.7).
+`--pagers-max 200` (the default a server runs with: its bound is reached after ~2 700 interactions). The
+link workers grew +3 MiB per 1 000 each (2 000 runs at +9 to +15 in all) until each link job ended with a
+garbage collection (core.jobs.fetches: yt-dlp's reference cycles held C memory); since, they stay flat.
 
 `--probe-memory` (slow; its lag and answer times mean nothing) says what grew in the bot: tracemalloc from
 the end of the warm-up to the end of the load, live objects by type, discord.py's view store, and how much

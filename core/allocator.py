@@ -1,4 +1,10 @@
-"""The C allocator's handling of large blocks in the long-running bot process.
+"""The C allocator's handling of freed memory in the long-running processes.
+
+Link workers: each link job ends with a garbage collection and `return_free_heap` (malloc_trim), so the
+memory a fetch's reference cycles held is freed and its pages go back to the system (core.jobs.fetches
+says what was measured).
+
+The bot:
 
 glibc serves a block larger than M_MMAP_THRESHOLD (128 KiB at start) with its own mmap and unmaps it on
 free, but each time such a block is freed it raises the threshold to that block's size (up to 32 MiB).
@@ -22,15 +28,32 @@ LARGE_BLOCK_BYTES = 128 * 1024
 """glibc's own starting threshold, now kept: one mmap/munmap pair per large block costs microseconds."""
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
+
+
+def return_free_heap() -> bool:
+    """Give the heap's free pages back to the system (glibc's malloc_trim(0), which also releases whole
+    free pages inside the heap, not only at its top); False where the C library has no malloc_trim."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
 def keep_large_blocks_mapped(threshold: int = LARGE_BLOCK_BYTES) -> bool:
     """Fix glibc's mmap threshold at `threshold` for this process, so freed large blocks go back to the
     system; False (and nothing changed) on a C library without mallopt (musl, macOS, Windows)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        log.debug("no mallopt in the C library (%s): large blocks left to its defaults", name)
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        log.debug("no mallopt in the C library: large blocks left to its defaults")
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, threshold) == 1
