@@ -17,31 +17,40 @@ from tests.processes import process_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 
-PROGRAM = """
+RSS_KIB = """
 import sys
-from core.allocator import keep_large_blocks_mapped
 
 def rss_kib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
 
+def free_pinned(count, size):
+    # count blocks of size bytes, each followed by a small block kept alive; the big ones freed
+    blocks, pinned = [], []
+    for _ in range(count):
+        blocks.append(bytearray(size))
+        pinned.append(bytearray(2048))
+    del blocks
+    return pinned
+"""
+
+PROGRAM = RSS_KIB + """
+from core.allocator import keep_large_blocks_mapped
+
 if sys.argv[1] == "fixed":
     assert keep_large_blocks_mapped()
 first = bytearray(8 << 20)
 del first
 before = rss_kib()
-large, pinned = [], []
-for _ in range(64):
-    large.append(bytearray(512 << 10))
-    pinned.append(bytearray(2048))
-del large
+pinned = free_pinned(64, 512 << 10)
 print((rss_kib() - before) // 1024)
 """
 
 
-def kept_mib(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", PROGRAM, mode], env=process_env(), capture_output=True,
+def kept_mib(mode: str, program: str = PROGRAM) -> int:
+    """What a fresh process running `program` in `mode` still holds of the blocks it freed, in MiB."""
+    done = subprocess.run([sys.executable, "-c", program, mode], env=process_env(), capture_output=True,
                           text=True, timeout=120, check=True)
     return int(done.stdout.strip())
 
@@ -52,21 +61,11 @@ def test_freed_large_blocks_go_back_to_the_system() -> None:
     assert kept_mib("fixed") < 4
 
 
-TRIM_PROGRAM = """
-import sys
+TRIM_PROGRAM = RSS_KIB + """
 from core.allocator import return_free_heap
 
-def rss_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-
 before = rss_kib()
-medium, pinned = [], []
-for _ in range(512):
-    medium.append(bytearray(64 << 10))
-    pinned.append(bytearray(2048))
-del medium
+pinned = free_pinned(512, 64 << 10)
 if sys.argv[1] == "trimmed":
     assert return_free_heap()
 print((rss_kib() - before) // 1024)
@@ -76,14 +75,9 @@ print((rss_kib() - before) // 1024)
 def test_a_link_worker_hands_its_fragmented_heap_back() -> None:
     """32 MiB of 64-KiB blocks (under the mmap threshold, so from the heap), each pinned by a small block
     that stays alive, then freed: the process keeps those pages until malloc_trim hands them back."""
-    def kept(mode: str) -> int:
-        done = subprocess.run([sys.executable, "-c", TRIM_PROGRAM, mode], env=process_env(), capture_output=True,
-                              text=True, timeout=120, check=True)
-        return int(done.stdout.strip())
-
-    if kept("default") < 24:
+    if kept_mib("default", TRIM_PROGRAM) < 24:
         pytest.skip("this C library gives freed heap pages back by itself")
-    assert kept("trimmed") < 4
+    assert kept_mib("trimmed", TRIM_PROGRAM) < 4
 
 
 class _Noted:
