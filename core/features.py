@@ -22,7 +22,6 @@ All functions take `segments` of shape (n, samples) and return arrays whose firs
 """
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -33,6 +32,7 @@ import numpy as np
 from core.audio import Segments
 from core.constants import HOP_LENGTH, N_FFT, N_MFCC, SAMPLE_RATE
 from core.errors import MissingExtra
+from core.extras import install_command, missing
 
 SPECTRAL_NAMES: tuple[str, ...] = (
     "chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff", "zero_crossing_rate",
@@ -56,19 +56,15 @@ HPSS_KERNEL = 31
 """librosa's default median-filter width for HPSS, in frames (harmonic) and bins (percussive)."""
 
 
-DESCRIPTORS_EXTRA = "pip install 'cratedigger[descriptors]'"
-"""How to add librosa and SciPy, which the descriptors need and the runtime install leaves out."""
-
-
 def require_descriptor_libraries() -> None:
     """Raise MissingExtra (one line with the pip command) unless librosa and SciPy are installed. Loaders of
     the models that read descriptors call it when they load, so an install without them learns it at
     start-up, not in the middle of a request. It looks for the packages without importing them (librosa's
     import is slow)."""
-    missing = [name for name in ("librosa", "scipy") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingExtra(f"the descriptor features need {' and '.join(missing)}, which the runtime install "
-                           f"leaves out: {DESCRIPTORS_EXTRA}")
+    absent = missing("librosa", "scipy")
+    if absent:
+        raise MissingExtra(f"the descriptor features need {' and '.join(absent)}, which the runtime install "
+                           f"leaves out: {install_command('descriptors')}")
 
 
 Reference = Literal["segment", "clip"]

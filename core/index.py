@@ -20,7 +20,6 @@ vectors of one space with a vector of another.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import numpy as np
 
 from core.config import Settings
 from core.errors import MissingExtra
+from core.extras import importable, install_command
 
 log = logging.getLogger(__name__)
 
@@ -491,19 +491,15 @@ _CLASSES: dict[str, type[HnswIndex] | type[AnnoyIndex] | type[ExactIndex]] = {
 }
 
 
-EXACT_EXTRA = "pip install 'cratedigger[exact]'"
-"""How to add scikit-learn, which the exact backend needs and the runtime install leaves out."""
-
-
 def require_backend(backend: str) -> None:
     """Refuse a backend this install cannot build: an unknown name (ValueError), or ``exact`` without
     scikit-learn (MissingExtra, with the pip command). Called when the settings are read, so an operator
     learns it at start-up rather than on the first reindex. Looks for scikit-learn without importing it."""
     if backend not in _CLASSES:
         raise ValueError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "exact" and importlib.util.find_spec("sklearn") is None:
+    if backend == "exact" and not importable("sklearn"):
         raise MissingExtra(f"the exact index backend needs scikit-learn, which the runtime install leaves out: "
-                           f"{EXACT_EXTRA}")
+                           f"{install_command('exact')}")
 
 
 def create_index(backend: str, dim: int, params: IndexParams | None = None, *, kind: str) -> VectorIndex:

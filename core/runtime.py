@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.extras import importable
+
 log = logging.getLogger(__name__)
 
 RUNTIMES: tuple[str, ...] = ("onnx", "litert", "keras")
@@ -218,26 +220,17 @@ class OnnxRunner:
                 for i, name in enumerate(self._outputs)}
 
 
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # the parent package is missing
-        return False
-
-
 def lite_available() -> bool:
-    return _importable("ai_edge_litert.interpreter")
+    return importable("ai_edge_litert.interpreter")
 
 
 def onnx_available() -> bool:
-    return _importable("onnxruntime")
+    return importable("onnxruntime")
 
 
 def keras_available() -> bool:
     """Without importing it: TensorFlow and Keras are the `train` extra, absent from a runtime install."""
-    return _importable("keras") and _importable("tensorflow")
+    return importable("keras") and importable("tensorflow")
 
 
 def open_runner(keras_path: Path, *, runtime: str | None = None, threads: int = DEFAULT_THREADS) -> Runner:

@@ -7,7 +7,6 @@ only when a network is built or fitted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -15,21 +14,21 @@ from pathlib import Path
 from core.cli import Outcome
 from core.config import PACKAGE_ROOT, Settings
 from core.errors import FileMissing, UserError
+from core.extras import install_command, missing
 
 SHARED_HELP = "../shared/data next to the repository"
 GENRE_VARIANTS = ("clean", "mp3")
 """The variants the shipped genre head was trained on (core.training.genre_data.VARIANTS has two more)."""
-TRAIN_EXTRA = "pip install 'cratedigger[train]'"
 
 
 def require_training_packages(*modules: str) -> None:
     """Refuse in one line, before any data is read, where the `train` extra is missing: the runtime install
     leaves out TensorFlow, scikit-learn and SciPy, and training would otherwise fail minutes in, after the
     data set was analysed. Looks for the modules without importing them (TensorFlow's import is slow)."""
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UserError(f"training needs {', '.join(missing)}, which the runtime install leaves out: "
-                        f"{TRAIN_EXTRA}")
+    absent = missing(*modules)
+    if absent:
+        raise UserError(f"training needs {', '.join(absent)}, which the runtime install leaves out: "
+                        f"{install_command('train')}")
 
 
 def _positive(text: str) -> int:
