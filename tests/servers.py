@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,12 +145,7 @@ def start_postgres(pg: Postgres, *, durable: bool = False) -> subprocess.Popen[b
          "-k", str(pg.home), *speed, "-c", "max_connections=200"],
         stdout=subprocess.DEVNULL, stderr=open(pg.home / "server.log", "ab"), start_new_session=True,
         **pg.run_as)  # type: ignore[call-overload]
-    try:
-        _wait_for_postgres(pg.bin, pg.port, proc)
-    except BaseException:
-        _stop(proc)
-        raise
-    return proc
+    return _once_ready(proc, lambda: _wait_for_postgres(pg.bin, pg.port, proc))
 
 
 @pytest.fixture(scope="session")
@@ -195,8 +190,13 @@ def start_redis(home: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([str(exe), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(home),
                              "--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD],
                             stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT)
+    return _once_ready(proc, lambda: _wait_for_port(port, proc, "Redis"))
+
+
+def _once_ready(proc: subprocess.Popen[bytes], wait: Callable[[], None]) -> subprocess.Popen[bytes]:
+    """`proc` once `wait()` returns; stopped (never left running) when waiting fails or is interrupted."""
     try:
-        _wait_for_port(port, proc, "Redis")
+        wait()
     except BaseException:
         _stop(proc)
         raise
