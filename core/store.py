@@ -95,6 +95,9 @@ class TrackRow:
     """(n, 50) the front-end's tag probabilities of each analysed segment."""
     segment_starts: np.ndarray | None = None
     """(n,) where each analysed segment starts, in seconds of the trimmed track."""
+    fingerprint: np.ndarray | None = None
+    """(n, 2) uint32 landmarks of the analysed sections (core.fingerprint); None for tracks analysed before
+    fingerprints were kept (until their next reindex)."""
 
     @property
     def indexed_vectors(self) -> np.ndarray | None:
@@ -106,7 +109,7 @@ class TrackRow:
 _TRACK_COLUMNS = (
     "id, guild_id, source, audio_path, content_hash, file_size, file_mtime, title, artist, duration, status, "
     "error, analysis_version, genre, genre_confidence, genre_probs, mood, mood_confidence, mood_scores, gems, "
-    "embedding, embedding_kind, segment_embeddings, segment_tags, segment_starts"
+    "embedding, embedding_kind, segment_embeddings, segment_tags, segment_starts, fingerprint"
 )
 
 
@@ -122,6 +125,17 @@ def _blob(array: np.ndarray | None) -> bytes | None:
     return None if array is None else np.asarray(array, dtype="<f4").tobytes()
 
 
+def _landmarks(blob: bytes | None) -> np.ndarray | None:
+    """A fingerprint blob (uint32 little-endian (hash, frame) pairs) as an (n, 2) array, or None."""
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint32).reshape(-1, 2)
+
+
+def _landmark_blob(landmarks: np.ndarray | None) -> bytes | None:
+    return None if landmarks is None else np.asarray(landmarks, dtype="<u4").tobytes()
+
+
 def _track(row: Sequence[Any]) -> TrackRow:
     values = list(row)
     for i in (15, 18, 19):  # JSON columns
@@ -131,6 +145,7 @@ def _track(row: Sequence[Any]) -> TrackRow:
     values[22] = _floats(values[22], embedding_dim)
     values[23] = _floats(values[23], TAG_COUNT)
     values[24] = _floats(values[24])
+    values[25] = _landmarks(values[25])
     return TrackRow(*values)
 
 
@@ -152,6 +167,7 @@ class Analysis:
     segment_embeddings: np.ndarray | None = None
     segment_tags: np.ndarray | None = None
     segment_starts: np.ndarray | None = None
+    fingerprint: np.ndarray | None = None
 
 
 class Store:
@@ -292,13 +308,13 @@ class Store:
         await self._write([(
             "UPDATE tracks SET status = 'ready', error = NULL, analysed_at = ?, duration = ?, analysis_version = ?, genre = ?, genre_confidence = ?, genre_probs = ?, mood = ?, "
             "mood_confidence = ?, mood_scores = ?, gems = ?, embedding = ?, embedding_kind = ?, "
-            "segment_embeddings = ?, segment_tags = ?, segment_starts = ?, file_size = ?, "
+            "segment_embeddings = ?, segment_tags = ?, segment_starts = ?, fingerprint = ?, file_size = ?, "
             "file_mtime = ? WHERE id = ?",
             (now_text(), analysis.duration, analysis.analysis_version, analysis.genre, analysis.genre_confidence,
              js(analysis.genre_probs), analysis.mood, analysis.mood_confidence, js(analysis.mood_scores),
              js(analysis.gems), _blob(analysis.embedding), analysis.embedding_kind,
              _blob(analysis.segment_embeddings), _blob(analysis.segment_tags), _blob(analysis.segment_starts),
-             file_size, file_mtime, track_id),
+             _landmark_blob(analysis.fingerprint), file_size, file_mtime, track_id),
         )])
 
     async def mark_failed(self, track_id: int, error: str) -> None:

@@ -188,6 +188,44 @@ async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:
     await store.close()
 
 
+async def test_fingerprints_arrive_with_migration_5_and_round_trip(engine: str, open_store: Opener,
+                                                                   tmp_path: Path) -> None:
+    """A library made before fingerprints (schema 4) keeps its tracks through migration 5; they read back
+    without a fingerprint (the embedding rule decides until their next reindex) and an analysis then
+    stores one, on both engines."""
+    import shutil
+
+    old = tmp_path / "migrations"
+    (old / "postgresql").mkdir(parents=True)
+    for version, path in migration_files():
+        if version <= 4:
+            shutil.copy(path, old / path.name)
+            shutil.copy(MIGRATIONS_DIR / "postgresql" / path.name, old / "postgresql" / path.name)
+    store = await open_store(migrations_dir=old)
+    assert await store.schema_version() == 4
+    track_id = await _track(store)
+    vector = np.linspace(-1, 1, 16).astype(np.float32)
+    await store._write([("UPDATE tracks SET status = 'ready', embedding = ?, embedding_kind = 'k1' WHERE id = ?",
+                         (vector.astype("<f4").tobytes(), track_id))])
+    await store.close()
+    store = await open_store()
+    try:
+        assert [n[:4] for n in store.applied] == ["0005"] and await store.schema_version() == 5
+        before = await store.track(1, track_id)
+        assert before is not None and before.fingerprint is None and np.array_equal(before.embedding, vector)
+        landmarks = np.array([[2**22 - 1, 0], [12345, 2**31 + 7]], np.uint32)
+        for stored in (landmarks, np.zeros((0, 2), np.uint32)):  # an empty one is "none found", not "none yet"
+            await store.save_analysis(track_id, Analysis(
+                duration=30.0, analysis_version="v2", genre=None, genre_confidence=None, genre_probs=None,
+                mood=None, mood_confidence=None, mood_scores=None, gems=None, embedding=vector,
+                embedding_kind="k1", fingerprint=stored), file_size=11, file_mtime=2.0)
+            after = await store.track(1, track_id)
+            assert after is not None and after.fingerprint is not None
+            assert after.fingerprint.dtype == np.uint32 and np.array_equal(after.fingerprint, stored)
+    finally:
+        await store.close()
+
+
 async def test_duplicates_by_source_or_hash(open_store: Opener) -> None:
     store = await open_store()
     track_id = await _track(store)
