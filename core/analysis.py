@@ -79,6 +79,9 @@ class ClipAnalysis:
     segment_tags: np.ndarray | None = None
     """(n, 50) each segment's tag probabilities, for reasons that name what two tracks share."""
     segment_starts: np.ndarray | None = None
+    fingerprint: np.ndarray | None = None
+    """(n, 2) landmarks (core.fingerprint): of the analysed sections for a library track, of the whole clip
+    for a /similar query, so a copy or an excerpt of a library track is recognised as that recording."""
     features_summary: dict[str, float] = field(default_factory=dict)
 
 
@@ -142,6 +145,7 @@ def mood_model(models_dir: Path) -> Any:
 def analysis_version(models_dir: Path) -> str:
     """Names what produced a track's stored analysis; a change means the library must be re-analysed."""
     from core.embedding import EMBEDDING_KIND
+    from core.fingerprint import FINGERPRINT_KIND
     from core.segment_match import SEGMENT_KIND
 
     genre = genre_model(models_dir)
@@ -153,6 +157,7 @@ def analysis_version(models_dir: Path) -> str:
         f"mood={getattr(mood, 'name', 'none') if mood is not None else 'none'}",
         f"embedding={EMBEDDING_KIND}",
         f"index={SEGMENT_KIND}",
+        f"fingerprint={FINGERPRINT_KIND}",
     ])
 
 
@@ -199,13 +204,17 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
 
     With `hop` (a /similar query), the segments overlap, starting every `hop` seconds (at most
     `limits.max_segments` of them): they then line up closely with the sections a library track was
-    analysed on, which tells an excerpt of that very recording apart (core.similar)."""
+    analysed on. With `embedding`, the clip is also fingerprinted (core.fingerprint): a query on the whole
+    clip, a library track on the sections it was analysed on, which is all of it that was decoded."""
+    from core.fingerprint import fingerprint, fingerprint_sections
+
     name = name or Path(path).name
+    clip: np.ndarray | None = None
     if hop is None:
         segments = load_segments(path, max_seconds=limits.max_seconds, max_segments=limits.max_segments)
     else:
-        segments = overlapping(trim_silence(decode(path, max_seconds=limits.max_seconds), name=Path(path).name),
-                               hop=hop, max_segments=limits.max_segments)
+        clip = trim_silence(decode(path, max_seconds=limits.max_seconds), name=Path(path).name)
+        segments = overlapping(clip, hop=hop, max_segments=limits.max_segments)
     network = frontend(limits.models_dir)
     features = extract(segments, network.embed_segments if network is not None else None)
     fields: dict[str, Any] = {}
@@ -218,6 +227,8 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
 
         fields["embedding"] = embed(features)
         fields["embedding_kind"] = EMBEDDING_KIND
+        fields["fingerprint"] = (fingerprint(clip) if clip is not None
+                                 else fingerprint_sections(segments.audio, segments.starts))
         if network is not None:
             fields["segment_embeddings"] = np.asarray(features.embeddings, np.float32)
             fields["segment_tags"] = np.asarray(features.tags, np.float32)

@@ -146,7 +146,7 @@ def to_analysis(result: ClipAnalysis, version: str) -> Analysis:
         mood_confidence=result.mood_confidence, mood_scores=result.mood_scores, gems=result.gems,
         embedding=result.embedding, embedding_kind=result.embedding_kind,
         segment_embeddings=result.segment_embeddings, segment_tags=result.segment_tags,
-        segment_starts=result.segment_starts,
+        segment_starts=result.segment_starts, fingerprint=result.fingerprint,
     )
 
 
