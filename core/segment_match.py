@@ -81,6 +81,16 @@ def rank_tracks(query: np.ndarray, entries: dict[int, np.ndarray], k: int) -> li
     return matches[:k]
 
 
+def with_tracks(query: np.ndarray, matches: list[SegmentMatch], entries: dict[int, np.ndarray],
+                k: int) -> list[SegmentMatch]:
+    """`matches` (the k best) with every track of `entries` (track id -> its unit segment rows) listed
+    too: those missing are scored and put first, in place of the weakest (the query's own recording, found
+    by other means, may not be among the nearest by embedding)."""
+    listed = {m.track_id for m in matches}
+    added = rank_tracks(query, {t: rows for t, rows in entries.items() if t not in listed}, len(entries))
+    return added + matches[:max(0, k - len(added))]
+
+
 def candidate_tracks(hits: list[list[tuple[int, float]]], exclude: set[int]) -> list[int]:
     """Tracks among the index's segment hits of every query segment, in order of first appearance."""
     seen: dict[int, None] = {}

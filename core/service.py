@@ -544,11 +544,17 @@ class Service:
     async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
                       user_id: int | None = None, with_map: bool = False) -> SimilarReport:
         """The k library tracks whose segments best match the query's (core.segment_match), each with a
-        reason; a library track that is the query's very recording (the same file, or a match above the
-        same-recording threshold) comes first and says so. `with_map` adds the library map with the query
+        reason; a library track that is the query's very recording (the same file, or its fingerprint
+        matched: core.similar.recognised) comes first and says so. `with_map` adds the library map with the query
         marked by its track vector (same analysis)."""
-        from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, rank_tracks, unit_rows
-        from core.similar import QueryProfile, explain_matches
+        from core.segment_match import (
+            CANDIDATES_PER_SEGMENT,
+            candidate_tracks,
+            rank_tracks,
+            unit_rows,
+            with_tracks,
+        )
+        from core.similar import QueryProfile, explain_matches, recognised
 
         index = await self._library_or_fail(guild_id)
         async with self._member(user_id):
@@ -558,16 +564,15 @@ class Service:
         hits = index.query(query_rows, CANDIDATES_PER_SEGMENT)
         ready = await self.store.tracks(guild_id, status="ready")
         rows = {r.id: r for r in ready}
-        candidates = [t for t in candidate_tracks(hits, exclude=set()) if t in rows]
-        if same_file is not None and same_file in rows and same_file not in candidates:
-            candidates.append(same_file)
+        fingerprinted = recognised(result.fingerprint, ready)
+        own = [t for t in (same_file, *fingerprinted) if t is not None and t in rows]
+        candidates = list(dict.fromkeys([t for t in candidate_tracks(hits, exclude=set()) if t in rows] + own))
         entries = {t: unit_rows(rows[t].indexed_vectors) for t in candidates}
-        matches = rank_tracks(query_rows, entries, k)
-        if same_file is not None and same_file in entries and same_file not in {m.track_id for m in matches}:
-            matches = rank_tracks(query_rows, {same_file: entries[same_file]}, 1) + matches[:k - 1]
+        matches = with_tracks(query_rows, rank_tracks(query_rows, entries, k), {t: entries[t] for t in own}, k)
         tracks = await self._track_infos(guild_id, ready)
         profile = QueryProfile.of(result, title=name)
-        explained = explain_matches(matches, tracks, profile, ready, same_file=same_file)
+        explained = explain_matches(matches, tracks, profile, ready, same_file=same_file,
+                                    fingerprinted=fingerprinted)
         out = [TrackHit(e.track_id, e.title, rows[e.track_id].source, e.score, e.reason, e.same_recording)
                for e in explained if e.track_id in rows]
         if user_id is not None:

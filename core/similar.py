@@ -2,8 +2,11 @@
 (in words that scale with the score), and what the two share that the rest of the library does not.
 
 Pure functions over what the service loaded (core.segment_match's matches, the tracks' stored outputs).
-Thresholds are chosen with benchmarks/bench_neighbours.py on both dev libraries (the shared library and
-the Debian soundtracks of benchmarks/fetch_devlib.py); models/similarity.md gives the figures.
+The query's own recording is found by the audio fingerprint (core.fingerprint) of every track that has one;
+the embedding rule (SAME_RECORDING, SAME_BEST, SAME_CONTRAST) decides only for tracks analysed before
+fingerprints were kept. Thresholds are chosen with benchmarks/bench_fingerprint.py and
+benchmarks/bench_neighbours.py on both dev libraries (the shared library and the Debian soundtracks of
+benchmarks/fetch_devlib.py); models/similarity.md gives the figures.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from core.fingerprint import FingerprintMatch
+from core.fingerprint import match as match_landmarks
 from core.frontend import TAG_COUNT
 from core.recommend import ESTIMATE_SAYS, TrackInfo
 from core.segment_match import SegmentMatch
@@ -29,7 +34,8 @@ TAG_NAMES: tuple[str, ...] = (
 assert len(TAG_NAMES) == TAG_COUNT
 
 SAME_RECORDING = 0.965
-"""Averaged max-sim from which a match may be called the query's own recording... (the lowest pair of
+"""For a track without a fingerprint: averaged max-sim from which a match may be called the query's own
+recording... (the lowest pair of
 thresholds that no excerpt reaches against any other track of either dev library, with 0.01 to spare:
 ufoai's cues share whole passages, e.g. IntroSad and ufo1 at 0.954 / 0.982)"""
 SAME_BEST = 0.986
@@ -42,6 +48,10 @@ SAME_CONTRAST = 0.01
 contains better than the rest, while audio that does not change (a held tone, silence) matches every
 window alike and cannot be told from another recording of the same sound (a 445-Hz tone against a 440-Hz
 one: averaged 0.982, best 0.983)."""
+
+SAME_LANDMARKS = 20
+"""Landmarks (core.fingerprint) agreeing on one time offset from which a track is called the query's own
+recording. Chosen with benchmarks/bench_fingerprint.py (models/similarity.md)."""
 
 STRONG = 0.89
 CLEAR = 0.84
@@ -92,7 +102,23 @@ def strength(score: float) -> str | None:
 
 
 def is_same_recording(match: SegmentMatch) -> bool:
+    """The embedding rule, for a track that has no fingerprint yet."""
     return match.score >= SAME_RECORDING and match.best >= SAME_BEST and match.best - match.score >= SAME_CONTRAST
+
+
+def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, FingerprintMatch]:
+    """The tracks among `rows` (core.store.TrackRows) whose fingerprint the query's landmarks match at
+    SAME_LANDMARKS or more: the query is a copy or an excerpt of them. Every fingerprinted track is
+    checked, not only the nearest by embedding: a few milliseconds a hundred tracks."""
+    if query is None or len(query) == 0:
+        return {}
+    found = {}
+    for row in rows:
+        if row.fingerprint is not None:
+            m = match_landmarks(query, row.fingerprint, row.id)
+            if m.count >= SAME_LANDMARKS:
+                found[row.id] = m
+    return found
 
 
 def clock(seconds: float) -> str:
@@ -145,13 +171,21 @@ def _reason(match: SegmentMatch, row: Any, info: TrackInfo | None, query: QueryP
     return "; ".join(parts)
 
 
+def is_own_recording(match: SegmentMatch, row: Any, fingerprinted: Mapping[int, FingerprintMatch]) -> bool:
+    """Whether the matched track is the query's own recording: its fingerprint matched (`recognised`), or,
+    for a track without one yet, the embedding rule says so."""
+    return match.track_id in fingerprinted or (row.fingerprint is None and is_same_recording(match))
+
+
 def explain_matches(matches: Sequence[SegmentMatch], tracks: Mapping[int, TrackInfo], query: QueryProfile,
-                    rows: Sequence[Any], *, same_file: int | None = None) -> list[Explained]:
+                    rows: Sequence[Any], *, same_file: int | None = None,
+                    fingerprinted: Mapping[int, FingerprintMatch] | None = None) -> list[Explained]:
     """Matches (best first) -> answers with reasons, the query's own recording first.
 
     `rows` are the library's ready core.store.TrackRows (titles, stored segment outputs); `same_file` the
-    track that is the query's very file or link, when the store knows one. Matches of tracks no longer in
-    `rows` are dropped."""
+    track that is the query's very file or link, when the store knows one; `fingerprinted` the tracks the
+    query's fingerprint matched (`recognised`). Matches of tracks no longer in `rows` are dropped."""
+    fingerprinted = fingerprinted or {}
     by_id = {r.id: r for r in rows}
     library = tag_profile(rows)
     out = []
@@ -159,7 +193,7 @@ def explain_matches(matches: Sequence[SegmentMatch], tracks: Mapping[int, TrackI
         row = by_id.get(m.track_id)
         if row is None:
             continue
-        same = m.track_id == same_file or is_same_recording(m)
+        same = m.track_id == same_file or is_own_recording(m, row, fingerprinted)
         out.append(Explained(m.track_id, row.title, round(m.score, 4),
                              _reason(m, row, tracks.get(m.track_id), query, library, same), same))
     return sorted(out, key=lambda e: not e.same_recording)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from core import similar
+from core import fingerprint, similar
+from core.constants import SAMPLE_RATE
 from core.recommend import TrackInfo
 from core.segment_match import SegmentMatch
 from core.similar import QueryProfile, clock, explain_matches, strength
@@ -22,9 +24,17 @@ def tags(**high: float) -> np.ndarray:
     return t
 
 
-def row(track_id: int, title: str, segment_tags: np.ndarray) -> SimpleNamespace:
+def row(track_id: int, title: str, segment_tags: np.ndarray,
+        fingerprint: np.ndarray | None = None) -> SimpleNamespace:
+    """A library row; without a fingerprint, as a track analysed before fingerprints were kept."""
     return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags,
-                           segment_starts=np.array([0.0, 75.0], np.float32))
+                           segment_starts=np.array([0.0, 75.0], np.float32), fingerprint=fingerprint)
+
+
+def landmarks(seed: int, n: int = 300) -> np.ndarray:
+    """(n, 2) made-up landmarks: random hashes, one every frame."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, 1 << 22, n), np.arange(n)], axis=1).astype(np.uint32)
 
 
 ROWS = [row(1, "Dawn", tags(ambient=0.6)), row(2, "Riff", tags(rock=0.7)), row(3, "Plain", tags()),
@@ -65,6 +75,25 @@ def test_the_query_own_recording_comes_first_and_says_so() -> None:
     assert explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS) == []  # removed since
     [tone] = explain_matches([SegmentMatch(3, 0.990, 0, 1, 0.991)], TRACKS, QUERY, ROWS)
     assert not tone.same_recording  # a held tone matches every window alike: no moment was found
+
+
+def test_with_a_fingerprint_only_the_fingerprint_calls_a_track_the_same() -> None:
+    """A track that has a fingerprint is called the query's recording when the fingerprint matched, however
+    its embeddings score, and never on its embeddings alone; one without keeps the embedding rule."""
+    own, other = landmarks(1), landmarks(2)
+    rows = [row(1, "Dawn", tags(), own), row(2, "Riff", tags(), other), row(3, "Old", tags())]
+    query = own[100:160].copy()
+    query[:, 1] -= 100  # an excerpt: its clock starts 100 frames into the track
+    fingerprinted = similar.recognised(query, rows)
+    assert list(fingerprinted) == [1] and fingerprinted[1].count == 60
+    assert fingerprinted[1].offset == pytest.approx(100 * fingerprint.HOP / SAMPLE_RATE)
+    above_rule = SegmentMatch(2, 0.975, 0, 1, 0.99)  # what the embedding rule alone would call the same
+    matches = [above_rule, SegmentMatch(1, 0.6, 0, 0, 0.7), SegmentMatch(3, 0.975, 0, 1, 0.99)]
+    got = {e.track_id: e.same_recording for e in explain_matches(matches, TRACKS, QUERY, rows,
+                                                                fingerprinted=fingerprinted)}
+    assert got == {1: True, 2: False, 3: True}
+    assert similar.recognised(query[:similar.SAME_LANDMARKS - 1], rows) == {}  # too few landmarks agree
+    assert similar.recognised(None, rows) == {}
 
 
 def test_clock_floors_minutes() -> None:
