@@ -7,7 +7,7 @@ excerpts and never calls another track the same (models/similarity.md). Peaks of
 hashed with their frequencies and time gap, survive re-encoding and gain changes, but two different
 recordings share almost none of them at one consistent time offset.
 
-A fingerprint is an (n, 2) uint32 array of (hash, frame) landmarks: `hash` packs the anchor peak's
+A fingerprint is an (n, 2) uint32 array of (hash, frame) landmarks, sorted: `hash` packs the anchor peak's
 frequency bin, the target peak's bin and their gap in frames; `frame` is where the anchor lies, in frames
 of HOP samples from the start of the (trimmed) clip. A library track is fingerprinted on the sections the
 analysis decodes anyway (their start times place them on the track's clock), a query on its whole clip.
@@ -51,6 +51,16 @@ OFFSET_SLACK = 1
 start anywhere within a frame of the track's."""
 
 
+SECTION_FRAMES = 129
+"""A library section (3 s) in frames."""
+COVER_FRAMES = 65
+SECTION_LANDMARKS = 20
+"""A track's section is covered by a query that overlaps it for at least 1.5 s (COVER_FRAMES) where the
+track has at least SECTION_LANDMARKS landmarks (not a quiet stretch)..."""
+SECTION_AGREE = 3
+"""...and agrees when at least this many of the track's landmarks there matched at the offset."""
+
+
 @dataclass(frozen=True)
 class FingerprintMatch:
     """How a query's fingerprint matched a track's: `count` landmarks agree on `offset` (seconds the track's
@@ -59,6 +69,18 @@ class FingerprintMatch:
     track_id: int
     count: int
     offset: float
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Of the track's sections a query covers at a match's offset, how many hold agreeing landmarks.
+
+    Why: two cues of one soundtrack can share a passage note for note (an intro, a loop): their landmarks
+    then agree on one offset as well as a copy's do, but only within that passage, while a copy or an
+    excerpt agrees on every section it overlaps."""
+
+    covered: int
+    agreeing: int
 
 
 def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
@@ -117,7 +139,8 @@ def _landmarks(stretches: np.ndarray, first_frames: np.ndarray) -> np.ndarray:
         return np.zeros((0, 2), np.uint32)
     s, t, f = _peaks(_power(np.asarray(stretches, np.float32)))
     h, a = _pairs(s, t, f)
-    return np.stack([h, (t[a] + first_frames[s[a]]).astype(np.uint32)], axis=1)
+    landmarks = np.stack([h, (t[a] + first_frames[s[a]]).astype(np.uint32)], axis=1)
+    return landmarks[np.lexsort((landmarks[:, 1], landmarks[:, 0]))]
 
 
 def fingerprint(y: np.ndarray) -> np.ndarray:
@@ -132,9 +155,13 @@ def fingerprint_sections(sections: np.ndarray, starts: np.ndarray) -> np.ndarray
     return _landmarks(np.atleast_2d(sections), first)
 
 
-def _sorted(track: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(track[:, 0], kind="stable")
-    return track[order, 0], track[order, 1].astype(np.int64)
+def _by_hash(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes, frames) sorted by hash. Fingerprints come sorted (a track's is matched by every /similar
+    query of its guild, so it is sorted once, when it is made); others are sorted here."""
+    hashes = landmarks[:, 0]
+    if hashes.size > 1 and not bool(np.all(hashes[1:] >= hashes[:-1])):
+        landmarks = landmarks[np.argsort(hashes, kind="stable")]
+    return landmarks[:, 0], landmarks[:, 1].astype(np.int64)
 
 
 def match(query: np.ndarray, track: np.ndarray, track_id: int = 0) -> FingerprintMatch:
@@ -142,7 +169,7 @@ def match(query: np.ndarray, track: np.ndarray, track_id: int = 0) -> Fingerprin
     offsets within OFFSET_SLACK frames of it)."""
     if query.size == 0 or track.size == 0:
         return FingerprintMatch(track_id, 0, 0.0)
-    hashes, frames = _sorted(np.asarray(track, np.uint32).reshape(-1, 2))
+    hashes, frames = _by_hash(np.asarray(track, np.uint32).reshape(-1, 2))
     q = np.asarray(query, np.uint32).reshape(-1, 2)
     lo = np.searchsorted(hashes, q[:, 0], side="left")
     hi = np.searchsorted(hashes, q[:, 0], side="right")
@@ -160,3 +187,27 @@ def match(query: np.ndarray, track: np.ndarray, track_id: int = 0) -> Fingerprin
               - cum[np.searchsorted(values, values - OFFSET_SLACK, side="left")])
     best = int(window.argmax())
     return FingerprintMatch(track_id, int(window[best]), float(values[best] * HOP / SAMPLE_RATE))
+
+
+def agreement(query: np.ndarray, track: np.ndarray, found: FingerprintMatch, starts: np.ndarray) -> Agreement:
+    """Which of the track's sections (starting at `starts`, seconds, as analysed) the query covers at
+    `found`'s offset, and on how many of them landmarks agree."""
+    offset = int(round(found.offset * SAMPLE_RATE / HOP))
+    q = np.asarray(query, np.uint32).reshape(-1, 2)
+    t = np.asarray(track, np.uint32).reshape(-1, 2)
+    if q.size == 0 or t.size == 0:
+        return Agreement(0, 0)
+    # the track's landmarks that agree: same hash as a query landmark, at the offset (within the slack)
+    key = (q[:, 0].astype(np.int64) << 32) | (q[:, 1].astype(np.int64) + offset)
+    keys = np.sort(np.concatenate([key + d for d in range(-OFFSET_SLACK, OFFSET_SLACK + 1)]))
+    track_key = (t[:, 0].astype(np.int64) << 32) | t[:, 1].astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, track_key), keys.size - 1)
+    agreed = np.sort(t[keys[pos] == track_key, 1].astype(np.int64))
+    frames = np.sort(t[:, 1].astype(np.int64))
+    first, last = int(q[:, 1].min()) + offset, int(q[:, 1].max()) + offset
+    section = np.round(np.asarray(starts, np.float64) * SAMPLE_RATE / HOP).astype(np.int64)
+    lo, hi = np.maximum(section, first), np.minimum(section + SECTION_FRAMES, last + 1)
+    landmarks = np.searchsorted(frames, hi) - np.searchsorted(frames, lo)
+    agreeing = np.searchsorted(agreed, hi) - np.searchsorted(agreed, lo)
+    covered = (hi - lo >= COVER_FRAMES) & (landmarks >= SECTION_LANDMARKS)
+    return Agreement(int(covered.sum()), int((covered & (agreeing >= SECTION_AGREE)).sum()))

@@ -24,17 +24,18 @@ def tags(**high: float) -> np.ndarray:
     return t
 
 
-def row(track_id: int, title: str, segment_tags: np.ndarray,
-        fingerprint: np.ndarray | None = None) -> SimpleNamespace:
+def row(track_id: int, title: str, segment_tags: np.ndarray, fingerprint: np.ndarray | None = None,
+        starts: tuple[float, ...] = (0.0, 75.0)) -> SimpleNamespace:
     """A library row; without a fingerprint, as a track analysed before fingerprints were kept."""
     return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags,
-                           segment_starts=np.array([0.0, 75.0], np.float32), fingerprint=fingerprint)
+                           segment_starts=np.array(starts, np.float32), fingerprint=fingerprint)
 
 
-def landmarks(seed: int, n: int = 300) -> np.ndarray:
-    """(n, 2) made-up landmarks: random hashes, one every frame."""
+def landmarks(seed: int, n: int = 600) -> np.ndarray:
+    """(n, 2) made-up landmarks, sorted as fingerprints are: random hashes, one every frame."""
     rng = np.random.default_rng(seed)
-    return np.stack([rng.integers(0, 1 << 22, n), np.arange(n)], axis=1).astype(np.uint32)
+    out = np.stack([rng.integers(0, 1 << 22, n), np.arange(n)], axis=1).astype(np.uint32)
+    return out[np.argsort(out[:, 0])]
 
 
 ROWS = [row(1, "Dawn", tags(ambient=0.6)), row(2, "Riff", tags(rock=0.7)), row(3, "Plain", tags()),
@@ -80,12 +81,13 @@ def test_the_query_own_recording_comes_first_and_says_so() -> None:
 def test_with_a_fingerprint_only_the_fingerprint_calls_a_track_the_same() -> None:
     """A track that has a fingerprint is called the query's recording when the fingerprint matched, however
     its embeddings score, and never on its embeddings alone; one without keeps the embedding rule."""
+    sections = (0.0, 3.0, 6.0, 9.0)  # frames 0-128, 129-257, 258-386, 387-515
     own, other = landmarks(1), landmarks(2)
-    rows = [row(1, "Dawn", tags(), own), row(2, "Riff", tags(), other), row(3, "Old", tags())]
-    query = own[100:160].copy()
-    query[:, 1] -= 100  # an excerpt: its clock starts 100 frames into the track
+    rows = [row(1, "Dawn", tags(), own, sections), row(2, "Riff", tags(), other, sections), row(3, "Old", tags())]
+    query = own[(own[:, 1] >= 100) & (own[:, 1] < 300)].copy()
+    query[:, 1] -= 100  # an excerpt: its clock starts 100 frames into the track; it covers one section
     fingerprinted = similar.recognised(query, rows)
-    assert list(fingerprinted) == [1] and fingerprinted[1].count == 60
+    assert list(fingerprinted) == [1] and fingerprinted[1].count == 200
     assert fingerprinted[1].offset == pytest.approx(100 * fingerprint.HOP / SAMPLE_RATE)
     above_rule = SegmentMatch(2, 0.975, 0, 1, 0.99)  # what the embedding rule alone would call the same
     matches = [above_rule, SegmentMatch(1, 0.6, 0, 0, 0.7), SegmentMatch(3, 0.975, 0, 1, 0.99)]
@@ -94,6 +96,22 @@ def test_with_a_fingerprint_only_the_fingerprint_calls_a_track_the_same() -> Non
     assert got == {1: True, 2: False, 3: True}
     assert similar.recognised(query[:similar.SAME_LANDMARKS - 1], rows) == {}  # too few landmarks agree
     assert similar.recognised(None, rows) == {}
+
+
+def test_a_track_that_shares_one_passage_is_not_the_same_recording() -> None:
+    """Another cue with one section note for note the same as the query's track (an intro, a loop): many
+    landmarks agree, but only on one of the sections the query covers."""
+    sections = (0.0, 3.0, 6.0, 9.0)
+    own = landmarks(1)
+    cue = landmarks(3)
+    passage = (own[:, 1] >= 129) & (own[:, 1] < 258)
+    cue = np.concatenate([cue[(cue[:, 1] < 129) | (cue[:, 1] >= 258)], own[passage]])
+    cue = cue[np.argsort(cue[:, 0])]
+    query = own[(own[:, 1] >= 129) & (own[:, 1] < 387)].copy()  # covers the shared section and the next
+    query[:, 1] -= 129
+    rows = [row(1, "Dawn", tags(), own, sections), row(4, "Cue", tags(), cue, sections)]
+    assert fingerprint.match(query, cue).count == 129 >= similar.SAME_LANDMARKS
+    assert list(similar.recognised(query, rows)) == [1]
 
 
 def test_clock_floors_minutes() -> None:
