@@ -1,0 +1,235 @@
+"""Does the landmark fingerprint (core.fingerprint) recognise re-encoded excerpts of a library track, and
+does it ever call a different track the same? And what does it cost a track at reindex?
+
+Each library track (../shared/data/library by default, or the Debian soundtracks of
+benchmarks/fetch_devlib.py: `--library devlib`) is fingerprinted as the library does it: on the sections
+`core.audio.load_segments` decodes for --segments segments. Queries, fingerprinted as /similar does it (the
+whole trimmed clip), each cut from the trimmed track and re-encoded with the bundled ffmpeg:
+  mid30-mp3        the middle 30 s through a 64 kb/s mp3 (the team's check);
+  ex10-mp3         10 s from a random point (seeded per track) through a 64 kb/s mp3;
+  ex10-opus-quiet  the same 10 s 12 dB quieter through a 48 kb/s Opus;
+  copy-mp3         the whole track through a 64 kb/s mp3;
+  copy-opus        the whole track through a 48 kb/s Opus;
+  copy-as-track    the mp3 copy fingerprinted as a library track (on its own sections): whether the same
+                   song added twice (an upload and a link) could be found at add time.
+For each query: whether core.similar's rule recognises its own track (and its landmark count), and whether
+the rule calls any other track the same: the query against the library WITHOUT its own track, which must
+never happen; "same soundtrack" is that best among the tracks of the query's own package (the name
+before "__" or "--"). Also: how much of each query overlaps the analysed sections (a query that overlaps
+none cannot be recognised by a fingerprint of the sections).
+
+Cost: CPU of the fingerprint of a track's sections against the CPU of `core.analysis.analyse` of the same
+track (decode, front-end, genre, mood, fingerprint), for the first --time-tracks tracks, in this run.
+
+Encoded queries are cached outside the repository (~/.cache/cratedigger/bench-fingerprint), so a rerun
+only fingerprints and matches. Exits 1 when a different track is called the same.
+
+    .venv/bin/python benchmarks/bench_fingerprint.py [--library DIR|devlib] [--segments 24]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from core import audio, fingerprint, similar  # noqa: E402
+from core.constants import SAMPLE_RATE  # noqa: E402
+
+log = logging.getLogger("bench_fingerprint")
+
+DEFAULT_LIBRARY = REPO_ROOT.parent / "shared" / "data" / "library"
+DEVLIB = Path.home() / ".cache" / "cratedigger" / "devlib" / "library"
+DEFAULT_CACHE = Path.home() / ".cache" / "cratedigger" / "bench-fingerprint"
+MAX_TRACK_SECONDS = 900.0
+QUERIES = {
+    # name: (seconds or None for the whole track, start: "middle" | "random", gain, codec, bitrate)
+    "mid30-mp3": (30.0, "middle", 1.0, "libmp3lame", "64k"),
+    "ex10-mp3": (10.0, "random", 1.0, "libmp3lame", "64k"),
+    "ex10-opus-quiet": (10.0, "random", 10 ** (-12 / 20), "libopus", "48k"),
+    "copy-mp3": (None, "middle", 1.0, "libmp3lame", "64k"),
+    "copy-opus": (None, "middle", 1.0, "libopus", "48k"),
+}
+
+
+def encode(y: np.ndarray, codec: str, bitrate: str, out: Path) -> None:
+    """`y` (mono, SAMPLE_RATE) through the bundled ffmpeg's `codec` at `bitrate`, into `out`."""
+    cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1",
+           "-i", "pipe:0", "-codec:a", codec, "-b:a", bitrate, str(out)]
+    subprocess.run(cmd, input=np.ascontiguousarray(y, dtype="<f4").tobytes(), check=True, timeout=600)
+
+
+def window(n_samples: int, seconds: float | None, where: str, seed: str) -> tuple[int, int]:
+    """(start, stop) samples of a query within a trimmed track of `n_samples`."""
+    length = n_samples if seconds is None else min(n_samples, int(seconds * SAMPLE_RATE))
+    if where == "middle":
+        start = (n_samples - length) // 2
+    else:
+        rng = np.random.default_rng(int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+        start = int(rng.integers(0, n_samples - length + 1))
+    return start, start + length
+
+
+@dataclass
+class Track:
+    name: str
+    package: str
+    landmarks: np.ndarray
+    spans: list[tuple[float, float]]
+    """The analysed sections, in seconds of the trimmed track."""
+    fingerprint_cpu: float
+    queries: dict[str, tuple[np.ndarray, tuple[float, float]]]
+    """kind -> (landmarks, (start, stop) seconds in the trimmed track)."""
+
+
+def package_of(name: str) -> str:
+    return name.split("--")[0] if "--" in name else name.split("__")[0]
+
+
+def load_track(path: Path, cache: Path, segments: int) -> Track:
+    sections = audio.load_segments(path, max_seconds=MAX_TRACK_SECONDS, max_segments=segments)
+    started = time.process_time()
+    landmarks = fingerprint.fingerprint_sections(sections.audio, sections.starts)
+    cpu = time.process_time() - started
+    trimmed = audio.trim_silence(audio.decode(path, max_seconds=MAX_TRACK_SECONDS), name=path.name)
+    key = hashlib.sha1(f"{path.name}|{path.stat().st_size}".encode()).hexdigest()[:10]
+    queries = {}
+    for kind, (seconds, where, gain, codec, bitrate) in QUERIES.items():
+        a, b = window(trimmed.size, seconds, where, f"{path.name}|{seconds}")
+        file = cache / f"{key}-{kind}.{'mp3' if codec == 'libmp3lame' else 'opus'}"
+        if not file.is_file():
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                part = Path(tmp) / file.name
+                encode(trimmed[a:b] * gain, codec, bitrate, part)
+                part.replace(file)
+        y = audio.trim_silence(audio.decode(file, max_seconds=MAX_TRACK_SECONDS), name=file.name)
+        queries[kind] = (fingerprint.fingerprint(y), (a / SAMPLE_RATE, b / SAMPLE_RATE))
+        if kind == "copy-mp3":  # the same song added twice: the copy's own sections against the track's
+            copy = audio.load_segments(file, max_seconds=MAX_TRACK_SECONDS, max_segments=segments)
+            queries["copy-as-track"] = (fingerprint.fingerprint_sections(copy.audio, copy.starts),
+                                        (a / SAMPLE_RATE, b / SAMPLE_RATE))
+    spans = [(float(s), float(s) + 3.0) for s in sections.starts]
+    return Track(path.name, package_of(path.name), landmarks, spans, cpu, queries)
+
+
+def overlap(spans: list[tuple[float, float]], window_: tuple[float, float]) -> float:
+    """Seconds of the query's window that lie in the analysed sections."""
+    return sum(max(0.0, min(b, window_[1]) - max(a, window_[0])) for a, b in spans)
+
+
+def analysis_cpu(paths: list[Path], segments: int) -> list[float]:
+    """CPU seconds of the library's whole analysis of each track (fingerprint included), one thread."""
+    from core.analysis import Limits, analyse
+    from core.config import load_settings
+
+    limits = Limits(load_settings().models_dir, MAX_TRACK_SECONDS, segments)
+    analyse(paths[0], limits)  # loads the models
+    out = []
+    for p in paths:
+        started = time.process_time()
+        analyse(p, limits)
+        out.append(time.process_time() - started)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--library", default=str(DEFAULT_LIBRARY), help="a folder of audio files, or 'devlib'")
+    parser.add_argument("--segments", type=int, default=24)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--time-tracks", type=int, default=20,
+                        help="tracks whose whole analysis is timed against their fingerprint (0: none)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    library = DEVLIB if args.library == "devlib" else Path(args.library).expanduser()
+    if not library.is_dir():
+        print(f"no library at {library} (the shared data, or benchmarks/fetch_devlib.py for devlib)")
+        return 2
+    cache = args.cache / hashlib.sha1(str(library.resolve()).encode()).hexdigest()[:8]
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = sorted(p for p in library.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
+    tracks = []
+    for i, p in enumerate(paths):
+        tracks.append(load_track(p, cache, args.segments))
+        if (i + 1) % 20 == 0:
+            log.info("%d/%d tracks", i + 1, len(paths))
+    false_calls = report(tracks)
+    cpu = np.array([t.fingerprint_cpu for t in tracks]) * 1000
+    sizes = np.array([t.landmarks.shape[0] for t in tracks])
+    print(f"\nfingerprint of a track's sections ({args.segments} segments): CPU {cpu.mean():.1f} ms a track "
+          f"(median {np.median(cpu):.1f}, max {cpu.max():.1f}); {sizes.mean():.0f} landmarks "
+          f"({sizes.mean() * 8 / 1024:.0f} KiB stored) a track")
+    if args.time_tracks:
+        whole = np.array(analysis_cpu(paths[:args.time_tracks], args.segments)) * 1000
+        part = cpu[:args.time_tracks]
+        print(f"whole analysis of the first {len(whole)} tracks: CPU {whole.mean():.0f} ms a track, of which the "
+              f"fingerprint {part.mean():.1f} ms ({part.sum() / whole.sum():.1%})")
+    return 1 if false_calls else 0
+
+
+def recognised_as(q: np.ndarray, track: Track) -> bool:
+    """core.similar's rule, as /similar applies it to a stored track."""
+    return similar.same_by_fingerprint(q, track.landmarks, np.array([a for a, _ in track.spans])) is not None
+
+
+def report(tracks: list[Track]) -> int:
+    """Per query kind: recognised by the shipped rule (and by the landmark count alone), the own and other
+    tracks' counts, false calls (also within one soundtrack); returns the number of false calls."""
+    false_calls = 0
+    wrong: list[tuple[str, str, str, int]] = []
+    print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one offset "
+          f"that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers")
+    print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
+          f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9}")
+    for kind in (*QUERIES, "copy-as-track"):
+        own, best_other, best_pkg, overlaps = [], [], [], []
+        hits = offsets_ok = by_count = false_here = others_passing = 0
+        for t in tracks:
+            q, (a, b) = t.queries[kind]
+            m = fingerprint.match(q, t.landmarks)
+            own.append(m.count)
+            by_count += int(m.count >= similar.SAME_LANDMARKS)
+            if recognised_as(q, t):
+                hits += 1
+                offsets_ok += int(abs(m.offset - a) <= 0.1)
+            overlaps.append(overlap(t.spans, (a, b)))
+            counts = [(fingerprint.match(q, o.landmarks).count, o) for o in tracks if o is not t]
+            best_other.append(max((c for c, _ in counts), default=0))
+            best_pkg.append(max((c for c, o in counts if o.package == t.package), default=0))
+            passing = [(c, o) for c, o in counts if c >= similar.SAME_LANDMARKS]
+            others_passing += int(bool(passing))
+            called = [(c, o.name) for c, o in passing if recognised_as(q, o)]
+            wrong.extend((kind, t.name, name, c) for c, name in called)
+            false_here += int(bool(called))
+        false_calls += false_here
+        own_a = np.array(own)
+        print(f"{kind:<16} {hits:>4} of {len(tracks):<3} {by_count:>8} {sum(o == 0 for o in overlaps):>9} "
+              f"{int(np.percentile(own_a, 10)):>5}/{int(np.median(own_a)):<6} {max(best_other):>10} "
+              f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9}")
+        missed = [(t.name, c, round(o, 1)) for t, c, o in zip(tracks, own, overlaps)
+                  if not recognised_as(t.queries[kind][0], t)]
+        if missed:
+            print(f"  missed (name, landmarks, seconds overlapping the sections): {missed[:12]}"
+                  f"{' ...' if len(missed) > 12 else ''}")
+    print("\ncolumns: recognised by the rule; by count: own track reaching the landmark count alone; overlap 0: "
+          "queries overlapping no analysed section; own p10/p50: own track's landmark count; others max / same "
+          "pkg: the best count of another track (of any package / of the query's own); count>=: queries that "
+          "some other track reaches the count on; false: queries the rule calls another track's; offset ok: "
+          "recognised at the excerpt's true place (a loop can put it elsewhere)")
+    for row in sorted(wrong, key=lambda w: -w[3]):
+        print("  called the same (query, its track, the other track, landmarks):", *row)
+    return false_calls
+
+
+if __name__ == "__main__":
+    sys.exit(main())
