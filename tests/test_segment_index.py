@@ -21,6 +21,7 @@ from core.segment_match import (
     rank_tracks,
     track_of,
     unit_rows,
+    with_tracks,
 )
 from tests.audio_files import write_audio
 
@@ -59,6 +60,19 @@ def test_match_averages_each_query_segments_best_match() -> None:
     m = match(query, entry, 5)
     assert m.track_id == 5 and m.score == pytest.approx((1.0 + 0.8) / 2)
     assert (m.query_pos, m.entry_pos, m.best) == (0, 0, pytest.approx(1.0))
+
+
+def test_a_track_found_otherwise_is_listed_first_in_place_of_the_weakest() -> None:
+    """The query's own recording, found by its fingerprint, joins the k best even when its embeddings do
+    not rank it there; a track already listed is not listed twice."""
+    rng = np.random.default_rng(0)
+    query = unit_rows(rng.normal(size=(3, 8)))
+    entries = {t: unit_rows(rng.normal(size=(4, 8))) for t in range(1, 6)}
+    best = rank_tracks(query, entries, 3)
+    outside = next(t for t in entries if t not in {m.track_id for m in best})
+    got = with_tracks(query, best, {outside: entries[outside]}, 3)
+    assert [m.track_id for m in got] == [outside] + [m.track_id for m in best[:2]]
+    assert with_tracks(query, best, {best[1].track_id: entries[best[1].track_id]}, 3) == best
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
