@@ -51,7 +51,7 @@ one: averaged 0.982, best 0.983)."""
 
 SAME_LANDMARKS = 20
 """Landmarks (core.fingerprint) agreeing on one time offset from which a track may be called the query's
-own recording...; unrelated tracks of both dev libraries reach 24 against a whole copy."""
+own recording...; on the shared library, a whole copy of one track reaches up to 24 on an unrelated one."""
 SAME_AGREEMENT = 0.6
 """...when they also agree on at least this share of the track's sections the query covers (and on one at
 least): cues of one soundtrack that share a passage note for note (supertux2's theme and christmas_theme,
