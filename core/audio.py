@@ -395,7 +395,8 @@ class _VorbisReader:
             self._file = OggVorbis(path)
         except VorbisUnreadable as exc:
             raise _Unreadable(str(exc)) from None
-        self.samplerate, self.channels, self.frames = self._file.samplerate, self._file.channels, self._file.frames
+        self.samplerate, self.channels = self._file.samplerate, self._file.channels
+        self.frames = self._file.frames
 
     def read(self, first: int, count: int) -> np.ndarray:
         try:

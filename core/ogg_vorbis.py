@@ -1,4 +1,4 @@
-"""Ogg Vorbis read with our own Ogg page reader and FFmpeg's Vorbis decoder (PyAV), sample-exact from any point.
+"""Ogg Vorbis read with our own Ogg page reader and FFmpeg's Vorbis decoder (PyAV), exact from any sample.
 
 Why not libsndfile: it decodes with libvorbis, which costs about twice the CPU of FFmpeg's native Vorbis
 decoder for the same samples (1.8 against 0.84 ms a second of audio; the two agree within 1e-6 on both dev
@@ -58,7 +58,8 @@ def _parse(data: bytes) -> _Stream:
     while at < size:
         if at + _PAGE_HEADER.size > size:
             raise VorbisUnreadable("a truncated Ogg page")
-        capture, version, _flags, granule, page_serial, _seq, _crc, n_segments = _PAGE_HEADER.unpack_from(data, at)
+        capture, version, _flags, granule, page_serial, _seq, _crc, n_segments = \
+            _PAGE_HEADER.unpack_from(data, at)
         if capture != b"OggS" or version != 0:
             raise VorbisUnreadable("not an Ogg page")
         if serial is None:
@@ -107,7 +108,8 @@ class OggVorbis:
             handle.seek(0)
             self._stream = _parse(handle.read())
         ident = bytes(self._stream.packets[0])
-        if len(ident) < 30 or ident[:7] != b"\x01vorbis" or bytes(self._stream.packets[1])[:7] != b"\x03vorbis":
+        comment = bytes(self._stream.packets[1])
+        if len(ident) < 30 or ident[:7] != b"\x01vorbis" or comment[:7] != b"\x03vorbis":
             raise VorbisUnreadable("not a Vorbis stream")
         self.channels = ident[11]
         self.samplerate = struct.unpack_from("<I", ident, 12)[0]
@@ -148,7 +150,8 @@ class OggVorbis:
                 while check < len(anchors) and anchors[check][1] == index:
                     # the last page may end inside its last packet (the stream's end is trimmed to it)
                     if at != anchors[check][0] and not (check == len(anchors) - 1 and at > anchors[check][0]):
-                        raise VorbisUnreadable(f"{at} samples decoded where the stream says {anchors[check][0]}")
+                        raise VorbisUnreadable(
+                            f"{at} samples decoded where the stream says {anchors[check][0]}")
                     check += 1
                 if at >= stop:
                     break

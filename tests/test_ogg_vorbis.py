@@ -58,7 +58,7 @@ def check_reads_match_libsndfile(path: Path, starts: list[int], count: int) -> N
 
 
 def test_reads_anywhere_equal_libsndfiles_whole_decode(stereo_ogg: Path) -> None:
-    """From the start, in the middle (out of order: each read starts from a page's granule), across the end."""
+    """From the start, in the middle (out of order: each read starts from a page's granule), to the end."""
     frames = sf.info(str(stereo_ogg)).frames
     rng = np.random.default_rng(0)
     starts = [0, 1, 4_000, *rng.integers(0, frames - 70_000, 30).tolist(), frames - 5_000]
@@ -145,7 +145,7 @@ def test_a_stream_whose_granules_disagree_falls_back_to_libsndfile(tmp_path: Pat
 def test_without_pyav_vorbis_is_read_by_libsndfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_audio(tmp_path / "long.ogg", music(60.0, sr=44_100), sr=44_100)
     with_pyav = load_segments(path, max_seconds=1200, max_segments=8)
-    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as when it is not installed
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as when not installed
     with pytest.raises(VorbisUnreadable, match="PyAV"):
         OggVorbis(path)
     without = load_segments(path, max_seconds=1200, max_segments=8)
