@@ -24,7 +24,7 @@ track (decode, front-end, genre, mood, fingerprint), for the first --time-tracks
 Encoded queries are cached outside the repository (~/.cache/cratedigger/bench-fingerprint), so a rerun
 only fingerprints and matches. Exits 1 when a different track is called the same.
 
-    .venv/bin/python benchmarks/bench_fingerprint.py [--library DIR|devlib] [--segments 24]
+    .venv/bin/python benchmarks/bench_fingerprint.py [--library DIR|devlib] [--segments N]
 """
 from __future__ import annotations
 
@@ -145,12 +145,17 @@ def analysis_cpu(paths: list[Path], segments: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--library", default=str(DEFAULT_LIBRARY), help="a folder of audio files, or 'devlib'")
-    parser.add_argument("--segments", type=int, default=24)
+    parser.add_argument("--segments", type=int, default=None,
+                        help="sections a library track is analysed on (default: CRATEDIGGER_LIBRARY_SEGMENTS)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--time-tracks", type=int, default=20,
                         help="tracks whose whole analysis is timed against their fingerprint (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.segments is None:
+        from core.config import load_settings
+
+        args.segments = load_settings().library_segments
     library = DEVLIB if args.library == "devlib" else Path(args.library).expanduser()
     if not library.is_dir():
         print(f"no library at {library} (the shared data, or benchmarks/fetch_devlib.py for devlib)")
