@@ -87,6 +87,8 @@ class Track:
     landmarks: np.ndarray
     spans: list[tuple[float, float]]
     """The analysed sections, in seconds of the trimmed track."""
+    seconds: float
+    """The trimmed track's length, as the library stores it."""
     fingerprint_cpu: float
     queries: dict[str, tuple[np.ndarray, tuple[float, float]]]
     """kind -> (landmarks, (start, stop) seconds in the trimmed track)."""
@@ -119,7 +121,7 @@ def load_track(path: Path, cache: Path, segments: int) -> Track:
             queries["copy-as-track"] = (fingerprint.fingerprint_sections(copy.audio, copy.starts),
                                         (a / SAMPLE_RATE, b / SAMPLE_RATE))
     spans = [(float(s), float(s) + 3.0) for s in sections.starts]
-    return Track(path.name, package_of(path.name), landmarks, spans, cpu, queries)
+    return Track(path.name, package_of(path.name), landmarks, spans, sections.clip_seconds, cpu, queries)
 
 
 def overlap(spans: list[tuple[float, float]], window_: tuple[float, float]) -> float:
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def recognised_as(q: np.ndarray, track: Track) -> bool:
     """core.similar's rule, as /similar applies it to a stored track."""
-    return similar.same_by_fingerprint(q, track.landmarks, np.array([a for a, _ in track.spans])) is not None
+    starts = np.array([a for a, _ in track.spans])
+    return similar.same_by_fingerprint(q, track.landmarks, starts, track.seconds) is not None
 
 
 def report(tracks: list[Track]) -> int:
@@ -193,7 +196,8 @@ def report(tracks: list[Track]) -> int:
     false_calls = 0
     wrong: list[tuple[str, str, str, int]] = []
     print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one offset "
-          f"that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers")
+          f"that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, the query "
+          f"within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
     print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
           f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9}")
     for kind in (*QUERIES, "copy-as-track"):

@@ -211,3 +211,17 @@ def agreement(query: np.ndarray, track: np.ndarray, found: FingerprintMatch, sta
     agreeing = np.searchsorted(agreed, hi) - np.searchsorted(agreed, lo)
     covered = (hi - lo >= COVER_FRAMES) & (landmarks >= SECTION_LANDMARKS)
     return Agreement(int(covered.sum()), int((covered & (agreeing >= SECTION_AGREE)).sum()))
+
+
+def within(query: np.ndarray, found: FingerprintMatch, duration: float, *, slack: float) -> bool:
+    """Whether the query, placed at `found`'s offset, lies within the track (`duration` seconds, trimmed as
+    analysed) give or take `slack` seconds: an excerpt or a copy does; a cue that only shares the other
+    track's intro or ending hangs off its start or end (supertux2's call_of_the_winding_path against
+    shallow-green's intro: its middle 30 s would start 15 s before shallow-green does)."""
+    frames = np.asarray(query, np.uint32).reshape(-1, 2)[:, 1]
+    if frames.size == 0:
+        return False
+    first = found.offset + float(frames.min()) * HOP / SAMPLE_RATE
+    last = found.offset + float(frames.max()) * HOP / SAMPLE_RATE
+    return first >= -slack and last <= duration + slack
+

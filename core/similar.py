@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.fingerprint import FingerprintMatch, agreement
+from core.fingerprint import FingerprintMatch, agreement, within
 from core.fingerprint import match as match_landmarks
 from core.frontend import TAG_COUNT
 from core.recommend import ESTIMATE_SAYS, TrackInfo
@@ -58,6 +58,11 @@ least): cues of one soundtrack that share a passage note for note (supertux2's t
 4 of 24 sections; call_of_the_winding_path and shallow-green, 1 of 2) agree only there, a copy or an
 excerpt nearly everywhere (23 or 24 of 24; the lowest excerpts 2 of 3). Chosen on the shared library with
 benchmarks/bench_fingerprint.py; models/similarity.md gives both libraries' figures."""
+SAME_SLACK_SECONDS = 1.0
+"""...and when the query, placed where its landmarks agree, lies within the track give or take this much (a
+copy's encoder delay and a different silence trim move it by a fraction of a second): an excerpt or a copy
+does, a cue that shares only the other's intro hangs off its start. Added when 16 sections a track (instead
+of 24) left one section of shallow-green's intro for call_of_the_winding_path's middle 30 s to agree on."""
 
 STRONG = 0.89
 CLEAR = 0.84
@@ -113,11 +118,13 @@ def is_same_recording(match: SegmentMatch) -> bool:
 
 
 def same_by_fingerprint(query: np.ndarray, landmarks: np.ndarray, starts: np.ndarray | None,
-                        track_id: int = 0) -> FingerprintMatch | None:
+                        duration: float | None, track_id: int = 0) -> FingerprintMatch | None:
     """The match when the query's landmarks say it is this track's recording (a track's `landmarks` over
-    its sections starting at `starts`), else None."""
+    its sections starting at `starts`, `duration` seconds long as analysed), else None."""
     found = match_landmarks(query, landmarks, track_id)
-    if found.count < SAME_LANDMARKS or starts is None:
+    if found.count < SAME_LANDMARKS or starts is None or duration is None:
+        return None
+    if not within(query, found, duration, slack=SAME_SLACK_SECONDS):
         return None
     sections = agreement(query, landmarks, found, starts)
     return found if 0 < sections.agreeing >= SAME_AGREEMENT * sections.covered else None
@@ -132,7 +139,7 @@ def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, Finge
     found = {}
     for row in rows:
         if row.fingerprint is not None:
-            m = same_by_fingerprint(query, row.fingerprint, row.segment_starts, row.id)
+            m = same_by_fingerprint(query, row.fingerprint, row.segment_starts, row.duration, row.id)
             if m is not None:
                 found[row.id] = m
     return found

@@ -21,10 +21,11 @@ SECTIONS = 3
 overlaps the analysed sound only in part, as it does on a long track."""
 
 
-def library_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(landmarks, section starts) as a library track stores them."""
+def library_landmarks(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(landmarks, section starts, duration) as a library track stores them."""
     sections = audio.load_segments(path, max_seconds=60.0, max_segments=SECTIONS)
-    return fingerprint.fingerprint_sections(sections.audio, sections.starts), sections.starts
+    return (fingerprint.fingerprint_sections(sections.audio, sections.starts), sections.starts,
+            sections.clip_seconds)
 
 
 def query_landmarks(path: Path) -> np.ndarray:
@@ -33,7 +34,7 @@ def query_landmarks(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def library() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def library() -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     return {p.stem: library_landmarks(p) for p in CLIPS}
 
 
@@ -44,7 +45,7 @@ def excerpt(path: Path, tmp: Path, *, start: float, seconds: float, gain: float,
 
 
 @pytest.mark.parametrize(("suffix", "gain"), [(".mp3", 1.0), (".opus", 0.25)])
-def test_a_reencoded_excerpt_is_recognised(library: dict[str, tuple[np.ndarray, np.ndarray]], tmp_path: Path,
+def test_a_reencoded_excerpt_is_recognised(library: dict[str, tuple[np.ndarray, np.ndarray, float]], tmp_path: Path,
                                            suffix: str, gain: float) -> None:
     """6 s from 5 s: it overlaps only the section at 6-9 s of the library's three, and its frames start a
     third of a frame off the track's. (Half a frame off, the counts fall to 18-75: benchmarks/
@@ -55,18 +56,18 @@ def test_a_reencoded_excerpt_is_recognised(library: dict[str, tuple[np.ndarray, 
         assert own is not None and own.count >= SAME_LANDMARKS, (clip.stem, fingerprint.match(query,
                                                                                               library[clip.stem][0]))
         # (no check of `own.offset`: game music loops, so a later section can hold this very audio again)
-        others = [name for name, (lm, starts) in library.items()
-                  if name != clip.stem and same_by_fingerprint(query, lm, starts) is not None]
+        others = [name for name, stored in library.items()
+                  if name != clip.stem and same_by_fingerprint(query, *stored) is not None]
         assert others == [], clip.stem
 
 
-def test_different_clips_share_no_recording(library: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def test_different_clips_share_no_recording(library: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> None:
     """Every demo clip (three of them cues of one game, supertux) against every other clip's sections."""
     for clip in CLIPS:
         query = query_landmarks(clip)
-        called = [name for name, (lm, starts) in library.items() if same_by_fingerprint(query, lm, starts)]
+        called = [name for name, stored in library.items() if same_by_fingerprint(query, *stored)]
         assert called == [clip.stem]
-        counts = [fingerprint.match(query, lm).count for name, (lm, _) in library.items() if name != clip.stem]
+        counts = [fingerprint.match(query, lm).count for name, (lm, *_) in library.items() if name != clip.stem]
         assert max(counts) < SAME_LANDMARKS  # not even the count alone
 
 

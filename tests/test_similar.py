@@ -25,9 +25,9 @@ def tags(**high: float) -> np.ndarray:
 
 
 def row(track_id: int, title: str, segment_tags: np.ndarray, fingerprint: np.ndarray | None = None,
-        starts: tuple[float, ...] = (0.0, 75.0)) -> SimpleNamespace:
+        starts: tuple[float, ...] = (0.0, 75.0), duration: float = 78.0) -> SimpleNamespace:
     """A library row; without a fingerprint, as a track analysed before fingerprints were kept."""
-    return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags,
+    return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags, duration=duration,
                            segment_starts=np.array(starts, np.float32), fingerprint=fingerprint)
 
 
@@ -83,7 +83,8 @@ def test_with_a_fingerprint_only_the_fingerprint_calls_a_track_the_same() -> Non
     its embeddings score, and never on its embeddings alone; one without keeps the embedding rule."""
     sections = (0.0, 3.0, 6.0, 9.0)  # frames 0-128, 129-257, 258-386, 387-515
     own, other = landmarks(1), landmarks(2)
-    rows = [row(1, "Dawn", tags(), own, sections), row(2, "Riff", tags(), other, sections), row(3, "Old", tags())]
+    rows = [row(1, "Dawn", tags(), own, sections, 14.0), row(2, "Riff", tags(), other, sections, 14.0),
+            row(3, "Old", tags())]
     query = own[(own[:, 1] >= 100) & (own[:, 1] < 300)].copy()
     query[:, 1] -= 100  # an excerpt: its clock starts 100 frames into the track; it covers one section
     fingerprinted = similar.recognised(query, rows)
@@ -109,9 +110,23 @@ def test_a_track_that_shares_one_passage_is_not_the_same_recording() -> None:
     cue = cue[np.argsort(cue[:, 0])]
     query = own[(own[:, 1] >= 129) & (own[:, 1] < 387)].copy()  # covers the shared section and the next
     query[:, 1] -= 129
-    rows = [row(1, "Dawn", tags(), own, sections), row(4, "Cue", tags(), cue, sections)]
+    rows = [row(1, "Dawn", tags(), own, sections, 14.0), row(4, "Cue", tags(), cue, sections, 14.0)]
     assert fingerprint.match(query, cue).count == 129 >= similar.SAME_LANDMARKS
     assert list(similar.recognised(query, rows)) == [1]
+
+
+def test_a_cue_that_shares_only_the_intro_hangs_off_the_track_start() -> None:
+    """A query whose second half is a track's intro note for note: its landmarks agree on the intro's
+    sections, but placed there the query would start 7 s before the track does."""
+    own, before = landmarks(1), landmarks(5)
+    intro = own[own[:, 1] < 300].copy()
+    intro[:, 1] += 300
+    query = np.concatenate([before[before[:, 1] < 300], intro])
+    rows = [row(1, "Dawn", tags(), own, (0.0, 3.0, 6.0, 9.0), 14.0)]
+    found = fingerprint.match(query, own)
+    assert found.count == 300 and found.offset == pytest.approx(-300 * fingerprint.HOP / SAMPLE_RATE)
+    assert similar.recognised(query, rows) == {}
+    assert list(similar.recognised(intro, rows)) == [1]  # the intro alone is an excerpt
 
 
 def test_clock_floors_minutes() -> None:
