@@ -64,8 +64,8 @@ QUERIES = {
 
 def encode(y: np.ndarray, codec: str, bitrate: str, out: Path) -> None:
     """`y` (mono, SAMPLE_RATE) through the bundled ffmpeg's `codec` at `bitrate`, into `out`."""
-    cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "1",
-           "-i", "pipe:0", "-codec:a", codec, "-b:a", bitrate, str(out)]
+    cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE),
+           "-ac", "1", "-i", "pipe:0", "-codec:a", codec, "-b:a", bitrate, str(out)]
     subprocess.run(cmd, input=np.ascontiguousarray(y, dtype="<f4").tobytes(), check=True, timeout=600)
 
 
@@ -146,9 +146,11 @@ def analysis_cpu(paths: list[Path], segments: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--library", default=str(DEFAULT_LIBRARY), help="a folder of audio files, or 'devlib'")
+    parser.add_argument("--library", default=str(DEFAULT_LIBRARY),
+                        help="a folder of audio files, or 'devlib'")
     parser.add_argument("--segments", type=int, default=None,
-                        help="sections a library track is analysed on (default: CRATEDIGGER_LIBRARY_SEGMENTS)")
+                        help="sections a library track is analysed on "
+                             "(default: CRATEDIGGER_LIBRARY_SEGMENTS)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--time-tracks", type=int, default=20,
                         help="tracks whose whole analysis is timed against their fingerprint (0: none)")
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_tracks:
         whole = np.array(analysis_cpu(paths[:args.time_tracks], args.segments)) * 1000
         part = cpu[:args.time_tracks]
-        print(f"whole analysis of the first {len(whole)} tracks: CPU {whole.mean():.0f} ms a track, of which the "
-              f"fingerprint {part.mean():.1f} ms ({part.sum() / whole.sum():.1%})")
+        print(f"whole analysis of the first {len(whole)} tracks: CPU {whole.mean():.0f} ms a track, of which "
+              f"the fingerprint {part.mean():.1f} ms ({part.sum() / whole.sum():.1%})")
     return 1 if false_calls else 0
 
 
@@ -195,9 +197,9 @@ def report(tracks: list[Track]) -> int:
     tracks' counts, false calls (also within one soundtrack); returns the number of false calls."""
     false_calls = 0
     wrong: list[tuple[str, str, str, int]] = []
-    print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one offset "
-          f"that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, the query "
-          f"within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
+    print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one "
+          f"offset that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, "
+          f"the query within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
     print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
           f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9}")
     for kind in (*QUERIES, "copy-as-track"):
@@ -230,11 +232,11 @@ def report(tracks: list[Track]) -> int:
         if missed:
             print(f"  missed (name, landmarks, seconds overlapping the sections): {missed[:12]}"
                   f"{' ...' if len(missed) > 12 else ''}")
-    print("\ncolumns: recognised by the rule; by count: own track reaching the landmark count alone; overlap 0: "
-          "queries overlapping no analysed section; own p10/p50: own track's landmark count; others max / same "
-          "pkg: the best count of another track (of any package / of the query's own); count>=: queries that "
-          "some other track reaches the count on; false: queries the rule calls another track's; offset ok: "
-          "recognised at the excerpt's true place (a loop can put it elsewhere)")
+    print("\ncolumns: recognised by the rule; by count: own track reaching the landmark count alone; "
+          "overlap 0: queries overlapping no analysed section; own p10/p50: own track's landmark count; "
+          "others max / same pkg: the best count of another track (of any package / of the query's own); "
+          "count>=: queries that some other track reaches the count on; false: queries the rule calls "
+          "another track's; offset ok: recognised at the excerpt's true place (a loop can put it elsewhere)")
     for row in sorted(wrong, key=lambda w: -w[3]):
         print("  called the same (query, its track, the other track, landmarks):", *row)
     return false_calls

@@ -100,7 +100,8 @@ def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
 def _power(stretches: np.ndarray) -> np.ndarray:
     """(k, samples) -> (k, frames, bins) power spectra of the analysed band, frames every HOP samples."""
     frames = np.lib.stride_tricks.sliding_window_view(stretches, N_FFT, axis=-1)[:, ::HOP]
-    spectrum = scipy.fft.rfft(frames * np.hanning(N_FFT).astype(np.float32), axis=-1)[..., LOW_BIN:HIGH_BIN + 1]
+    window = np.hanning(N_FFT).astype(np.float32)
+    spectrum = scipy.fft.rfft(frames * window, axis=-1)[..., LOW_BIN:HIGH_BIN + 1]
     return spectrum.real ** 2 + spectrum.imag ** 2
 
 

@@ -544,9 +544,9 @@ class Service:
     async def similar(self, guild_id: int, query: str | Upload | Path, *, k: int = 5,
                       user_id: int | None = None, with_map: bool = False) -> SimilarReport:
         """The k library tracks whose segments best match the query's (core.segment_match), each with a
-        reason; a library track that is the query's very recording (the same file, or its fingerprint
-        matched: core.similar.recognised) comes first and says so. `with_map` adds the library map with the query
-        marked by its track vector (same analysis)."""
+        reason; a library track that is the query's very recording (the same file, or its
+        fingerprint matched: core.similar.recognised) comes first and says so. `with_map` adds the
+        library map with the query marked by its track vector (same analysis)."""
         from core.segment_match import (
             CANDIDATES_PER_SEGMENT,
             candidate_tracks,
@@ -566,9 +566,10 @@ class Service:
         rows = {r.id: r for r in ready}
         fingerprinted = recognised(result.fingerprint, ready)
         own = [t for t in (same_file, *fingerprinted) if t is not None and t in rows]
-        candidates = list(dict.fromkeys([t for t in candidate_tracks(hits, exclude=set()) if t in rows] + own))
-        entries = {t: unit_rows(rows[t].indexed_vectors) for t in candidates}
-        matches = with_tracks(query_rows, rank_tracks(query_rows, entries, k), {t: entries[t] for t in own}, k)
+        nearest = [t for t in candidate_tracks(hits, exclude=set()) if t in rows]
+        entries = {t: unit_rows(rows[t].indexed_vectors) for t in dict.fromkeys(nearest + own)}
+        matches = with_tracks(query_rows, rank_tracks(query_rows, entries, k), {t: entries[t] for t in own},
+                              k)
         tracks = await self._track_infos(guild_id, ready)
         profile = QueryProfile.of(result, title=name)
         explained = explain_matches(matches, tracks, profile, ready, same_file=same_file,

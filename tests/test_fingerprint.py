@@ -45,16 +45,16 @@ def excerpt(path: Path, tmp: Path, *, start: float, seconds: float, gain: float,
 
 
 @pytest.mark.parametrize(("suffix", "gain"), [(".mp3", 1.0), (".opus", 0.25)])
-def test_a_reencoded_excerpt_is_recognised(library: dict[str, tuple[np.ndarray, np.ndarray, float]], tmp_path: Path,
-                                           suffix: str, gain: float) -> None:
+def test_a_reencoded_excerpt_is_recognised(library: dict[str, tuple[np.ndarray, np.ndarray, float]],
+                                           tmp_path: Path, suffix: str, gain: float) -> None:
     """6 s from 5 s: it overlaps only the section at 6-9 s of the library's three, and its frames start a
     third of a frame off the track's. (Half a frame off, the counts fall to 18-75: benchmarks/
     bench_fingerprint.py measures excerpts from random points.)"""
     for clip in CLIPS:
         query = query_landmarks(excerpt(clip, tmp_path, start=5.0, seconds=6.0, gain=gain, suffix=suffix))
         own = same_by_fingerprint(query, *library[clip.stem])
-        assert own is not None and own.count >= SAME_LANDMARKS, (clip.stem, fingerprint.match(query,
-                                                                                              library[clip.stem][0]))
+        assert own is not None and own.count >= SAME_LANDMARKS, (
+            clip.stem, fingerprint.match(query, library[clip.stem][0]))
         # (no check of `own.offset`: game music loops, so a later section can hold this very audio again)
         others = [name for name, stored in library.items()
                   if name != clip.stem and same_by_fingerprint(query, *stored) is not None]
@@ -67,7 +67,8 @@ def test_different_clips_share_no_recording(library: dict[str, tuple[np.ndarray,
         query = query_landmarks(clip)
         called = [name for name, stored in library.items() if same_by_fingerprint(query, *stored)]
         assert called == [clip.stem]
-        counts = [fingerprint.match(query, lm).count for name, (lm, *_) in library.items() if name != clip.stem]
+        counts = [fingerprint.match(query, lm).count
+                  for name, (lm, *_) in library.items() if name != clip.stem]
         assert max(counts) < SAME_LANDMARKS  # not even the count alone
 
 

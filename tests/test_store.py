@@ -205,8 +205,8 @@ async def test_fingerprints_arrive_with_migration_5_and_round_trip(engine: str, 
     assert await store.schema_version() == 4
     track_id = await _track(store)
     vector = np.linspace(-1, 1, 16).astype(np.float32)
-    await store._write([("UPDATE tracks SET status = 'ready', embedding = ?, embedding_kind = 'k1' WHERE id = ?",
-                         (vector.astype("<f4").tobytes(), track_id))])
+    await store._write([("UPDATE tracks SET status = 'ready', embedding = ?, embedding_kind = 'k1' "
+                          "WHERE id = ?", (vector.astype("<f4").tobytes(), track_id))])
     await store.close()
     store = await open_store()
     try:
@@ -214,7 +214,8 @@ async def test_fingerprints_arrive_with_migration_5_and_round_trip(engine: str, 
         before = await store.track(1, track_id)
         assert before is not None and before.fingerprint is None and np.array_equal(before.embedding, vector)
         landmarks = np.array([[2**22 - 1, 0], [12345, 2**31 + 7]], np.uint32)
-        for stored in (landmarks, np.zeros((0, 2), np.uint32)):  # an empty one is "none found", not "none yet"
+        # an empty one is "none found", not "none yet"
+        for stored in (landmarks, np.zeros((0, 2), np.uint32)):
             await store.save_analysis(track_id, Analysis(
                 duration=30.0, analysis_version="v2", genre=None, genre_confidence=None, genre_probs=None,
                 mood=None, mood_confidence=None, mood_scores=None, gems=None, embedding=vector,
