@@ -186,9 +186,16 @@ async def serve_watched(lag_path: Path) -> None:
 
 
 def bot_process_main(lag_path: str) -> int:
-    """`bench_soak.py --serve-bot LAG_FILE`: the bot, pointed at the local Discord by the environment."""
+    """`bench_soak.py --serve-bot LAG_FILE`: the bot, pointed at the local Discord by the environment.
+
+    SIGINT is given back its default (KeyboardInterrupt, which asyncio turns into a cancelled main task):
+    a benchmark started in the background by a shell (`... &`, nohup, a CI step) inherits SIGINT ignored
+    and passes that on, and the bot then never stopped when the run ended (the run failed "did not stop
+    within 120 s of SIGINT" twice, each time started so)."""
     from core.config import load_settings
     from tests.discord_server.client import routed_to_urls
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     logging.basicConfig(level=load_settings(env_file=None).log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
