@@ -57,7 +57,13 @@ garbage collection (core.jobs.fetches: yt-dlp's reference cycles held C memory);
 `--probe-memory` (slow; its lag and answer times mean nothing) says what grew in the bot: tracemalloc from
 the end of the warm-up to the end of the load, live objects by type, discord.py's view store, and how much
 of the RSS malloc_trim returns at the end; `benchmarks/soak_probe.py FOLDER` prints it. It found the
-pagers (now bounded) and glibc keeping freed large blocks (now mapped apart, core/allocator.py).
+pagers (now bounded) and glibc keeping freed large blocks (now mapped apart, core/allocator.py). What the
+bot still gains after a 2 000 run's warm-up (+1.5 to +3 MiB per 1 000) is no leak but the run still
+settling: probed, no Python type grew but the results the pagers hold (TrackHit +109), discord.py's
+stores stayed put (30 views, no cached message, one user), 1.6 MiB of traced growth of which 0.6 MiB
+linecache (the source lines of logged tracebacks), and malloc_trim gave back 2 MiB; at 10 000 the bot's
+RSS rose 108, 112, 114, 116, 117 MiB over the first five thousands, while the library grew to its ~60
+tracks and the pagers to their 200, then stayed at 118 MiB for the last five (slope 0.00 in each).
 
 The event loop: lag p99 < 100 ms, over the whole load.
 
