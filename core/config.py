@@ -40,10 +40,11 @@ class Settings:
     max_upload_mb: float = 10.0
     max_clip_seconds: float = 1200.0
     max_segments: int = 40
-    library_segments: int = 24
+    library_segments: int = 16
     """Segments a library track is analysed on (spread over it), each of which the similarity index holds:
-    chosen on benchmarks/bench_neighbours.py's curve over both dev libraries (models/similarity.md), where
-    matching segments kept improving up to 24 while a mean vector stopped at about 10."""
+    chosen on benchmarks/bench_neighbours.py's curve over both dev libraries and bench_reindex's CPU a track
+    (models/similarity.md): at 16 an excerpt finds its own track first as often as at 24 on both (68/68,
+    150/150) for about 0.7 of the CPU; 24 cannot reach 10 tracks/s on two cores."""
     max_download_mb: float = 25.0
     max_download_seconds: float = 60.0
     link_analyse_seconds: float = 60.0
