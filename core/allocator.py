@@ -13,6 +13,11 @@ from the heap instead, and heap pages pinned by one small live block stay in the
 bench_soak the bot grew 30 MiB after its warm-up while its live Python allocations grew 1 MiB; malloc_trim
 gave 24 MiB of it back (`bench_soak.py --probe-memory`). With the threshold fixed the bot ended the same
 2 000-interaction soak at 110 MiB instead of 137, its slope +1.8 MiB per 1 000 instead of +3.0.
+
+The helper processes (analysis and link workers, the chart renderer) fix it too (core.background): an
+analysis worker read between jobs held 106 to 118 MiB depending on the clip it had last analysed (freed
+arrays kept in its heap; a garbage collection returned nothing, malloc_trim 9 MiB), and 104-105 MiB after
+every job with the threshold fixed, at the same analysis time.
 """
 from __future__ import annotations
 

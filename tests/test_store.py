@@ -2,8 +2,10 @@
 transactions and the repository functions. Every test that takes `open_store` runs once per engine."""
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -165,8 +167,46 @@ async def test_processes_starting_together_migrate_once(engine: str, request: py
         database = (str(tmp_path / f"race{round_}.sqlite3") if engine == "sqlite"
                     else request.getfixturevalue("postgres").new_database())
         results = _race_to_migrate(database, tmp_path / "gate")
-        assert all(code == 0 for code, _, _ in results), [err for code, _, err in results if code]
+        assert all(code == 0 for code, _, _ in results), "\n".join(err for code, _, err in results if code)
         assert sorted(int(out) for _, out, _ in results) == [0] * (RACERS - 1) + [len(migration_files())]
+
+
+def _flock_waiters(path: Path) -> int:
+    """Processes or threads blocked waiting for an flock on `path` (Linux's /proc/locks "->" lines)."""
+    inode = path.stat().st_ino
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if "->" in line and line.split()[6].endswith(f":{inode}"))
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads the kernel's lock table (Linux)")
+async def test_a_process_starting_during_a_long_migration_waits_for_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that starts while another applies migrations waits however long they take. It used to wait
+    on SQLite's write lock for the busy timeout only, then fail "database is locked" (a race of 8 under two
+    CPU hogs, 1 round in 120). Here the migration outlasts a busy timeout made short, and never ends until
+    the starting process is seen queued behind it."""
+    from core.engines import sqlite as engine
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "db.sqlite3"
+    migrating = sqlite3.connect(path, isolation_level=None)
+    migrating.execute("PRAGMA journal_mode=WAL")
+    lock = tmp_path / "locks" / f"{engine.MIGRATION_LOCK}.lock"
+    lock.parent.mkdir()
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process's migration: its lock, then its transaction
+        migrating.execute("BEGIN IMMEDIATE")
+        starting = asyncio.create_task(Store.open(path))
+        while not (starting.done() or _flock_waiters(lock)):
+            await asyncio.sleep(0.01)
+        assert not starting.done(), starting.exception()  # before: "database is locked" after 50 ms
+        migrating.execute("ROLLBACK")  # the other process ends (here having applied nothing)
+    migrating.close()
+    store = await starting
+    try:
+        assert len(store.applied) == len(migration_files())
+    finally:
+        await store.close()
 
 
 async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:
