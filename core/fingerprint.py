@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from core.constants import SAMPLE_RATE
 
@@ -101,7 +100,9 @@ def _power(stretches: np.ndarray) -> np.ndarray:
     """(k, samples) -> (k, frames, bins) power spectra of the analysed band, frames every HOP samples."""
     frames = np.lib.stride_tricks.sliding_window_view(stretches, N_FFT, axis=-1)[:, ::HOP]
     window = np.hanning(N_FFT).astype(np.float32)
-    spectrum = scipy.fft.rfft(frames * window, axis=-1)[..., LOW_BIN:HIGH_BIN + 1]
+    # NumPy's FFT, not SciPy's: SciPy is not in the runtime install (the `descriptors` extra). SciPy's gave
+    # the same landmarks on the Debian dev library for 17 against 30 ms of CPU a track.
+    spectrum = np.fft.rfft(frames * window, axis=-1)[..., LOW_BIN:HIGH_BIN + 1]
     return spectrum.real ** 2 + spectrum.imag ** 2
 
 
