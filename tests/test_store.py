@@ -209,6 +209,38 @@ async def test_a_process_starting_during_a_long_migration_waits_for_it(tmp_path:
         await store.close()
 
 
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads the kernel's lock table (Linux)")
+async def test_a_process_opening_a_new_database_waits_to_switch_it_to_wal(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching a fresh file to WAL needs it to itself. A process that opened it while another held it used
+    to fail "database is locked" once the busy timeout ran out (or at once, when both had read it: the race
+    of 8 processes failed so in a fresh-clone CI run); it now queues on the migrations' flock. Here the
+    other process holds the file and that lock until the opening one is seen queued behind it."""
+    from core.engines import sqlite as engine
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "db.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)  # a new file, still in rollback-journal mode
+    lock = tmp_path / "locks" / f"{engine.MIGRATION_LOCK}.lock"
+    lock.parent.mkdir()
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        other.execute("BEGIN EXCLUSIVE")
+        starting = asyncio.create_task(Store.open(path))
+        while not (starting.done() or _flock_waiters(lock)):
+            await asyncio.sleep(0.01)
+        assert not starting.done(), starting.exception()  # before: "database is locked" after 50 ms
+        other.execute("ROLLBACK")
+    other.close()
+    store = await starting
+    try:
+        assert len(store.applied) == len(migration_files())
+        (mode,), = await store.engine.fetch("PRAGMA journal_mode")
+        assert mode == "wal"
+    finally:
+        await store.close()
+
+
 async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:
     store = await open_store()
     track_id = await _track(store)

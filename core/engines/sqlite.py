@@ -56,17 +56,21 @@ class SQLiteEngine(Engine):
     async def open(cls, path: Path) -> SQLiteEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+        engine = cls(db, path)
         try:
-            # The busy timeout first: switching a new file to WAL needs the file to itself, and processes
-            # starting together wait for each other here rather than fail "database is locked".
             await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL needs the file to itself, and two connections that both read it
+            # and then both ask for it get "database is locked" at once, busy timeout or not (SQLite's
+            # deadlock rule): 1 of 8 processes starting together on a fresh file did, under two CPU hogs.
+            # So the switch queues on the same flock as the migrations.
+            async with engine._held(MIGRATION_LOCK):
+                await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
         except BaseException:
             await db.close()  # aiosqlite's thread would otherwise keep the process alive
             raise
-        return cls(db, path)
+        return engine
 
     async def close(self) -> None:
         await self._db.close()
