@@ -33,6 +33,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("resample to 16 kHz", "core.frontend", "to_frontend_rate"),
     ("log-mel", "core.frontend", "log_mel"),
     ("network", "core.frontend", "Frontend.__call__"),
+    ("fingerprint", "core.fingerprint", "fingerprint_sections"),
 )
 REST = "rest of the analysis"
 
@@ -89,6 +90,8 @@ def _wrapped(clock: StageClock) -> Iterator[None]:
 
 def stage_split(paths: list[Path], *, segments: int) -> tuple[dict[str, float], int]:
     """({stage: CPU seconds per track}, tracks analysed) for `paths` at `segments` per track."""
+    from threadpoolctl import threadpool_limits
+
     import core.analysis
     from core.analysis import Limits, analyse
     from core.config import Settings
@@ -100,7 +103,9 @@ def stage_split(paths: list[Path], *, segments: int) -> tuple[dict[str, float], 
     analyse(paths[0], limits)  # imports, model loading and first compilations are not a track's cost
     clock = StageClock()
     whole = clock.wrap(REST, analyse)
-    with _wrapped(clock):
+    # One BLAS thread, as in a pool worker (core.background): numpy's OpenBLAS threads otherwise spin
+    # beside ONNX Runtime after the heads' matrix products and doubled the network's CPU time here.
+    with threadpool_limits(limits=1), _wrapped(clock):
         for path in paths:
             whole(path, limits)
     return {stage: spent / len(paths) for stage, spent in clock.seconds.items()}, len(paths)
