@@ -135,11 +135,11 @@ def analysis_cpu(paths: list[Path], segments: int) -> list[float]:
     from core.config import load_settings
 
     limits = Limits(load_settings().models_dir, MAX_TRACK_SECONDS, segments)
-    analyse(paths[0], limits)  # loads the models
+    analyse(paths[0], limits, fingerprint=True)  # loads the models
     out = []
     for p in paths:
         started = time.process_time()
-        analyse(p, limits)
+        analyse(p, limits, fingerprint=True)
         out.append(time.process_time() - started)
     return out
 

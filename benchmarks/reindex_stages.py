@@ -100,14 +100,14 @@ def stage_split(paths: list[Path], *, segments: int) -> tuple[dict[str, float], 
     limits = Limits.of(settings, max_segments=segments)
     core.analysis._inference_threads = 1  # as in a pool worker (core.analysis.init_worker)
     core.analysis.frontend.cache_clear()  # a Service in this process loaded it on every core (its version)
-    analyse(paths[0], limits)  # imports, model loading and first compilations are not a track's cost
+    analyse(paths[0], limits, fingerprint=True)  # imports, loading, first compilations: not a track's cost
     clock = StageClock()
     whole = clock.wrap(REST, analyse)
     # One BLAS thread, as in a pool worker (core.background): numpy's OpenBLAS threads otherwise spin
     # beside ONNX Runtime after the heads' matrix products and doubled the network's CPU time here.
     with threadpool_limits(limits=1), _wrapped(clock):
         for path in paths:
-            whole(path, limits)
+            whole(path, limits, fingerprint=True)  # as the service analyses a library track
     return {stage: spent / len(paths) for stage, spent in clock.seconds.items()}, len(paths)
 
 

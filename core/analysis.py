@@ -81,7 +81,8 @@ class ClipAnalysis:
     segment_starts: np.ndarray | None = None
     fingerprint: np.ndarray | None = None
     """(n, 2) landmarks (core.fingerprint): of the analysed sections for a library track, of the whole clip
-    for a /similar query, so a copy or an excerpt of a library track is recognised as that recording."""
+    for a /similar query, so a copy or an excerpt of a library track is recognised as that recording; None
+    unless `analyse` was asked for it."""
     features_summary: dict[str, float] = field(default_factory=dict)
 
 
@@ -199,15 +200,16 @@ def _mood_fields(features: SegmentFeatures, limits: Limits) -> dict[str, Any]:
 
 
 def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool = True,
-            embedding: bool = True, name: str | None = None, hop: float | None = None) -> ClipAnalysis:
+            embedding: bool = True, fingerprint: bool = False, name: str | None = None,
+            hop: float | None = None) -> ClipAnalysis:
     """decode → segments → features → the models asked for.
 
     With `hop` (a /similar query), the segments overlap, starting every `hop` seconds (at most
     `limits.max_segments` of them): they then line up closely with the sections a library track was
-    analysed on. With `embedding`, the clip is also fingerprinted (core.fingerprint): a query on the whole
-    clip, a library track on the sections it was analysed on, which is all of it that was decoded."""
-    from core.fingerprint import fingerprint, fingerprint_sections
-
+    analysed on. With `fingerprint`, the clip is also fingerprinted (core.fingerprint): a query on the whole
+    clip, a library track on the sections it was analysed on, which is all of it that was decoded. Only
+    library tracks and /similar queries ask for it: it is matched nowhere else, and cost 20-30 ms a clip
+    (/genre with a map and /map --mark embed the clip but never match a recording)."""
     name = name or Path(path).name
     clip: np.ndarray | None = None
     if hop is None:
@@ -227,11 +229,14 @@ def analyse(path: str | Path, limits: Limits, *, genre: bool = True, mood: bool 
 
         fields["embedding"] = embed(features)
         fields["embedding_kind"] = EMBEDDING_KIND
-        fields["fingerprint"] = (fingerprint(clip) if clip is not None
-                                 else fingerprint_sections(segments.audio, segments.starts))
         if network is not None:
             fields["segment_embeddings"] = np.asarray(features.embeddings, np.float32)
             fields["segment_tags"] = np.asarray(features.tags, np.float32)
             fields["segment_starts"] = np.asarray(features.starts, np.float32)
+    if fingerprint:
+        from core import fingerprint as landmarks
+
+        fields["fingerprint"] = (landmarks.fingerprint(clip) if clip is not None
+                                 else landmarks.fingerprint_sections(segments.audio, segments.starts))
     return ClipAnalysis(name=name, clip_seconds=segments.clip_seconds, segments=len(segments),
                         features_summary=features_summary(features), **fields)

@@ -279,7 +279,7 @@ class Service:
         return await self._run(analyse, path, self.limits, name=name, **what)
 
     async def _analyse_for_library(self, path: Path) -> ClipAnalysis:
-        return await self._run(analyse, path, self.library_limits)
+        return await self._run(analyse, path, self.library_limits, fingerprint=True)
 
     # -- use cases ----------------------------------------------------------------------------------------
     async def classify(self, item: Item | str, *, guild_id: int | None = None,
@@ -514,7 +514,7 @@ class Service:
 
         # mood costs nothing after the front-end and lets a reason say "both sound calm"; the genre model
         # reads consecutive sections, which overlapping windows are not
-        analyse = partial(self._analyse, genre=False, mood=True, hop=QUERY_HOP)
+        analyse = partial(self._analyse, genre=False, mood=True, fingerprint=True, hop=QUERY_HOP)
         if isinstance(query, str) and is_link(query):
             _title, result, resolved = await self._with_link(query, analyse)
             same = await self.store.find_duplicate(guild_id, source=query.strip(), content_hash=None)
