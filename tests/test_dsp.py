@@ -83,6 +83,11 @@ def test_rms_decibels_and_trim_are_librosas(clip: np.ndarray) -> None:
     for center in (True, False):
         close(dsp.rms(y=padded, frame_length=2048, hop_length=512, center=center),
               librosa.feature.rms(y=padded, frame_length=2048, hop_length=512, center=center))
+    pieces = segments(clip)  # batched, and other whole-hop frames
+    close(dsp.rms(y=pieces, frame_length=1024, hop_length=256),
+          librosa.feature.rms(y=pieces, frame_length=1024, hop_length=256))
+    with pytest.raises(ValueError, match="whole hops"):
+        dsp.rms(y=padded, frame_length=2048, hop_length=500)
     frames = librosa.feature.rms(y=padded)[0]
     close(dsp.amplitude_to_db(frames, ref=0.25, top_db=None), librosa.amplitude_to_db(frames, ref=0.25,
                                                                                      top_db=None))
