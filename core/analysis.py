@@ -91,7 +91,8 @@ def init_worker(memory_mb: int = 0, warm_models: Path | None = None) -> None:
     than the bot's event loop (which must keep answering Discord while analyses run) and a memory cap.
     With `warm_models`, the worker also warms up (warm_up) before it takes its first task."""
     global _inference_threads
-    become_background(WORKER_NICENESS, memory_mb)
+    # Both pools that start from here hand their heap back after every task (core.jobs.pool, fetches).
+    become_background(WORKER_NICENESS, memory_mb, map_large_blocks=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _inference_threads = 1
     if warm_models is not None:

@@ -13,7 +13,9 @@ are set for whatever loads later (numba, TensorFlow).
 
 A helper also gives back the large blocks it frees (core.allocator), as the bot does: an analysis worker
 otherwise kept the freed arrays of its largest clip in its heap, and its RSS between two jobs moved by up
-to 11 MiB with what it had analysed before.
+to 11 MiB with what it had analysed before. The analysis workers do it by trimming their heap after each
+task rather than by mapping every large block on its own, which cost them a page fault per page of every
+array (core.jobs.pool).
 """
 from __future__ import annotations
 
@@ -71,11 +73,15 @@ def limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
 
-def become_background(niceness: int, memory_mb: int = 0) -> None:
-    """All of the above: the initializer of every helper process pool."""
+def become_background(niceness: int, memory_mb: int = 0, *, map_large_blocks: bool = True) -> None:
+    """All of the above: the initializer of every helper process pool. `map_large_blocks=False` leaves
+    glibc's mmap threshold alone, for a pool that hands its heap back after every task instead (the
+    analysis workers, core.jobs.pool: a fixed threshold had every large array of an analysis mapped and
+    page-faulted afresh, 70-90 ms of system time a library track)."""
     from core.allocator import keep_large_blocks_mapped
 
-    keep_large_blocks_mapped()
+    if map_large_blocks:
+        keep_large_blocks_mapped()
     single_threaded_numerics()
     lower_priority(niceness)
     limit_memory(memory_mb)

@@ -128,10 +128,11 @@ def _analysed(path: str, limits: Limits, hop: float | None) -> int:
 
 
 async def test_an_analysis_worker_holds_the_same_memory_between_jobs(tmp_path: Path) -> None:
-    """A worker's memory between two analyses must not depend on what it analysed before. Without its
-    threshold fixed, each clip's freed arrays raised it, later arrays came from the heap and stayed there
+    """A worker's memory between two analyses must not depend on what it analysed before. Left alone, each
+    clip's freed arrays raised glibc's mmap threshold, later arrays came from the heap and stayed there
     once freed: the worker's RSS between jobs moved by ~11 MiB with the clip it had last analysed (in
-    bench_soak its slope scattered from -3.4 to +3.0 MiB per 1 000 interactions)."""
+    bench_soak its slope scattered from -3.4 to +3.0 MiB per 1 000 interactions). Each task now ends with
+    the heap trimmed (core.jobs.pool); without that, this fails."""
     clips = sorted((REPO_ROOT / "demo" / "clips").glob("*.ogg"))
     settings = Settings(data_dir=tmp_path, workers=1)
     pool = ProcessPool(settings)
