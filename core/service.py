@@ -28,9 +28,9 @@ from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, Too
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
 from core.jobs.fetches import FetchPool
-from core.library import AddReport, Library, Progress, ReindexReport, report_progress
+from core.library import AddReport, Library, Progress, ReindexReport, Screen, report_progress
 from core.shelf import shelf_for
-from core.store import Store
+from core.store import Store, TrackRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -394,11 +394,42 @@ class Service:
                     report.failed.append((_describe(source), str(exc)))
             new_ids = [a.track_id for a in report.added]
             if new_ids:
-                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress)
-                await self.library.discard(guild_id, reindexed.failed_ids)
-                report.added = [a for a in report.added if a.track_id not in set(reindexed.failed_ids)]
+                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress,
+                                                       screen=await self._same_recording_screen(guild_id))
+                dropped = {*reindexed.failed_ids, *reindexed.already_there_ids}
+                await self.library.discard(guild_id, dropped)
+                report.added = [a for a in report.added if a.track_id not in dropped]
                 report.failed.extend(reindexed.failed)
+                report.already_there.extend(reindexed.already_there)
         return report
+
+    async def _same_recording_screen(self, guild_id: int) -> Screen:
+        """An add's check that a new track is not a song the library already has under another file or
+        link (an upload of a song added by link, a re-encoded copy): the same bytes or link are caught at
+        registration, another file of the same recording only by its fingerprint, once analysed. As
+        /similar does, it compares the fingerprint with the tracks the served index finds nearest the new
+        track's segments (so the cost follows the candidates, not the library's size), plus the tracks
+        this add has taken so far, which the served index does not hold yet."""
+        from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, unit_rows
+        from core.similar import recording_in
+
+        index = await self._index(guild_id)
+        taken: list[int] = []
+
+        async def same_recording(row: TrackRow, result: ClipAnalysis) -> TrackRow | None:
+            if result.fingerprint is None:
+                return None
+            ids = list(taken)
+            vectors = result.segment_embeddings if result.segment_embeddings is not None else result.embedding
+            if index is not None and len(index) and vectors is not None:
+                ids += candidate_tracks(index.query(unit_rows(vectors), CANDIDATES_PER_SEGMENT), exclude={row.id})
+            rows = await self.store.tracks_by_id(guild_id, ids, status="ready")
+            same = recording_in(result.fingerprint, [r for r in rows if r.id != row.id])
+            if same is None:
+                taken.append(row.id)
+            return same
+
+        return same_recording
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
                         report: AddReport, room: int, progress: Progress | None) -> int:

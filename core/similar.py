@@ -146,6 +146,19 @@ def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, Finge
     return found
 
 
+def recording_in(query: np.ndarray | None, rows: Sequence[Any]) -> Any | None:
+    """The row among `rows` (core.store.TrackRows) whose track is the recording `query` is a copy of, the
+    one with the most agreeing landmarks, or None. For a track being added, `query` is its fingerprint over
+    its own analysed sections: bench_fingerprint's copy-as-track, where the rule finds 62/68 (shared
+    library) and 142/150 (Debian soundtracks) re-encoded copies of a library track and calls no other
+    track the same."""
+    found = recognised(query, rows)
+    if not found:
+        return None
+    best = max(found, key=lambda t: (found[t].count, -t))
+    return next(r for r in rows if r.id == best)
+
+
 def clock(seconds: float) -> str:
     """m:ss, floored (a section starting at 59.6 s starts in minute 0)."""
     whole = int(max(0.0, seconds))
