@@ -24,7 +24,7 @@ import pytest
 
 from core.cli.demo import DEMO_CLIPS
 from tests.discord_server import FakeDiscord
-from tests.processes import Process, process_env, start
+from tests.processes import Process, process_env, start, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -176,3 +176,19 @@ async def test_sigterm_stops_a_cli_reindex_as_ctrl_c_does(tmp_path: Path) -> Non
         assert sum("segments=16" in v for v in _versions(db).values()) == 1  # the finished track kept
     finally:
         cli.stop()
+
+
+async def test_sigterm_stops_an_analysis_worker_with_its_pool(tmp_path: Path, redis_url: str) -> None:
+    """`cratedigger worker` (arq stops it on SIGTERM, letting running jobs finish): its pool's processes end
+    with it, sent to the main process only."""
+    worker = start_worker(tmp_path / "worker.log", tmp_path / "data", redis_url, CRATEDIGGER_WORKERS=1)
+    try:
+        await worker.wait_for_log("worker ready", timeout=300)
+        children = _children(worker.popen.pid)
+        assert children  # the pool's process (it loaded the models to say which)
+        os.kill(worker.popen.pid, signal.SIGTERM)
+        code = await asyncio.to_thread(worker.popen.wait, 120)
+        assert code == 0, worker.text()[-3000:]
+        assert [pid for pid, started in children.items() if _running(pid, started)] == []
+    finally:
+        worker.stop()
