@@ -117,6 +117,7 @@ async def test_sigterm_stops_the_bot_as_cleanly_as_ctrl_c_mid_reindex(tmp_path: 
             if sum("segments=16" in v for v in _versions(db).values()) == len(CLIPS) - 1:
                 break
             await asyncio.sleep(0.1)
+        await bot.wait_for_log("ready as")  # (stopped before discord.py's own "ready", it logs an error)
         children = _children(bot.popen.pid)
         assert children  # the analysis worker, the renderer, multiprocessing's resource tracker
 
@@ -125,6 +126,7 @@ async def test_sigterm_stops_the_bot_as_cleanly_as_ctrl_c_mid_reindex(tmp_path: 
         log = bot.text()
         assert code == 0, log[-3000:]
         assert "SIGTERM" in log and "stopped" in log.splitlines()[-1], log[-3000:]
+        assert "Traceback" not in log and " ERROR " not in log, log[-3000:]  # a stop, not a failure
         assert [pid for pid, started in children.items() if _running(pid, started)] == []
 
         assert not Path(f"{db}-wal").exists()  # SQLite closed: the log checkpointed into the file
