@@ -77,7 +77,7 @@ def become_background(niceness: int, memory_mb: int = 0, *, map_large_blocks: bo
     """All of the above: the initializer of every helper process pool. `map_large_blocks=False` leaves
     glibc's mmap threshold alone, for a pool that hands its heap back after every task instead (the
     analysis workers, core.jobs.pool: a fixed threshold had every large array of an analysis mapped and
-    page-faulted afresh, 70-90 ms of system time a library track)."""
+    page-faulted afresh, 70-90 ms more system time a library track)."""
     from core.allocator import keep_large_blocks_mapped
 
     if map_large_blocks:

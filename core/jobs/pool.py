@@ -107,9 +107,9 @@ def _trimmed(call: Callable[[], T]) -> T:
     holds between tasks does not depend on what it analysed last.
 
     Why not glibc's mmap threshold fixed at 128 KiB, as the bot has it: every large array of an analysis
-    (sections, spectrograms, patches) was then mapped on its own and page-faulted afresh, 42 000 faults and
-    70-90 ms of system time a 16-segment library track against 4 000 faults and 25-45 ms (devlib, one
-    thread). malloc_trim once a task costs a few ms of refaults at the next one."""
+    (sections, spectrograms, patches) was then mapped on its own and page-faulted afresh: 42 000 faults and
+    94-125 ms of system time a 16-segment library track, against 4 000 faults and 21-53 ms left alone
+    (Debian devlib, one thread). Trimmed after each track: 8 000 faults, 39-61 ms (models/similarity.md)."""
     from core.allocator import return_free_heap
 
     try:
