@@ -13,9 +13,9 @@ whole trimmed clip), each cut from the trimmed track and re-encoded with the bun
   copy-as-track    the mp3 copy fingerprinted as a library track (on its own sections): whether the same
                    song added twice (an upload and a link) could be found at add time.
 For each query: whether core.similar's rule recognises its own track (and its landmark count), and whether
-the rule calls any other track the same (also under the v1 rule, without the density and level-spread
-conditions, in the same run: what those two cost and what they prevent): the query against the library WITHOUT its own track, which must
-never happen; "same soundtrack" is that best among the tracks of the query's own package (the name
+the rule calls any other track the same: the query against the library WITHOUT its own track, which must
+never happen (both also under the v1 rule, without the density and level-spread conditions, in the same
+run: what those two cost and what they prevent); "same soundtrack" is that best among the tracks of the query's own package (the name
 before "__" or "--"). Also: how much of each query overlaps the analysed sections (a query that overlaps
 none cannot be recognised by a fingerprint of the sections).
 
@@ -244,7 +244,8 @@ def report(tracks: list[Track]) -> int:
         own_a = np.array(own)
         print(f"{kind:<16} {hits:>4} of {len(tracks):<3} {by_count:>8} {sum(o == 0 for o in overlaps):>9} "
               f"{int(np.percentile(own_a, 10)):>5}/{int(np.median(own_a)):<6} {max(best_other):>10} "
-              f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9} {v1_hits:>7} {v1_false:>8}")
+              f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9} {v1_hits:>7} "
+              f"{v1_false:>8}")
         missed = [(t.name, c, round(o, 1)) for t, c, o in zip(tracks, own, overlaps)
                   if not recognised_as(t.queries[kind][0], t)]
         if missed:
