@@ -63,12 +63,13 @@ SAME_DENSITY = 0.048
 evidence's density)..."""
 SAME_LEVEL_SPREAD = 1.4
 """...and their anchor peaks' levels stray from the track's by at most this many dB (median absolute
-deviation, after the one gain the query and the track differ by): the same piece rendered twice (drascula's
-track1 and track30 on the Debian dev library) shares a smaller part of the landmarks and moves their levels
-by 1.2-1.9 dB, a copy or excerpt keeps them within its codec's error. Both are the shared library's
-extremes with a margin, and were not tuned on the Debian library: the lowest density of any recognised copy
-or excerpt there times 0.85 (0.056 * 0.85) and the largest spread times 1.1 (1.27 * 1.1, rounded);
-models/similarity.md gives both libraries' figures."""
+deviation, after the one gain the query and the track differ by). The same piece rendered twice (drascula's
+track1 and track30 on the Debian dev library) shares fewer landmarks than a copy and moves their levels:
+its middle-30-s excerpts stray by 1.75-1.9 dB, its whole copies share 0.047 of the landmarks (only just
+under this threshold; models/similarity.md), while a copy or excerpt keeps its levels within its codec's
+error. Both thresholds are the shared library's extremes with a margin, not tuned on the Debian library:
+the lowest density of any copy or excerpt recognised there times 0.85 (0.056) and the largest spread times
+1.1 (1.27 dB)."""
 SAME_SLACK_SECONDS = 1.0
 """...and when the query, placed where its landmarks agree, lies within the track give or take this much (a
 copy's encoder delay and a different silence trim move it by a fraction of a second): an excerpt or a copy
