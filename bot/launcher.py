@@ -20,6 +20,7 @@ from core.cli import Outcome
 from core.cli import main as cli_main
 from core.config import Settings
 from core.errors import UserError
+from core.stopping import Terminated, run
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,14 @@ async def sync(settings: Settings, *, guild_id: int | None = None) -> list[str]:
 
 def handle_run(args: argparse.Namespace, settings: Settings) -> Outcome:
     try:
-        asyncio.run(serve(settings))
-    except KeyboardInterrupt:
-        log.info("stopped")
+        run(serve(settings))
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM from a service manager (core.stopping)
+        log.info("stopped (%s)", "SIGTERM" if isinstance(stop, Terminated) else "interrupted")
     return Outcome({"status": "stopped"}, "")
 
 
 def handle_sync(args: argparse.Namespace, settings: Settings) -> Outcome:
-    names = asyncio.run(sync(settings, guild_id=args.guild))
+    names = run(sync(settings, guild_id=args.guild))
     where = f"to server {args.guild}" if args.guild else "globally"
     return Outcome({"synced": names, "guild_id": args.guild},
                    f"synced {len(names)} commands {where}: " + " ".join(f"/{n}" for n in names))
@@ -104,7 +105,7 @@ def handle_worker(args: argparse.Namespace, settings: Settings) -> Outcome:
     if not settings.broker_url.strip():
         raise UserError("CRATEDIGGER_BROKER_URL is not set: a worker serves the analysis job queue "
                         "(see README, Running at scale).")
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings))  # arq stops on SIGTERM itself, letting running jobs finish
     return Outcome({"status": "stopped"}, "")
 
 

@@ -150,7 +150,10 @@ class ProgressMessage:
             if not cancel:
                 raise
         except Exception:  # showing progress must never cost the work its result
-            log.exception("progress display of %s failed", self.interaction.id)
+            if self.interaction.client.is_closed():  # stopping (Ctrl-C, SIGTERM): its session is gone
+                log.info("progress display of %s ended: the bot is stopping", self.interaction.id)
+            else:
+                log.exception("progress display of %s failed", self.interaction.id)
 
     # -- where progress is shown -----------------------------------------------------------------------
     def _progress_text(self) -> str:

@@ -227,7 +227,12 @@ def add_embed(report: Any, playlist_limit: int, *, details: bool = True) -> disc
     added = bounded_lines([f"• #{a.track_id} {safe(a.title, 80)}" for a in report.added[:10]],
                           total=len(report.added)) or "none"
     embed.add_field(name=f"Added ({len(report.added)})", value=added, inline=False)
-    if report.duplicates:
+    if report.already_there:
+        same = bounded_lines([f"• *{safe(a.title, 80)}* is already in the library (#{a.track_id})"
+                              for a in report.already_there[:10]], total=len(report.already_there))
+        embed.add_field(name=f"Already there ({len(report.duplicates) + len(report.already_there)})",
+                        value=same, inline=False)
+    elif report.duplicates:
         embed.add_field(name="Already there", value=str(len(report.duplicates)))
     if report.failed:
         embed.add_field(name=f"Failed ({len(report.failed)})",

@@ -35,6 +35,8 @@ BUSY_RETRY_MAX_S = 5.0
 
 Progress = Callable[[int, int], Awaitable[None] | None]
 Analyser = Callable[[Path], Awaitable[ClipAnalysis]]
+Screen = Callable[[TrackRow, ClipAnalysis], Awaitable[TrackRow | None]]
+"""Given a track just analysed and its analysis, the library track it is the same recording as, or None."""
 
 
 async def report_progress(progress: Progress | None, done: int, total: int) -> None:
@@ -52,10 +54,27 @@ class AddedTrack:
     source: str
 
 
+@dataclass(frozen=True)
+class AlreadyThere:
+    """A source that turned out to be the same recording as a library track (another file or link of it)."""
+
+    source: str
+    track_id: int
+    title: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.title} is already in the library"
+
+
 @dataclass
 class AddReport:
     added: list[AddedTrack] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    """Sources already in the library as they are: the same link or path, or the same file's bytes."""
+    already_there: list[AlreadyThere] = field(default_factory=list)
+    """Sources that are the same recording as a library track (an upload of a song added by link, a
+    re-encoded copy): analysed, recognised by their fingerprint, and not added."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     left_out: int = 0
     """Playlist entries not tried because of the per-call limit (`Settings.max_playlist_entries`)."""
@@ -66,6 +85,7 @@ class AddReport:
         return {
             "added": [vars(a) for a in self.added],
             "duplicates": self.duplicates,
+            "already_there": [vars(a) for a in self.already_there],
             "failed": [{"source": s, "reason": r} for s, r in self.failed],
             "left_out": self.left_out,
             "left_out_is_minimum": self.left_out_is_minimum,
@@ -78,6 +98,9 @@ class ReindexReport:
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_ids: list[int] = field(default_factory=list)
+    already_there: list[AlreadyThere] = field(default_factory=list)
+    """Tracks the screen found to be the same recording as a library track: left pending, not indexed."""
+    already_there_ids: list[int] = field(default_factory=list)
     seconds: float = 0.0
     index_size: int = 0
 
@@ -222,9 +245,13 @@ class Library:
             report.failed.append((str(path), str(exc)))
 
     async def reindex(self, guild_id: int, *, full: bool = False, only: Iterable[int] | None = None,
-                      progress: Progress | None = None) -> ReindexReport:
+                      progress: Progress | None = None, screen: Screen | None = None) -> ReindexReport:
         """Analyse the tracks that need it (all with `full`), committing each as it finishes, then rebuild
-        the index from the database and swap it in."""
+        the index from the database and swap it in.
+
+        `screen` (an add's) sees each analysis before it is committed: a track it names the same recording
+        as a library track is not committed, and is reported in `already_there`. Screening and committing
+        take turns, so a track screened later sees the ones committed before it."""
         started = time.perf_counter()
         report = ReindexReport()
         rows = await self.store.tracks(guild_id)
@@ -232,6 +259,7 @@ class Library:
         todo = [r for r in rows if (wanted is None or r.id in wanted) and needs_analysis(r, self.version, full=full)]
         report.skipped = len(rows) - len(todo)
         done = 0
+        screening = asyncio.Lock()
 
         async def one(row: TrackRow) -> None:
             nonlocal done
@@ -240,9 +268,15 @@ class Library:
                     raise FileMissing(f"the audio file is gone: {Path(row.audio_path).name}")
                 result = await self._analyse_when_there_is_room(Path(row.audio_path))
                 stat = os.stat(row.audio_path)
-                await self.store.save_analysis(row.id, to_analysis(result, self.version),
-                                               file_size=stat.st_size, file_mtime=stat.st_mtime)
-                report.analysed += 1
+                async with screening:
+                    same = await screen(row, result) if screen is not None else None
+                    if same is not None:
+                        report.already_there.append(AlreadyThere(row.source, same.id, same.title))
+                        report.already_there_ids.append(row.id)
+                    else:
+                        await self.store.save_analysis(row.id, to_analysis(result, self.version),
+                                                       file_size=stat.st_size, file_mtime=stat.st_mtime)
+                        report.analysed += 1
             except StoreUnavailable:
                 raise  # the database is away, not this track at fault: the reindex stops and says so
             except UserError as exc:

@@ -28,9 +28,9 @@ from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, Too
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
 from core.jobs.fetches import FetchPool
-from core.library import AddReport, Library, Progress, ReindexReport, report_progress
+from core.library import AddReport, Library, Progress, ReindexReport, Screen, report_progress
 from core.shelf import shelf_for
-from core.store import Store
+from core.store import Store, TrackRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -183,6 +183,8 @@ class Service:
         self._members_in_flight: set[int] = set()
         self._indexes: dict[int, tuple[str, Any]] = {}
         """Served index per guild, with the version it was loaded from."""
+        self._tag_profiles: dict[int, tuple[Any, Any]] = {}
+        """The library's tag profile per guild, with the index version it was read for."""
         self.limits = Limits.of(settings)
         self.library_limits = Limits.of(settings, max_segments=min(settings.library_segments,
                                                                    settings.max_segments))
@@ -392,11 +394,42 @@ class Service:
                     report.failed.append((_describe(source), str(exc)))
             new_ids = [a.track_id for a in report.added]
             if new_ids:
-                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress)
-                await self.library.discard(guild_id, reindexed.failed_ids)
-                report.added = [a for a in report.added if a.track_id not in set(reindexed.failed_ids)]
+                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress,
+                                                       screen=await self._same_recording_screen(guild_id))
+                dropped = {*reindexed.failed_ids, *reindexed.already_there_ids}
+                await self.library.discard(guild_id, dropped)
+                report.added = [a for a in report.added if a.track_id not in dropped]
                 report.failed.extend(reindexed.failed)
+                report.already_there.extend(reindexed.already_there)
         return report
+
+    async def _same_recording_screen(self, guild_id: int) -> Screen:
+        """An add's check that a new track is not a song the library already has under another file or
+        link (an upload of a song added by link, a re-encoded copy): the same bytes or link are caught at
+        registration, another file of the same recording only by its fingerprint, once analysed. As
+        /similar does, it compares the fingerprint with the tracks the served index finds nearest the new
+        track's segments (so the cost follows the candidates, not the library's size), plus the tracks
+        this add has taken so far, which the served index does not hold yet."""
+        from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, unit_rows
+        from core.similar import recording_in
+
+        index = await self._index(guild_id)
+        taken: list[int] = []
+
+        async def same_recording(row: TrackRow, result: ClipAnalysis) -> TrackRow | None:
+            if result.fingerprint is None:
+                return None
+            ids = list(taken)
+            vectors = result.segment_embeddings if result.segment_embeddings is not None else result.embedding
+            if index is not None and len(index) and vectors is not None:
+                ids += candidate_tracks(index.query(unit_rows(vectors), CANDIDATES_PER_SEGMENT), exclude={row.id})
+            rows = await self.store.tracks_by_id(guild_id, ids, status="ready")
+            same = recording_in(result.fingerprint, [r for r in rows if r.id != row.id])
+            if same is None:
+                taken.append(row.id)
+            return same
+
+        return same_recording
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
                         report: AddReport, room: int, progress: Progress | None) -> int:
@@ -562,12 +595,14 @@ class Service:
         query_rows = unit_rows(result.segment_embeddings if result.segment_embeddings is not None
                                else result.embedding)
         hits = index.query(query_rows, CANDIDATES_PER_SEGMENT)
-        ready = await self.store.tracks(guild_id, status="ready")
+        # Only the index's candidates (and the query's very file) are read and compared, so a query's cost
+        # follows the candidates, not the library's size: a copy or excerpt of a track has that track's
+        # segments among the nearest (hit@5 is 68/68 and 150/150 on the dev libraries).
+        candidates = candidate_tracks(hits, exclude=set())
+        ready = await self.store.tracks_by_id(
+            guild_id, [*candidates, *([same_file] if same_file is not None else [])], status="ready")
         rows = {r.id: r for r in ready}
-        nearest = [t for t in candidate_tracks(hits, exclude=set()) if t in rows]
-        # Fingerprints are compared with the index's candidates only (and the query's very file), so the
-        # cost follows the candidates, not the library's size: a copy or excerpt of a track has that
-        # track's segments among the nearest (hit@5 is 68/68 and 150/150 on the dev libraries).
+        nearest = [t for t in candidates if t in rows]
         checked = dict.fromkeys(t for t in (*nearest, same_file) if t is not None and t in rows)
         fingerprinted = recognised(result.fingerprint, [rows[t] for t in checked])
         own = [t for t in (same_file, *fingerprinted) if t is not None and t in rows]
@@ -576,7 +611,8 @@ class Service:
                               k)
         tracks = await self._track_infos(guild_id, ready)
         profile = QueryProfile.of(result, title=name)
-        explained = explain_matches(matches, tracks, profile, ready, same_file=same_file,
+        explained = explain_matches(matches, tracks, profile, ready,
+                                    library=await self._tag_profile(guild_id), same_file=same_file,
                                     fingerprinted=fingerprinted)
         out = [TrackHit(e.track_id, e.title, rows[e.track_id].source, e.score, e.reason, e.same_recording)
                for e in explained if e.track_id in rows]
@@ -585,6 +621,20 @@ class Service:
         png = (await self._draw_map(guild_id, mark=(name, result.embedding))).png if with_map else None
         return SimilarReport(query=name, results=out, resolved=resolved.to_dict() if resolved else None,
                              map_png=png)
+
+    async def _tag_profile(self, guild_id: int) -> Any:
+        """The library's tag profile (core.similar.tag_profile), read once per published index version:
+        every /similar reason needs it, and reading every track's tags at every query would grow with the
+        library."""
+        from core.similar import tag_profile
+
+        version = await self.shelf.current(guild_id)
+        cached = self._tag_profiles.get(guild_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        profile = tag_profile(await self.store.ready_segment_tags(guild_id))
+        self._tag_profiles[guild_id] = (version, profile)
+        return profile
 
     async def library_map(self, guild_id: int, *, mark: str | Upload | Path | None = None) -> MapReport:
         """Every analysed track of the served index's version as a point, coloured by genre (cached per

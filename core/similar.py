@@ -10,7 +10,7 @@ benchmarks/fetch_devlib.py); models/similarity.md gives the figures.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,15 +146,29 @@ def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, Finge
     return found
 
 
+def recording_in(query: np.ndarray | None, rows: Sequence[Any]) -> Any | None:
+    """The row among `rows` (core.store.TrackRows) whose track is the recording `query` is a copy of, the
+    one with the most agreeing landmarks, or None. For a track being added, `query` is its fingerprint over
+    its own analysed sections: bench_fingerprint's copy-as-track, where the rule finds 62/68 (shared
+    library) and 142/150 (Debian soundtracks) re-encoded copies of a library track and calls no other
+    track the same."""
+    found = recognised(query, rows)
+    if not found:
+        return None
+    best = max(found, key=lambda t: (found[t].count, -t))
+    return next(r for r in rows if r.id == best)
+
+
 def clock(seconds: float) -> str:
     """m:ss, floored (a section starting at 59.6 s starts in minute 0)."""
     whole = int(max(0.0, seconds))
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-def tag_profile(rows: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Mean and spread over the library's tracks of their mean tag probabilities (None without tags)."""
-    means = [np.asarray(r.segment_tags, np.float64).mean(axis=0) for r in rows if r.segment_tags is not None]
+def tag_profile(tables: Iterable[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and spread over the library's tracks of their mean tag probabilities (None without tags), from
+    each track's (segments, 50) tag probabilities (None for a track without them)."""
+    means = [np.asarray(t, np.float64).mean(axis=0) for t in tables if t is not None]
     if len(means) < 2:
         return None
     table = np.stack(means)
@@ -203,16 +217,17 @@ def is_own_recording(match: SegmentMatch, row: Any, fingerprinted: Mapping[int, 
 
 
 def explain_matches(matches: Sequence[SegmentMatch], tracks: Mapping[int, TrackInfo], query: QueryProfile,
-                    rows: Sequence[Any], *, same_file: int | None = None,
+                    rows: Sequence[Any], *, library: tuple[np.ndarray, np.ndarray] | None,
+                    same_file: int | None = None,
                     fingerprinted: Mapping[int, FingerprintMatch] | None = None) -> list[Explained]:
     """Matches (best first) -> answers with reasons, the query's own recording first.
 
-    `rows` are the library's ready core.store.TrackRows (titles, stored segment outputs); `same_file` the
-    track that is the query's very file or link, when the store knows one; `fingerprinted` the tracks the
-    query's fingerprint matched (`recognised`). Matches of tracks no longer in `rows` are dropped."""
+    `rows` are the matched tracks' ready core.store.TrackRows (titles, stored segment outputs), `library`
+    the whole library's `tag_profile`; `same_file` the track that is the query's very file or link, when
+    the store knows one; `fingerprinted` the tracks the query's fingerprint matched (`recognised`).
+    Matches of tracks not in `rows` (no longer ready) are dropped."""
     fingerprinted = fingerprinted or {}
     by_id = {r.id: r for r in rows}
-    library = tag_profile(rows)
     out = []
     for m in matches:
         row = by_id.get(m.track_id)

@@ -34,6 +34,8 @@ MAX_ID = 2**63 - 1
 """SQLite's and PostgreSQL's (BIGINT) largest integer: Discord snowflakes and track ids beyond it cannot be
 stored or matched."""
 LOCK_POLL_SECONDS = 0.5
+IDS_PER_QUERY = 500
+"""Ids bound in one `IN (...)` list: far below SQLite's 32 766 and PostgreSQL's 32 767 parameters."""
 
 
 def parse_id(text: object) -> int | None:
@@ -291,6 +293,30 @@ class Store:
                 f"SELECT {_TRACK_COLUMNS} FROM tracks WHERE guild_id = ? AND status = ? ORDER BY id",
                 (guild_id, status))
         return [_track(r) for r in rows]
+
+    async def tracks_by_id(self, guild_id: int, track_ids: Iterable[int], *,
+                           status: str | None = None) -> list[TrackRow]:
+        """The guild's tracks among `track_ids` (with `status`, when given) in id order; ids that are not
+        the guild's, or no longer exist, are left out. A /similar query needs its index candidates' rows,
+        not the library's: each row carries its segment vectors and fingerprint (~39 KiB)."""
+        ids = sorted({int(t) for t in track_ids})
+        where = "guild_id = ?" + (" AND status = ?" if status is not None else "")
+        fixed = (guild_id, status) if status is not None else (guild_id,)
+        out: list[TrackRow] = []
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            batch = ids[start:start + IDS_PER_QUERY]
+            rows = await self._all(
+                f"SELECT {_TRACK_COLUMNS} FROM tracks WHERE {where} AND id IN ({', '.join('?' * len(batch))}) "
+                "ORDER BY id", (*fixed, *batch))
+            out.extend(_track(r) for r in rows)
+        return out
+
+    async def ready_segment_tags(self, guild_id: int) -> list[np.ndarray | None]:
+        """Each ready track's (segments, 50) tag probabilities (None for a track analysed before they were
+        kept), and nothing else of the rows: what the library's tag profile (core.similar) is made of."""
+        rows = await self._all("SELECT segment_tags FROM tracks WHERE guild_id = ? AND status = 'ready' "
+                               "ORDER BY id", (guild_id,))
+        return [_floats(blob, TAG_COUNT) for blob, in rows]
 
     async def search_titles(self, guild_id: int, text: str, *, limit: int) -> list[tuple[int, str]]:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -11,7 +11,7 @@ from core import fingerprint, similar
 from core.constants import SAMPLE_RATE
 from core.recommend import TrackInfo
 from core.segment_match import SegmentMatch
-from core.similar import QueryProfile, clock, explain_matches, strength
+from core.similar import QueryProfile, clock, explain_matches, strength, tag_profile
 
 AMBIENT, ROCK = similar.TAG_NAMES.index("ambient"), similar.TAG_NAMES.index("rock")
 
@@ -42,6 +42,7 @@ ROWS = [row(1, "Dawn", tags(ambient=0.6)), row(2, "Riff", tags(rock=0.7)), row(3
         row(4, "Plain too", tags()), row(5, "Mist", tags(ambient=0.5))]
 TRACKS = {r.id: TrackInfo(r.id, r.title, np.ones(4, np.float32), moods={"calm": 0.8}, genre="classical")
           for r in ROWS}
+LIBRARY = tag_profile(r.segment_tags for r in ROWS)
 QUERY = QueryProfile(title="upload.mp3", tags=tags(ambient=0.7).mean(axis=0), starts=np.array([0.0, 3.0]),
                      moods={"calm": 0.9}, genre="classical")
 
@@ -51,30 +52,34 @@ def test_labels_scale_with_the_score_and_say_nothing_alike_below_weak() -> None:
     assert strength(similar.CLEAR) == "clearly" and strength(similar.WEAK) == "weakly"
     assert strength(similar.WEAK - 0.01) is None
     matches = [SegmentMatch(5, similar.CLEAR + 0.01, 1, 1, 0.9), SegmentMatch(3, 0.10, 0, 0, 0.2)]
-    near, far = explain_matches(matches, TRACKS, QUERY, ROWS)
+    near, far = explain_matches(matches, TRACKS, QUERY, ROWS, library=LIBRARY)
     assert near.reason.startswith("clearly alike") and not near.same_recording
     assert far.reason.startswith("the nearest this library has, though not much alike")
     assert "alike;" not in far.reason.replace("not much alike", "")
 
 
 def test_a_reason_names_the_matching_section_and_what_the_two_share_that_others_do_not() -> None:
-    [got] = explain_matches([SegmentMatch(5, similar.STRONG + 0.01, 1, 1, 0.95)], TRACKS, QUERY, ROWS)
+    [got] = explain_matches([SegmentMatch(5, similar.STRONG + 0.01, 1, 1, 0.95)], TRACKS, QUERY, ROWS,
+                            library=LIBRARY)
     assert got.reason == ("strongly alike; its 1:15 sounds like 0:03 of yours; both ambient; both sound calm; "
                           "both classical")
-    [rock] = explain_matches([SegmentMatch(2, 0.86, 0, 0, 0.95)], TRACKS, QUERY, ROWS)
+    [rock] = explain_matches([SegmentMatch(2, 0.86, 0, 0, 0.95)], TRACKS, QUERY, ROWS, library=LIBRARY)
     assert "rock" not in rock.reason and "ambient" not in rock.reason  # the query does not fire on rock
 
 
 def test_the_query_own_recording_comes_first_and_says_so() -> None:
     matches = [SegmentMatch(5, 0.975, 0, 0, 0.98), SegmentMatch(1, 0.97, 0, 1, 0.99)]
-    first, second = explain_matches(matches, TRACKS, QUERY, ROWS)
+    first, second = explain_matches(matches, TRACKS, QUERY, ROWS, library=LIBRARY)
     assert first.track_id == 1 and first.same_recording  # above both thresholds: moved first
     assert first.reason.startswith("this is Dawn, already in the library")
     assert not second.same_recording and second.track_id == 5
-    [by_file] = explain_matches([SegmentMatch(3, 0.5, 0, 0, 0.6)], TRACKS, QUERY, ROWS, same_file=3)
+    [by_file] = explain_matches([SegmentMatch(3, 0.5, 0, 0, 0.6)], TRACKS, QUERY, ROWS, library=LIBRARY,
+                                same_file=3)
     assert by_file.same_recording  # the very file, whatever the score
-    assert explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS) == []  # removed since
-    [tone] = explain_matches([SegmentMatch(3, 0.990, 0, 1, 0.991)], TRACKS, QUERY, ROWS)
+    removed = explain_matches([SegmentMatch(99, 0.9, 0, 0, 0.9)], TRACKS, QUERY, ROWS, library=LIBRARY)
+    assert removed == []  # removed since
+    [tone] = explain_matches([SegmentMatch(3, 0.990, 0, 1, 0.991)], TRACKS, QUERY, ROWS,
+                             library=LIBRARY)
     assert not tone.same_recording  # a held tone matches every window alike: no moment was found
 
 
@@ -93,6 +98,7 @@ def test_with_a_fingerprint_only_the_fingerprint_calls_a_track_the_same() -> Non
     above_rule = SegmentMatch(2, 0.975, 0, 1, 0.99)  # what the embedding rule alone would call the same
     matches = [above_rule, SegmentMatch(1, 0.6, 0, 0, 0.7), SegmentMatch(3, 0.975, 0, 1, 0.99)]
     got = {e.track_id: e.same_recording for e in explain_matches(matches, TRACKS, QUERY, rows,
+                                                                library=LIBRARY,
                                                                 fingerprinted=fingerprinted)}
     assert got == {1: True, 2: False, 3: True}
     assert similar.recognised(query[:similar.SAME_LANDMARKS - 1], rows) == {}  # too few landmarks agree

@@ -260,6 +260,41 @@ async def test_tracks_roundtrip_with_analysis(open_store: Opener) -> None:
     await store.close()
 
 
+async def test_tracks_by_id_reads_only_the_asked_ready_tracks_of_the_guild(open_store: Opener) -> None:
+    """What /similar reads: its candidates' rows, in id order; ids of another guild, of tracks not ready and
+    of tracks that are gone are left out; more ids than one `IN` list holds are read in batches."""
+    from core.store import IDS_PER_QUERY
+
+    store = await open_store()
+    ids = [await _track(store, name=f"t{i}") for i in range(IDS_PER_QUERY + 5)]
+    other = await _track(store, guild=2, name="theirs")
+    tags = np.full((3, 50), 0.25, np.float32)
+    for i, track_id in enumerate(ids):
+        if i % 3:  # every third track stays pending
+            await store.save_analysis(track_id, Analysis(
+                duration=9.0, analysis_version="v1", genre=None, genre_confidence=None, genre_probs=None,
+                mood=None, mood_confidence=None, mood_scores=None, gems=None,
+                embedding=np.full(4, i, np.float32), embedding_kind="k1",
+                segment_tags=tags * (i % 2)), file_size=10, file_mtime=1.0)
+    await store.save_analysis(other, Analysis(
+        duration=9.0, analysis_version="v1", genre=None, genre_confidence=None, genre_probs=None, mood=None,
+        mood_confidence=None, mood_scores=None, gems=None, embedding=np.ones(4, np.float32),
+        embedding_kind="k1"), file_size=10, file_mtime=1.0)
+    ready = [t for i, t in enumerate(ids) if i % 3]
+    asked = [ids[-1], ids[1], other, ids[0], 10**12, ids[1], *ids[2:IDS_PER_QUERY + 2]]
+    got = await store.tracks_by_id(1, asked, status="ready")
+    assert [r.id for r in got] == sorted(t for t in set(asked) if t in ready)
+    assert len(got) > IDS_PER_QUERY // 2 and all(r.status == "ready" and r.guild_id == 1 for r in got)
+    assert np.array_equal(got[0].embedding, np.full(4, 1, np.float32))
+    assert [r.id for r in await store.tracks_by_id(1, [ids[0], ids[1]])] == ids[:2]  # any status
+    assert await store.tracks_by_id(1, []) == []
+    tables = await store.ready_segment_tags(1)
+    assert len(tables) == len(ready) and all(t is not None and t.shape == (3, 50) for t in tables)
+    assert [float(t[0, 0]) for t in tables[:2]] == [0.25, 0.0]  # ids[1] (odd), ids[2] (even), in id order
+    assert await store.ready_segment_tags(2) == [None]  # analysed before tags were kept
+    await store.close()
+
+
 async def test_fingerprints_arrive_with_migration_5_and_round_trip(engine: str, open_store: Opener,
                                                                    tmp_path: Path) -> None:
     """A library made before fingerprints (schema 4) keeps its tracks through migration 5; they read back

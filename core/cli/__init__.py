@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import pkgutil
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 from core.config import Settings, load_settings
 from core.errors import UserError
+from core.stopping import Terminated
 
 log = logging.getLogger("cratedigger")
 
@@ -148,6 +150,9 @@ def main(argv: Sequence[str] | None = None, *, extra: Sequence[Registrar] = ()) 
         outcome = args.handler(args, settings)
     except UserError as exc:
         return _fail(args, str(exc))
+    except Terminated:  # SIGTERM: stopped as on Ctrl-C, with the shell's status for a signal's end
+        print("cratedigger: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("cratedigger: interrupted", file=sys.stderr)
         return 130

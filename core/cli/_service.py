@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from core.config import Settings
 from core.service import Service
+from core.stopping import run
 from core.store import MAX_ID, parse_id
 
 T = TypeVar("T")
@@ -33,4 +33,4 @@ def with_service(settings: Settings, use_case: Callable[[Service], Awaitable[T]]
         finally:
             await service.close()
 
-    return asyncio.run(go())
+    return run(go())  # SIGTERM stops it as Ctrl-C does: the service is closed on the way out

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from core.cli import Outcome
 from core.config import Settings
+from core.stopping import run
 from core.store import Store
 
 
@@ -24,7 +24,7 @@ def upgrade_db(args: argparse.Namespace, settings: Settings) -> Outcome:
         finally:
             await store.close()
 
-    applied, version = asyncio.run(go())
+    applied, version = run(go())
     text = f"database {settings.db_path} is at schema version {version}"
     if applied:
         text += f" (applied {', '.join(applied)})"

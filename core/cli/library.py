@@ -67,9 +67,10 @@ class _Bar:
 
 
 def _add_text(report: AddReport, limit: int) -> str:
-    lines = [f"added {len(report.added)} track(s), {len(report.duplicates)} already there, "
-             f"{len(report.failed)} failed"]
+    lines = [f"added {len(report.added)} track(s), "
+             f"{len(report.duplicates) + len(report.already_there)} already there, {len(report.failed)} failed"]
     lines += [f"  + [{a.track_id}] {a.title}" for a in report.added]
+    lines += [f"  = {a.source}: {a.message} (track {a.track_id})" for a in report.already_there]
     lines += [f"  ! {source}: {reason}" for source, reason in report.failed]
     if report.left_out:
         lines.append(f"{'at least ' if report.left_out_is_minimum else ''}{report.left_out} playlist "
@@ -87,7 +88,7 @@ def add_tracks(args: argparse.Namespace, settings: Settings) -> Outcome:
     finally:
         downloads.close()
         bar.close()
-    tried = len(report.added) + len(report.duplicates) + len(report.failed)
+    tried = len(report.added) + len(report.duplicates) + len(report.already_there) + len(report.failed)
     return items_outcome(report.to_dict(), _add_text(report, settings.max_playlist_entries), report.failed,
                          tried, "items")
 
