@@ -14,7 +14,8 @@ whole trimmed clip), each cut from the trimmed track and re-encoded with the bun
                    song added twice (an upload and a link) could be found at add time.
 For each query: whether core.similar's rule recognises its own track (and its landmark count), and whether
 the rule calls any other track the same: the query against the library WITHOUT its own track, which must
-never happen; "same soundtrack" is that best among the tracks of the query's own package (the name
+never happen (both also under the v1 rule, without the density and level-spread conditions, in the same
+run: what those two cost and what they prevent); "same soundtrack" is that best among the tracks of the query's own package (the name
 before "__" or "--"). Also: how much of each query overlaps the analysed sections (a query that overlaps
 none cannot be recognised by a fingerprint of the sections).
 
@@ -192,6 +193,18 @@ def recognised_as(q: np.ndarray, track: Track) -> bool:
     return similar.same_by_fingerprint(q, track.landmarks, starts, track.seconds) is not None
 
 
+def recognised_v1(q: np.ndarray, track: Track) -> bool:
+    """The v1 rule: the landmark count, the sections and the query within the track, without the density
+    and the level spread (core.similar.same_by_fingerprint's first three conditions)."""
+    found = fingerprint.match(q, track.landmarks)
+    if found.count < similar.SAME_LANDMARKS:
+        return False
+    if not fingerprint.within(q, found, track.seconds, slack=similar.SAME_SLACK_SECONDS):
+        return False
+    seen = fingerprint.evidence(q, track.landmarks, found, np.array([a for a, _ in track.spans]))
+    return 0 < seen.agreeing >= similar.SAME_AGREEMENT * seen.covered
+
+
 def report(tracks: list[Track]) -> int:
     """Per query kind: recognised by the shipped rule (and by the landmark count alone), the own and other
     tracks' counts, false calls (also within one soundtrack); returns the number of false calls."""
@@ -200,16 +213,20 @@ def report(tracks: list[Track]) -> int:
     print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one "
           f"offset that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, "
           f"the query within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
+    print(f"... and at least {similar.SAME_DENSITY:.1%} of the track's landmarks there agree, their levels "
+          f"within {similar.SAME_LEVEL_SPREAD:g} dB (v1: without these two)")
     print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
-          f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9}")
+          f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9} {'v1 rec.':>7} "
+          f"{'v1 false':>8}")
     for kind in (*QUERIES, "copy-as-track"):
         own, best_other, best_pkg, overlaps = [], [], [], []
-        hits = offsets_ok = by_count = false_here = others_passing = 0
+        hits = offsets_ok = by_count = false_here = others_passing = v1_hits = v1_false = 0
         for t in tracks:
             q, (a, b) = t.queries[kind]
             m = fingerprint.match(q, t.landmarks)
             own.append(m.count)
             by_count += int(m.count >= similar.SAME_LANDMARKS)
+            v1_hits += int(recognised_v1(q, t))
             if recognised_as(q, t):
                 hits += 1
                 offsets_ok += int(abs(m.offset - a) <= 0.1)
@@ -220,13 +237,15 @@ def report(tracks: list[Track]) -> int:
             passing = [(c, o) for c, o in counts if c >= similar.SAME_LANDMARKS]
             others_passing += int(bool(passing))
             called = [(c, o.name) for c, o in passing if recognised_as(q, o)]
+            v1_false += int(any(recognised_v1(q, o) for _, o in passing))
             wrong.extend((kind, t.name, name, c) for c, name in called)
             false_here += int(bool(called))
         false_calls += false_here
         own_a = np.array(own)
         print(f"{kind:<16} {hits:>4} of {len(tracks):<3} {by_count:>8} {sum(o == 0 for o in overlaps):>9} "
               f"{int(np.percentile(own_a, 10)):>5}/{int(np.median(own_a)):<6} {max(best_other):>10} "
-              f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9}")
+              f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9} {v1_hits:>7} "
+              f"{v1_false:>8}")
         missed = [(t.name, c, round(o, 1)) for t, c, o in zip(tracks, own, overlaps)
                   if not recognised_as(t.queries[kind][0], t)]
         if missed:
@@ -236,7 +255,8 @@ def report(tracks: list[Track]) -> int:
           "overlap 0: queries overlapping no analysed section; own p10/p50: own track's landmark count; "
           "others max / same pkg: the best count of another track (of any package / of the query's own); "
           "count>=: queries that some other track reaches the count on; false: queries the rule calls "
-          "another track's; offset ok: recognised at the excerpt's true place (a loop can put it elsewhere)")
+          "another track's; offset ok: recognised at the excerpt's true place (a loop can put it elsewhere); "
+          "v1 rec. / v1 false: the same under the v1 rule")
     for row in sorted(wrong, key=lambda w: -w[3]):
         print("  called the same (query, its track, the other track, landmarks):", *row)
     return false_calls

@@ -147,7 +147,7 @@ def mood_model(models_dir: Path) -> Any:
 def analysis_version(models_dir: Path) -> str:
     """Names what produced a track's stored analysis; a change means the library must be re-analysed."""
     from core.embedding import EMBEDDING_KIND
-    from core.fingerprint import FINGERPRINT_KIND
+    from core.fingerprint import VERSION_TAG
     from core.segment_match import SEGMENT_KIND
 
     genre = genre_model(models_dir)
@@ -159,7 +159,7 @@ def analysis_version(models_dir: Path) -> str:
         f"mood={getattr(mood, 'name', 'none') if mood is not None else 'none'}",
         f"embedding={EMBEDDING_KIND}",
         f"index={SEGMENT_KIND}",
-        f"fingerprint={FINGERPRINT_KIND}",
+        VERSION_TAG,
     ])
 
 

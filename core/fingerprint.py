@@ -7,11 +7,18 @@ excerpts and never calls another track the same (models/similarity.md). Peaks of
 hashed with their frequencies and time gap, survive re-encoding and gain changes, but two different
 recordings share almost none of them at one consistent time offset.
 
-A fingerprint is an (n, 2) uint32 array of (hash, frame) landmarks, sorted: `hash` packs the anchor peak's
-frequency bin, the target peak's bin and their gap in frames; `frame` is where the anchor lies, in frames
-of HOP samples from the start of the (trimmed) clip. A library track is fingerprinted on the sections the
+A fingerprint is an (n, 2) uint32 array of (key, frame) landmarks, sorted: `key` packs the landmark's hash
+(the anchor peak's frequency bin, the target peak's bin and their gap in frames) above the anchor peak's
+level (LEVEL_BITS); `frame` is where the anchor lies, in frames of HOP samples from the start of the
+(trimmed) clip. A library track is fingerprinted on the sections the
 analysis decodes anyway (their start times place them on the track's clock), a query on its whole clip.
 A query matches a track when many of their shared hashes agree on one offset between the two clocks.
+
+Why the level: the same piece rendered twice (drascula's track1 and track30: one score, two mixes, lined up
+at a constant 17.6-ms lag) puts many peaks where the other does, so its landmarks agree on one offset like a
+copy's. What differs is how loud each peak is: a copy keeps every peak's level within a codec's error of the
+original, after one gain for the whole clip; another render moves them by the instruments' balance. And a
+smaller share of the track's landmarks agree (`Evidence`).
 
 Pure functions over numpy arrays at SAMPLE_RATE; thresholds chosen with benchmarks/bench_fingerprint.py.
 """
@@ -23,8 +30,11 @@ import numpy as np
 
 from core.constants import SAMPLE_RATE
 
-FINGERPRINT_KIND = "landmark-v1"
-"""Names the recipe below; part of the analysis version, so a change re-fingerprints the library."""
+FINGERPRINT_KIND = "landmark-v2"
+"""Names the recipe below; part of the analysis version (VERSION_TAG), so a change re-fingerprints the
+library, and a track's stored fingerprint is compared with a query's only when it names this kind
+(`is_current`): v1 stored no level, and its keys read as v2 would match nothing."""
+VERSION_TAG = f"fingerprint={FINGERPRINT_KIND}"
 
 N_FFT = 1024
 HOP = 512
@@ -45,6 +55,13 @@ MAX_GAP_FRAMES = 63
 MAX_BIN_SPREAD = 96
 """Each anchor is paired with its FAN_OUT nearest later peaks within 63 frames (1.46 s, 6 bits) and 96
 bins (2 kHz)."""
+LEVEL_BITS = 10
+LEVEL_STEP_DB = 0.25
+"""The anchor peak's power is kept in quarter-decibel steps in the key's low LEVEL_BITS bits (-128 to
++127.75 dB, clipped; float audio's loudest peak is near +48): fine beside a codec's error of about 1 dB,
+and below the hash's 22 bits, so keys sort by hash."""
+BLOCK_FRAMES = 128
+"""Frames transformed at once (a 3-s section; 1 MiB of float64 frames)."""
 OFFSET_SLACK = 1
 """Frames by which two landmarks' offsets may differ and still count as one alignment: the query's frames
 start anywhere within a frame of the track's."""
@@ -71,47 +88,69 @@ class FingerprintMatch:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    """Of the track's sections a query covers at a match's offset, how many hold agreeing landmarks.
+class Evidence:
+    """What else a match's agreeing landmarks say, beyond their count.
 
-    Why: two cues of one soundtrack can share a passage note for note (an intro, a loop): their landmarks
-    then agree on one offset as well as a copy's do, but only within that passage, while a copy or an
-    excerpt agrees on every section it overlaps."""
+    `covered` / `agreeing`: of the track's sections the query covers at the match's offset, how many hold
+    agreeing landmarks. Why: two cues of one soundtrack can share a passage note for note (an intro, a
+    loop): their landmarks then agree on one offset as well as a copy's do, but only within that passage,
+    while a copy or an excerpt agrees on every section it overlaps.
+
+    `density`: the share of the track's landmarks in the covered sections that agree; `level_spread`: how far
+    (dB, median absolute deviation) the agreeing anchor peaks' levels in the query stray from the track's,
+    after the one gain they share. Why: the same piece rendered twice shares fewer landmarks than a copy
+    does and moves their levels (the module's docstring)."""
 
     covered: int
     agreeing: int
+    density: float
+    level_spread: float
 
 
 def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
     """The maximum over [i - radius, i + radius] along `axis` (-inf beyond the ends): log2(width) passes of
-    np.maximum, a third of scipy.ndimage.maximum_filter's time on these shapes."""
-    x = np.moveaxis(x, axis, -1)
-    n, width = x.shape[-1], 2 * radius + 1
-    pad = np.full(x.shape[:-1] + (radius,), -np.inf, x.dtype)
-    m = np.concatenate([pad, x, pad], axis=-1)
+    np.maximum over slices along `axis` (a third of scipy.ndimage.maximum_filter's time on these shapes;
+    slicing in place rather than moving the axis last halves it again)."""
+    n, width = x.shape[axis], 2 * radius + 1
+
+    def along(start: int, stop: int) -> tuple[slice, ...]:
+        return tuple(slice(start, stop) if d == axis else slice(None) for d in range(x.ndim))
+
+    pad = np.full(tuple(radius if d == axis else size for d, size in enumerate(x.shape)), -np.inf, x.dtype)
+    m = np.concatenate([pad, x, pad], axis=axis)
     span = 1
     while 2 * span <= width:  # m[j] = max of the `span` values from j
-        m = np.maximum(m[..., :-span], m[..., span:])
+        length = m.shape[axis]
+        m = np.maximum(m[along(0, length - span)], m[along(span, length)])
         span *= 2
-    return np.moveaxis(np.maximum(m[..., :n], m[..., width - span:width - span + n]), -1, axis)
+    return np.maximum(m[along(0, n)], m[along(width - span, width - span + n)])
 
 
 def _power(stretches: np.ndarray) -> np.ndarray:
-    """(k, samples) -> (k, frames, bins) power spectra of the analysed band, frames every HOP samples."""
+    """(k, samples) -> (k, frames, bins) float32 power spectra of the analysed band, frames every HOP
+    samples. NumPy's FFT, not SciPy's (SciPy is not in the runtime install); in float64, which NumPy
+    transforms twice as fast as float32, and BLOCK_FRAMES frames at a time, which stay in the cache: 9
+    against 20 ms a track (16 sections) for the same landmarks."""
     frames = np.lib.stride_tricks.sliding_window_view(stretches, N_FFT, axis=-1)[:, ::HOP]
-    window = np.hanning(N_FFT).astype(np.float32)
-    # NumPy's FFT, not SciPy's: SciPy is not in the runtime install (the `descriptors` extra). SciPy's gave
-    # the same landmarks on the Debian dev library for 17 against 30 ms of CPU a track.
-    spectrum = np.fft.rfft(frames * window, axis=-1)[..., LOW_BIN:HIGH_BIN + 1]
-    return spectrum.real ** 2 + spectrum.imag ** 2
+    out = np.empty(frames.shape[:2] + (HIGH_BIN + 1 - LOW_BIN,), np.float32)
+    window = np.hanning(N_FFT)
+    for k in range(frames.shape[0]):
+        for i in range(0, frames.shape[1], BLOCK_FRAMES):
+            spectrum = np.fft.rfft(frames[k, i:i + BLOCK_FRAMES] * window, axis=-1)[:, LOW_BIN:HIGH_BIN + 1]
+            out[k, i:i + BLOCK_FRAMES] = spectrum.real ** 2 + spectrum.imag ** 2
+    return out
 
 
 def _peaks(power: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stretch, frame, bin) of the local maxima of each stretch's spectrogram, in time order per stretch."""
-    floor = power.max(axis=(1, 2), keepdims=True) * 10.0 ** (-FLOOR_DB / 10.0)
-    around = _running_max(_running_max(power, PEAK_FRAMES, 1), PEAK_BINS, 2)
-    s, t, f = np.nonzero((power == around) & (power > floor) & (power > 0))
-    return s, t.astype(np.int64), f.astype(np.int64)
+    """(frame, bin, level code) of the local maxima of one stretch's (frames, bins) spectrogram, in time
+    order."""
+    floor = power.max() * 10.0 ** (-FLOOR_DB / 10.0)
+    around = _running_max(_running_max(power, PEAK_BINS, 1), PEAK_FRAMES, 0)
+    t, f = np.nonzero((power == around) & (power > floor) & (power > 0))
+    db = 10.0 * np.log10(power[t, f])
+    top = (1 << LEVEL_BITS) - 1
+    level = np.clip(np.round(db / LEVEL_STEP_DB) + (1 << (LEVEL_BITS - 1)), 0, top).astype(np.int64)
+    return t.astype(np.int64), f.astype(np.int64), level
 
 
 def _pairs(s: np.ndarray, t: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,9 +178,13 @@ def _landmarks(stretches: np.ndarray, first_frames: np.ndarray) -> np.ndarray:
     """(n, 2) landmarks of equal-length stretches, each starting at its frame of the clip's clock."""
     if stretches.shape[-1] < N_FFT:
         return np.zeros((0, 2), np.uint32)
-    s, t, f = _peaks(_power(np.asarray(stretches, np.float32)))
+    power = _power(np.asarray(stretches, np.float32))
+    found = [_peaks(one) for one in power]  # one stretch at a time: a section's spectrogram stays in the cache
+    s = np.concatenate([np.full(t.size, k) for k, (t, _, _) in enumerate(found)])
+    t, f, level = (np.concatenate(column) for column in zip(*found))
     h, a = _pairs(s, t, f)
-    landmarks = np.stack([h, (t[a] + first_frames[s[a]]).astype(np.uint32)], axis=1)
+    keys = (h.astype(np.int64) << LEVEL_BITS) | level[a]
+    landmarks = np.stack([keys.astype(np.uint32), (t[a] + first_frames[s[a]]).astype(np.uint32)], axis=1)
     return landmarks[np.lexsort((landmarks[:, 1], landmarks[:, 0]))]
 
 
@@ -157,62 +200,88 @@ def fingerprint_sections(sections: np.ndarray, starts: np.ndarray) -> np.ndarray
     return _landmarks(np.atleast_2d(sections), first)
 
 
-def _by_hash(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hashes, frames) sorted by hash. Fingerprints come sorted (a track's is matched by every /similar
-    query of its guild, so it is sorted once, when it is made); others are sorted here."""
-    hashes = landmarks[:, 0]
-    if hashes.size > 1 and not bool(np.all(hashes[1:] >= hashes[:-1])):
-        landmarks = landmarks[np.argsort(hashes, kind="stable")]
-    return landmarks[:, 0], landmarks[:, 1].astype(np.int64)
+def _hashes(landmarks: np.ndarray) -> np.ndarray:
+    return landmarks[:, 0] >> np.uint32(LEVEL_BITS)
+
+
+def _levels_db(landmarks: np.ndarray) -> np.ndarray:
+    return (landmarks[:, 0] & np.uint32((1 << LEVEL_BITS) - 1)).astype(np.float64) * LEVEL_STEP_DB
+
+
+def _sorted(landmarks: np.ndarray) -> np.ndarray:
+    """`landmarks` sorted by key. Fingerprints come sorted (a track's is matched by every /similar query of
+    its guild, so it is sorted once, when it is made); others are sorted here."""
+    landmarks = np.asarray(landmarks, np.uint32).reshape(-1, 2)
+    keys = landmarks[:, 0]
+    if keys.size > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+        landmarks = landmarks[np.argsort(keys, kind="stable")]
+    return landmarks
+
+
+def _pairs_at(query: np.ndarray, track: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query index, track index, offset in frames) of every pair of landmarks with one hash; `track`
+    sorted."""
+    hashes = _hashes(track)
+    q_hashes = _hashes(query)
+    lo = np.searchsorted(hashes, q_hashes, side="left")
+    counts = np.searchsorted(hashes, q_hashes, side="right") - lo
+    qi = np.repeat(np.arange(query.shape[0]), counts)
+    ti = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    return qi, ti, track[ti, 1].astype(np.int64) - query[qi, 1].astype(np.int64)
+
+
+def _best_offset(offsets: np.ndarray) -> tuple[int, int]:
+    """(offset, count) most offsets agree on, counting those within OFFSET_SLACK frames of it together."""
+    values, tally = np.unique(offsets, return_counts=True)
+    cum = np.concatenate([[0], np.cumsum(tally)])
+    window = (cum[np.searchsorted(values, values + OFFSET_SLACK, side="right")]
+              - cum[np.searchsorted(values, values - OFFSET_SLACK, side="left")])
+    best = int(window.argmax())
+    return int(values[best]), int(window[best])
 
 
 def match(query: np.ndarray, track: np.ndarray, track_id: int = 0) -> FingerprintMatch:
     """The offset most of the query's landmarks agree on in the track, and how many agree (counting
     offsets within OFFSET_SLACK frames of it)."""
-    if query.size == 0 or track.size == 0:
-        return FingerprintMatch(track_id, 0, 0.0)
-    hashes, frames = _by_hash(np.asarray(track, np.uint32).reshape(-1, 2))
-    q = np.asarray(query, np.uint32).reshape(-1, 2)
-    lo = np.searchsorted(hashes, q[:, 0], side="left")
-    hi = np.searchsorted(hashes, q[:, 0], side="right")
-    counts = hi - lo
-    if not counts.any():
-        return FingerprintMatch(track_id, 0, 0.0)
-    q_frames = np.repeat(q[:, 1].astype(np.int64), counts)
-    starts = np.repeat(lo, counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    offsets = frames[starts + within] - q_frames
-    values, tally = np.unique(offsets, return_counts=True)
-    # offsets within OFFSET_SLACK of each other count together: a window sum over the sorted offsets
-    cum = np.concatenate([[0], np.cumsum(tally)])
-    window = (cum[np.searchsorted(values, values + OFFSET_SLACK, side="right")]
-              - cum[np.searchsorted(values, values - OFFSET_SLACK, side="left")])
-    best = int(window.argmax())
-    return FingerprintMatch(track_id, int(window[best]), float(values[best] * HOP / SAMPLE_RATE))
-
-
-def agreement(query: np.ndarray, track: np.ndarray, found: FingerprintMatch, starts: np.ndarray) -> Agreement:
-    """Which of the track's sections (starting at `starts`, seconds, as analysed) the query covers at
-    `found`'s offset, and on how many of them landmarks agree."""
-    offset = int(round(found.offset * SAMPLE_RATE / HOP))
-    q = np.asarray(query, np.uint32).reshape(-1, 2)
-    t = np.asarray(track, np.uint32).reshape(-1, 2)
+    q, t = np.asarray(query, np.uint32).reshape(-1, 2), _sorted(track)
     if q.size == 0 or t.size == 0:
-        return Agreement(0, 0)
-    # the track's landmarks that agree: same hash as a query landmark, at the offset (within the slack)
-    key = (q[:, 0].astype(np.int64) << 32) | (q[:, 1].astype(np.int64) + offset)
-    keys = np.sort(np.concatenate([key + d for d in range(-OFFSET_SLACK, OFFSET_SLACK + 1)]))
-    track_key = (t[:, 0].astype(np.int64) << 32) | t[:, 1].astype(np.int64)
-    pos = np.minimum(np.searchsorted(keys, track_key), keys.size - 1)
-    agreed = np.sort(t[keys[pos] == track_key, 1].astype(np.int64))
+        return FingerprintMatch(track_id, 0, 0.0)
+    offsets = _pairs_at(q, t)[2]
+    if offsets.size == 0:
+        return FingerprintMatch(track_id, 0, 0.0)
+    offset, count = _best_offset(offsets)
+    return FingerprintMatch(track_id, count, offset * HOP / SAMPLE_RATE)
+
+
+def evidence(query: np.ndarray, track: np.ndarray, found: FingerprintMatch, starts: np.ndarray) -> Evidence:
+    """Which of the track's sections (starting at `starts`, seconds, as analysed) the query covers at
+    `found`'s offset, on how many of them landmarks agree, and the agreeing landmarks' density and level
+    spread there (Evidence)."""
+    q, t = np.asarray(query, np.uint32).reshape(-1, 2), _sorted(track)
+    if q.size == 0 or t.size == 0:
+        return Evidence(0, 0, 0.0, np.inf)
+    offset = int(round(found.offset * SAMPLE_RATE / HOP))
+    qi, ti, offsets = _pairs_at(q, t)
+    keep = np.abs(offsets - offset) <= OFFSET_SLACK
+    qi, ti = qi[keep], ti[keep]
     frames = np.sort(t[:, 1].astype(np.int64))
+    agreed = np.sort(t[np.unique(ti), 1].astype(np.int64))
     first, last = int(q[:, 1].min()) + offset, int(q[:, 1].max()) + offset
     section = np.round(np.asarray(starts, np.float64) * SAMPLE_RATE / HOP).astype(np.int64)
     lo, hi = np.maximum(section, first), np.minimum(section + SECTION_FRAMES, last + 1)
     landmarks = np.searchsorted(frames, hi) - np.searchsorted(frames, lo)
     agreeing = np.searchsorted(agreed, hi) - np.searchsorted(agreed, lo)
     covered = (hi - lo >= COVER_FRAMES) & (landmarks >= SECTION_LANDMARKS)
-    return Agreement(int(covered.sum()), int((covered & (agreeing >= SECTION_AGREE)).sum()))
+    density = float(agreeing[covered].sum() / max(1, landmarks[covered].sum()))
+    gain = _levels_db(q)[qi] - _levels_db(t)[ti]
+    spread = float(np.median(np.abs(gain - np.median(gain)))) if gain.size else np.inf
+    return Evidence(int(covered.sum()), int((covered & (agreeing >= SECTION_AGREE)).sum()), density, spread)
+
+
+def is_current(analysis_version: str | None) -> bool:
+    """Whether a track analysed under `analysis_version` (core.analysis.analysis_version) stored a
+    fingerprint of this recipe, which alone may be compared with a query's."""
+    return analysis_version is not None and VERSION_TAG in analysis_version.split("|")
 
 
 def within(query: np.ndarray, found: FingerprintMatch, duration: float, *, slack: float) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.fingerprint import FingerprintMatch, agreement, within
+from core.fingerprint import FingerprintMatch, evidence, is_current, within
 from core.fingerprint import match as match_landmarks
 from core.frontend import TAG_COUNT
 from core.recommend import ESTIMATE_SAYS, TrackInfo
@@ -58,6 +58,18 @@ least): cues of one soundtrack that share a passage note for note (supertux2's t
 4 of 24 sections; call_of_the_winding_path and shallow-green, 1 of 2) agree only there, a copy or an
 excerpt nearly everywhere (23 or 24 of 24; the lowest excerpts 2 of 3). Chosen on the shared library with
 benchmarks/bench_fingerprint.py; models/similarity.md gives both libraries' figures."""
+SAME_DENSITY = 0.048
+"""...and when at least this share of the track's landmarks in the sections the query covers agree (the
+evidence's density)..."""
+SAME_LEVEL_SPREAD = 1.4
+"""...and their anchor peaks' levels stray from the track's by at most this many dB (median absolute
+deviation, after the one gain the query and the track differ by). The same piece rendered twice (drascula's
+track1 and track30 on the Debian dev library) shares fewer landmarks than a copy and moves their levels:
+its middle-30-s excerpts stray by 1.75-1.9 dB, its whole copies share 0.047 of the landmarks (only just
+under this threshold; models/similarity.md), while a copy or excerpt keeps its levels within its codec's
+error. Both thresholds are the shared library's extremes with a margin, not tuned on the Debian library:
+the lowest density of any copy or excerpt recognised there times 0.85 (0.056) and the largest spread times
+1.1 (1.27 dB)."""
 SAME_SLACK_SECONDS = 1.0
 """...and when the query, placed where its landmarks agree, lies within the track give or take this much (a
 copy's encoder delay and a different silence trim move it by a fraction of a second): an excerpt or a copy
@@ -126,8 +138,17 @@ def same_by_fingerprint(query: np.ndarray, landmarks: np.ndarray, starts: np.nda
         return None
     if not within(query, found, duration, slack=SAME_SLACK_SECONDS):
         return None
-    sections = agreement(query, landmarks, found, starts)
-    return found if 0 < sections.agreeing >= SAME_AGREEMENT * sections.covered else None
+    seen = evidence(query, landmarks, found, starts)
+    if not 0 < seen.agreeing >= SAME_AGREEMENT * seen.covered:
+        return None
+    return found if seen.density >= SAME_DENSITY and seen.level_spread <= SAME_LEVEL_SPREAD else None
+
+
+def stored_fingerprint(row: Any) -> np.ndarray | None:
+    """A track's stored fingerprint (core.store.TrackRow), or None when it has none of today's recipe:
+    a library analysed before a change of recipe keeps its old fingerprints until its next reindex, and
+    those are never compared with a query's (the embedding rule decides for them meanwhile)."""
+    return row.fingerprint if row.fingerprint is not None and is_current(row.analysis_version) else None
 
 
 def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, FingerprintMatch]:
@@ -139,8 +160,9 @@ def recognised(query: np.ndarray | None, rows: Sequence[Any]) -> dict[int, Finge
         return {}
     found = {}
     for row in rows:
-        if row.fingerprint is not None:
-            m = same_by_fingerprint(query, row.fingerprint, row.segment_starts, row.duration, row.id)
+        landmarks = stored_fingerprint(row)
+        if landmarks is not None:
+            m = same_by_fingerprint(query, landmarks, row.segment_starts, row.duration, row.id)
             if m is not None:
                 found[row.id] = m
     return found
@@ -213,7 +235,7 @@ def _reason(match: SegmentMatch, row: Any, info: TrackInfo | None, query: QueryP
 def is_own_recording(match: SegmentMatch, row: Any, fingerprinted: Mapping[int, FingerprintMatch]) -> bool:
     """Whether the matched track is the query's own recording: its fingerprint matched (`recognised`), or,
     for a track without one yet, the embedding rule says so."""
-    return match.track_id in fingerprinted or (row.fingerprint is None and is_same_recording(match))
+    return match.track_id in fingerprinted or (stored_fingerprint(row) is None and is_same_recording(match))
 
 
 def explain_matches(matches: Sequence[SegmentMatch], tracks: Mapping[int, TrackInfo], query: QueryProfile,

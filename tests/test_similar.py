@@ -24,17 +24,22 @@ def tags(**high: float) -> np.ndarray:
     return t
 
 
+ANALYSED = f"frontend=x|{fingerprint.VERSION_TAG}"
+"""An analysis version naming today's fingerprint recipe (core.similar.stored_fingerprint reads it)."""
+
+
 def row(track_id: int, title: str, segment_tags: np.ndarray, fingerprint: np.ndarray | None = None,
         starts: tuple[float, ...] = (0.0, 75.0), duration: float = 78.0) -> SimpleNamespace:
     """A library row; without a fingerprint, as a track analysed before fingerprints were kept."""
     return SimpleNamespace(id=track_id, title=title, segment_tags=segment_tags, duration=duration,
-                           segment_starts=np.array(starts, np.float32), fingerprint=fingerprint)
+                           segment_starts=np.array(starts, np.float32), fingerprint=fingerprint,
+                           analysis_version=ANALYSED)
 
 
 def landmarks(seed: int, n: int = 600) -> np.ndarray:
-    """(n, 2) made-up landmarks, sorted as fingerprints are: random hashes, one every frame."""
+    """(n, 2) made-up landmarks, sorted as fingerprints are: random keys (hash and level), one every frame."""
     rng = np.random.default_rng(seed)
-    out = np.stack([rng.integers(0, 1 << 22, n), np.arange(n)], axis=1).astype(np.uint32)
+    out = np.stack([rng.integers(0, 1 << 32, n), np.arange(n)], axis=1).astype(np.uint32)
     return out[np.argsort(out[:, 0])]
 
 
