@@ -91,6 +91,57 @@ def with_tracks(query: np.ndarray, matches: list[SegmentMatch], entries: dict[in
     return added + matches[:max(0, k - len(added))]
 
 
+class SegmentTable:
+    """Unit segment rows not indexed yet (an add's new tracks), searched exactly as an index is queried.
+    Rows go into a buffer that doubles, so adding n tracks copies O(n) rows, not O(n^2)."""
+
+    def __init__(self, dim: int) -> None:
+        self._rows = np.zeros((0, dim), np.float32)
+        self._labels = np.zeros(0, np.int64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, labels: np.ndarray, rows: np.ndarray) -> None:
+        end = self._size + len(rows)
+        if end > len(self._rows):
+            capacity = max(end, 2 * len(self._rows))
+            self._rows = np.resize(self._rows, (capacity, self._rows.shape[1]))
+            self._labels = np.resize(self._labels, capacity)
+        self._rows[self._size:end] = rows
+        self._labels[self._size:end] = labels
+        self._size = end
+
+    def query(self, query: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Each query row's k nearest labels with their cosines, best first: an index's `query`, exact."""
+        if self._size == 0:
+            return [[] for _ in range(len(query))]
+        sims = np.asarray(query, np.float32) @ self._rows[:self._size].T
+        k = min(k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        hits = []
+        for row, cols in zip(sims, top):
+            cols = cols[np.argsort(-row[cols], kind="stable")]
+            hits.append([(int(self._labels[c]), float(row[c])) for c in cols])
+        return hits
+
+
+def closest_tracks(hits: list[list[tuple[int, float]]], exclude: set[int], n: int) -> list[int]:
+    """The n tracks with the most similar segments among the hits, by the sum over query segments of each
+    track's best hit: the averaged max-sim as far as the hits tell it, without reading any track's rows."""
+    best: dict[tuple[int, int], float] = {}
+    for q, row in enumerate(hits):
+        for label, sim in row:
+            track = int(label) // STRIDE
+            if track not in exclude:
+                best[q, track] = max(best.get((q, track), -1.0), sim)
+    totals: dict[int, float] = {}
+    for (_q, track), sim in best.items():
+        totals[track] = totals.get(track, 0.0) + sim
+    return sorted(totals, key=lambda t: (-totals[t], t))[:n]
+
+
 def candidate_tracks(hits: list[list[tuple[int, float]]], exclude: set[int]) -> list[int]:
     """Tracks among the index's segment hits of every query segment, in order of first appearance."""
     seen: dict[int, None] = {}

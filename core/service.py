@@ -21,8 +21,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import numpy as np
+
 from core.analysis import ClipAnalysis, Limits, analyse
 from core.audio import check_extension
+from core.background import one_blas_thread
 from core.config import Settings
 from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, TooLarge, UnknownTrack, UserError
 from core.fetch import is_link
@@ -172,6 +175,10 @@ class HistoryItem:
         return asdict(self)
 
 
+SCREEN_TRACKS = 8
+"""Library tracks, the closest by segment match, whose fingerprints an added track is compared with."""
+
+
 class Service:
     """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
@@ -198,6 +205,7 @@ class Service:
         """Open the store (applying migrations) and the scheduler. The models are loaded by the workers,
         never in this process, so the bot's event loop never waits on TensorFlow."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        one_blas_thread()
         store = await Store.connect(settings)
         try:
             jobs = await open_scheduler(settings)
@@ -408,25 +416,41 @@ class Service:
         link (an upload of a song added by link, a re-encoded copy): the same bytes or link are caught at
         registration, another file of the same recording only by its fingerprint, once analysed. As
         /similar does, it compares the fingerprint with the tracks the served index finds nearest the new
-        track's segments (so the cost follows the candidates, not the library's size), plus the tracks
-        this add has taken so far, which the served index does not hold yet."""
-        from core.segment_match import CANDIDATES_PER_SEGMENT, candidate_tracks, unit_rows
+        track's segments (so the cost follows the candidates, not the library's size), plus the nearest of
+        the tracks this add has taken so far, which the served index does not hold yet: found exactly
+        among their segments, as the index would. Of those candidates only the `SCREEN_TRACKS` closest by
+        their segments' hits are read and have their fingerprints compared: a copy's sections embed as the
+        original's do, so its track is the closest, and comparing every candidate (most of a small library) cost the event
+        loop 33 ms a track, 5 s of a 150-track add."""
+        from core.segment_match import (
+            CANDIDATES_PER_SEGMENT,
+            SegmentTable,
+            closest_tracks,
+            labels_of,
+            unit_rows,
+        )
         from core.similar import recording_in
 
         index = await self._index(guild_id)
-        taken: list[int] = []
+        taken: SegmentTable | None = None
 
         async def same_recording(row: TrackRow, result: ClipAnalysis) -> TrackRow | None:
+            nonlocal taken
             if result.fingerprint is None:
                 return None
-            ids = list(taken)
             vectors = result.segment_embeddings if result.segment_embeddings is not None else result.embedding
-            if index is not None and len(index) and vectors is not None:
-                ids += candidate_tracks(index.query(unit_rows(vectors), CANDIDATES_PER_SEGMENT), exclude={row.id})
-            rows = await self.store.tracks_by_id(guild_id, ids, status="ready")
-            same = recording_in(result.fingerprint, [r for r in rows if r.id != row.id])
+            if vectors is None:
+                return None
+            query = unit_rows(vectors)
+            taken = taken if taken is not None else SegmentTable(query.shape[1])
+            hits = taken.query(query, CANDIDATES_PER_SEGMENT)
+            if index is not None and len(index):
+                hits = [mine + served for mine, served in zip(hits, index.query(query, CANDIDATES_PER_SEGMENT))]
+            rows = await self.store.tracks_by_id(guild_id, closest_tracks(hits, {row.id}, SCREEN_TRACKS),
+                                                 status="ready")
+            same = recording_in(result.fingerprint, rows)
             if same is None:
-                taken.append(row.id)
+                taken.add(labels_of(row.id, len(query)), query)
             return same
 
         return same_recording
@@ -674,8 +698,6 @@ class Service:
 
     async def _map_layout(self, guild_id: int, stem: Path) -> dict[str, Any]:
         """The version's projected points, genres and projection, computed once per index version."""
-        import numpy as np
-
         from core.library_map import fit_projection
 
         cached = stem.with_suffix(".npz")

@@ -15,7 +15,9 @@ from core.segment_match import (
     CANDIDATES_PER_SEGMENT,
     SEGMENT_KIND,
     STRIDE,
+    SegmentTable,
     candidate_tracks,
+    closest_tracks,
     labels_of,
     match,
     rank_tracks,
@@ -93,3 +95,32 @@ def test_an_excerpt_finds_its_own_track_through_every_backend(backend: str, libr
     assert ranked[0].track_id == 4
     assert ranked[0].score > ranked[1].score
     assert candidate_tracks(hits, exclude={4}) == [t for t in candidates if t != 4]
+
+
+def test_a_segment_table_answers_as_the_exact_index_does(library: dict[int, np.ndarray],
+                                                          excerpt: np.ndarray) -> None:
+    """An add screens each new track against the tracks it took before, which no index holds yet."""
+    index = create_index("exact", excerpt.shape[1], IndexParams(), kind=SEGMENT_KIND)
+    table = SegmentTable(excerpt.shape[1])
+    assert table.query(excerpt, 8) == [[] for _ in excerpt]
+    for track_id, rows in library.items():  # one track at a time, as an add takes them: the buffer grows
+        index.add(labels_of(track_id, len(rows)), rows)
+        table.add(labels_of(track_id, len(rows)), rows)
+    assert len(table) == len(index)
+    for k in (5, CANDIDATES_PER_SEGMENT):
+        ours, theirs = table.query(excerpt, k), index.query(excerpt, k)
+        assert [[label for label, _ in row] for row in ours] == [[label for label, _ in row] for row in theirs]
+        assert np.allclose([[s for _, s in row] for row in ours], [[s for _, s in row] for row in theirs],
+                           atol=1e-5)
+
+
+def test_the_closest_tracks_by_their_hits_put_the_excerpts_own_track_first(
+        library: dict[int, np.ndarray], excerpt: np.ndarray) -> None:
+    table = SegmentTable(excerpt.shape[1])
+    for track_id, rows in library.items():
+        table.add(labels_of(track_id, len(rows)), rows)
+    hits = table.query(excerpt, CANDIDATES_PER_SEGMENT)
+    closest = closest_tracks(hits, exclude=set(), n=3)
+    assert closest[0] == 4
+    assert closest == [m.track_id for m in rank_tracks(excerpt, library, 3)][:len(closest)]
+    assert 4 not in closest_tracks(hits, exclude={4}, n=3)
