@@ -58,6 +58,16 @@ def single_threaded_numerics() -> None:
     threadpool_limits(limits=1)
 
 
+def one_blas_thread() -> None:
+    """One BLAS thread in the serving process (bot, CLI). Its matrices are small (a query's segments against
+    a few thousand rows), and OpenBLAS's threads spin between calls: an add of 150 tracks, screening each
+    against the tracks before it, spent 13.5 s of CPU in the parent against 3.4 s with one thread, taken
+    from the analysis workers it was waiting on. Limited at run time, so numpy loaded before still obeys."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def limit_memory(megabytes: int) -> None:
     """Cap this process's address space (0: no cap). An allocation past it fails (numpy: MemoryError; ffmpeg
     and other children inherit the cap) instead of pushing the host into swap or the OOM killer, which

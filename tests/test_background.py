@@ -50,3 +50,44 @@ def test_a_pool_worker_runs_the_front_end_on_one_onnx_runtime_thread():
     assert in_worker == ("onnx", 1)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     assert alone == ("onnx", min(MAX_INFERENCE_THREADS, cores))
+
+
+SERVING_PROCESS = """
+import asyncio, json, sys
+from pathlib import Path
+import numpy as np
+from threadpoolctl import threadpool_info
+from core.config import Settings
+from core.service import Service
+
+def blas():
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+async def main():
+    before = blas()
+    service = await Service.open(Settings(data_dir=Path(sys.argv[1]), workers=1))
+    try:
+        print(json.dumps([before, blas()]))
+    finally:
+        await service.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_serving_process_keeps_one_blas_thread(tmp_path):
+    """OpenBLAS's threads spin between calls: in the bot or CLI, between a query's small products, they took
+    a core's worth of CPU from the analysis workers the service was waiting on."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", SERVING_PROCESS, str(tmp_path)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before and all(n == 2 for n in before), before  # the check can see a pool of two
+    assert after and all(n == 1 for n in after), after
