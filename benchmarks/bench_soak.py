@@ -328,8 +328,7 @@ class Song:
     @property
     def link_title(self) -> str:
         """What the site calls it: the link's last path part. A linked song is converted on download, so
-        it is a track of its own beside the same song uploaded (the library tells duplicates by source and
-        by content)."""
+        its bytes differ from its upload's: the library tells it is the same song by its fingerprint."""
         return self.link.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
@@ -346,7 +345,8 @@ class World:
     added_titles: set[str] = field(default_factory=set)
     """Titles the library must hold: every song a /library add said it added."""
     adding: set[str] = field(default_factory=set)
-    """Titles a /library add is adding right now: no other member adds the same song meanwhile."""
+    """Songs (by name) a /library add is adding right now: no other member adds the same song, by either
+    route, meanwhile."""
     forgotten: set[int] = field(default_factory=set)
     names: int = 0
 
@@ -587,28 +587,32 @@ async def flow_forget(world: World, member: Any) -> bool:
 
 async def flow_library_add(world: World, admin: Any) -> None:
     by_link = world.rng.random() < 0.4
-    song = world.rng.choice([s for s in world.new_songs + world.demo
-                             if (s.link_title if by_link else s.title) not in world.adding])
+    song = world.rng.choice([s for s in world.new_songs + world.demo if s.name not in world.adding])
     kind = "/library add link" if by_link else "/library add file"
     options = {"link": song.link} if by_link else {"file": world.server.attachment(song.name, song.data)}
-    wanted = song.link_title if by_link else song.title
-    known = wanted in world.added_titles
+    wanted, other = (song.link_title, song.title) if by_link else (song.title, song.link_title)
+    known = wanted in world.added_titles  # this very file or link: told by its source or its bytes
+    recorded = other in world.added_titles  # the same song by its other route: told by its fingerprint
 
     def check(ix: Any) -> None:
         got = fields(ix)
         expect(title(ix) == "Library add", "no add report")
         if known:
             expect(got.get("Added (0)") == "none" and got.get("Already there") == "1", f"re-added: {got}")
+        elif recorded and wanted not in got.get("Added (1)", ""):
+            # the fingerprint misses a few copies, which are then added as tracks of their own
+            expect(got.get("Added (0)") == "none" and f"*{other}* is already in the library"
+                   in got.get("Already there (1)", ""), f"{wanted} neither added nor named as {other}: {got}")
         else:
             expect(wanted in got.get("Added (1)", ""), f"{wanted} not added: {got}")
             world.added_titles.add(wanted)
 
-    world.adding.add(wanted)
+    world.adding.add(song.name)
     try:
         await step(world, kind, lambda: world.server.slash(admin, "library add", **options),
                    final_or_failed, check)
     finally:
-        world.adding.discard(wanted)
+        world.adding.discard(song.name)
 
 
 async def flow_reindex(world: World, admin: Any) -> None:
