@@ -95,8 +95,8 @@ class SegmentTable:
     """Unit segment rows not indexed yet (an add's new tracks), searched exactly as an index is queried.
     Rows go into a buffer that doubles, so adding n tracks copies O(n) rows, not O(n^2)."""
 
-    def __init__(self, dim: int) -> None:
-        self._rows = np.zeros((0, dim), np.float32)
+    def __init__(self) -> None:
+        self._rows: np.ndarray | None = None
         self._labels = np.zeros(0, np.int64)
         self._size = 0
 
@@ -105,6 +105,8 @@ class SegmentTable:
 
     def add(self, labels: np.ndarray, rows: np.ndarray) -> None:
         end = self._size + len(rows)
+        if self._rows is None:
+            self._rows = np.zeros((0, rows.shape[1]), np.float32)
         if end > len(self._rows):
             capacity = max(end, 2 * len(self._rows))
             self._rows = np.resize(self._rows, (capacity, self._rows.shape[1]))
@@ -115,7 +117,7 @@ class SegmentTable:
 
     def query(self, query: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Each query row's k nearest labels with their cosines, best first: an index's `query`, exact."""
-        if self._size == 0:
+        if self._rows is None or self._size == 0:
             return [[] for _ in range(len(query))]
         sims = np.asarray(query, np.float32) @ self._rows[:self._size].T
         k = min(k, sims.shape[1])

@@ -420,8 +420,8 @@ class Service:
         the tracks this add has taken so far, which the served index does not hold yet: found exactly
         among their segments, as the index would. Of those candidates only the `SCREEN_TRACKS` closest by
         their segments' hits are read and have their fingerprints compared: a copy's sections embed as the
-        original's do, so its track is the closest, and comparing every candidate (most of a small library) cost the event
-        loop 33 ms a track, 5 s of a 150-track add."""
+        original's do, so its track is the closest, and comparing every candidate (most of a small
+        library) cost the event loop 33 ms a track, 5 s of a 150-track add."""
         from core.segment_match import (
             CANDIDATES_PER_SEGMENT,
             SegmentTable,
@@ -432,17 +432,15 @@ class Service:
         from core.similar import recording_in
 
         index = await self._index(guild_id)
-        taken: SegmentTable | None = None
+        taken = SegmentTable()
 
         async def same_recording(row: TrackRow, result: ClipAnalysis) -> TrackRow | None:
-            nonlocal taken
             if result.fingerprint is None:
                 return None
             vectors = result.segment_embeddings if result.segment_embeddings is not None else result.embedding
             if vectors is None:
                 return None
             query = unit_rows(vectors)
-            taken = taken if taken is not None else SegmentTable(query.shape[1])
             hits = taken.query(query, CANDIDATES_PER_SEGMENT)
             if index is not None and len(index):
                 hits = [mine + served for mine, served in zip(hits, index.query(query, CANDIDATES_PER_SEGMENT))]

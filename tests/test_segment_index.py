@@ -101,7 +101,7 @@ def test_a_segment_table_answers_as_the_exact_index_does(library: dict[int, np.n
                                                           excerpt: np.ndarray) -> None:
     """An add screens each new track against the tracks it took before, which no index holds yet."""
     index = create_index("exact", excerpt.shape[1], IndexParams(), kind=SEGMENT_KIND)
-    table = SegmentTable(excerpt.shape[1])
+    table = SegmentTable()
     assert table.query(excerpt, 8) == [[] for _ in excerpt]
     for track_id, rows in library.items():  # one track at a time, as an add takes them: the buffer grows
         index.add(labels_of(track_id, len(rows)), rows)
@@ -116,7 +116,7 @@ def test_a_segment_table_answers_as_the_exact_index_does(library: dict[int, np.n
 
 def test_the_closest_tracks_by_their_hits_put_the_excerpts_own_track_first(
         library: dict[int, np.ndarray], excerpt: np.ndarray) -> None:
-    table = SegmentTable(excerpt.shape[1])
+    table = SegmentTable()
     for track_id, rows in library.items():
         table.add(labels_of(track_id, len(rows)), rows)
     hits = table.query(excerpt, CANDIDATES_PER_SEGMENT)

@@ -45,7 +45,8 @@ async def _tour(service: Service, clips: Path) -> tuple[dict[str, Any], list[str
     added = await service.add_to_library(DEMO_GUILD, [clips], added_by=DEMO_USER)
     stats = await service.library_stats(DEMO_GUILD)
     doc["library"] = {"add": added.to_dict(), "stats": stats}
-    out.append(f"  added {len(added.added)}, already there {len(added.duplicates) + len(added.already_there)}, failed {len(added.failed)}; "
+    already = len(added.duplicates) + len(added.already_there)
+    out.append(f"  added {len(added.added)}, already there {already}, failed {len(added.failed)}; "
                f"{stats['indexed']} tracks indexed")
 
     probe = files[0]
