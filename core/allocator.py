@@ -14,18 +14,23 @@ bench_soak the bot grew 30 MiB after its warm-up while its live Python allocatio
 gave 24 MiB of it back (`bench_soak.py --probe-memory`). With the threshold fixed the bot ended the same
 2 000-interaction soak at 110 MiB instead of 137, its slope +1.8 MiB per 1 000 instead of +3.0.
 
-The helper processes (analysis and link workers, the chart renderer) fix it too (core.background): an
-analysis worker read between jobs held 106 to 118 MiB depending on the clip it had last analysed (freed
-arrays kept in its heap; a garbage collection returned nothing, malloc_trim 9 MiB), and 104-105 MiB after
-every job with the threshold fixed, at the same analysis time.
+The chart renderer and the link workers fix it too (core.background). An analysis worker read between jobs
+held 106 to 118 MiB depending on the clip it had last analysed (freed arrays kept in its heap; a garbage
+collection returned nothing, malloc_trim 9 MiB). The threshold fixed held it at 104-105 MiB, but mapped and
+page-faulted every large array of an analysis afresh (70-90 ms more system time a library track), so the
+analysis workers keep glibc's threshold and `return_free_heap` after every task instead (core.jobs.pool).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 M_MMAP_THRESHOLD = -3
 """mallopt's parameter number (glibc malloc.h)."""
@@ -62,3 +67,15 @@ def keep_large_blocks_mapped(threshold: int = LARGE_BLOCK_BYTES) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, threshold) == 1
+
+
+def then_return_free_heap(call: Callable[[], T], *, collect: bool = False) -> T:
+    """`call()` in a pool worker, then (with `collect`, after a full garbage collection) the heap's free pages
+    handed back, so what the worker holds between tasks does not depend on its last task. Module-level, so
+    a pool can send it to its workers."""
+    try:
+        return call()
+    finally:
+        if collect:
+            gc.collect()
+        return_free_heap()

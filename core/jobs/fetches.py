@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.allocator import then_return_free_heap
 from core.config import Settings
 from core.errors import Busy, FetchFailed
 from core.fetch import NORMALISE_TIMEOUT_SECONDS, FetchedAudio, fetch_into, job_folder
@@ -62,7 +63,13 @@ class FetchPool:
             raise Busy(f"I'm busy with {self._pending} other links; try again in a minute.", retry_after=60.0)
         self._pending += 1
         try:
-            return await self._in_pool(partial(_then_return_free_heap, fn, *args))
+            # A fetch leaves reference cycles (yt-dlp's downloader, its HTTP session and the objects that
+            # point back to them) holding C memory that tracemalloc does not see: sockets, TLS contexts with
+            # their CA bundle. A worker allocates little between links, so the automatic collection of the
+            # oldest generation came rarely: in bench_soak each link worker grew ~3 MiB per 1 000
+            # interactions, and malloc_trim alone after each job changed nothing. Collected, then trimmed,
+            # they stayed flat (+0.0 to +0.4). A full collection takes milliseconds, a download seconds.
+            return await self._in_pool(partial(then_return_free_heap, partial(fn, *args), collect=True))
         finally:
             self._pending -= 1
 
@@ -96,23 +103,3 @@ class FetchPool:
         kill_pool(broken)
         self._pool = self._new_pool()
         log.warning("a link worker was stuck or died; its pool was replaced")
-
-
-def _then_return_free_heap(fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` in the link worker, then its garbage collected and the heap's free pages handed back.
-
-    A fetch leaves reference cycles (yt-dlp's downloader, its HTTP session and the objects that point back
-    to them) holding C memory that tracemalloc does not see: sockets, TLS contexts with their CA bundle.
-    A worker allocates little between links, so the automatic collection of the oldest generation came
-    rarely: in bench_soak each link worker grew ~3 MiB per 1 000 interactions, and malloc_trim alone after
-    each job changed nothing. Collected, then trimmed (core.allocator), they stayed flat (+0.0 to +0.4).
-    A full collection of a worker this size takes milliseconds, against a download's seconds."""
-    import gc
-
-    from core.allocator import return_free_heap
-
-    try:
-        return fn(*args)
-    finally:
-        gc.collect()
-        return_free_heap()

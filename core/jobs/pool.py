@@ -14,6 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import Any, TypeVar
 
+from core.allocator import then_return_free_heap
 from core.analysis import init_worker
 from core.config import Settings
 from core.errors import TooLarge, TooSlow, UnsupportedAudio
@@ -47,7 +48,12 @@ class ProcessPool(Scheduler):
         self._pending += 1
         try:
             with self._timed():
-                return await self._in_pool(partial(_trimmed, partial(fn, *args, **kwargs)))
+                # Trimmed after each task rather than glibc's mmap threshold fixed at 128 KiB, as the bot has
+                # it: every large array of an analysis (sections, spectrograms, patches) was then mapped on
+                # its own and page-faulted afresh: 42 000 faults and 94-125 ms of system time a 16-segment
+                # library track, against 4 000 faults and 21-53 ms left alone (Debian devlib, one thread).
+                # Trimmed after each track: 8 000 faults, 39-61 ms (models/similarity.md).
+                return await self._in_pool(partial(then_return_free_heap, partial(fn, *args, **kwargs)))
         finally:
             self._pending -= 1
 
@@ -100,22 +106,6 @@ class ProcessPool(Scheduler):
             return
         kill_pool(broken)
         self._pool, self._ready = _new_pool(self.settings)
-
-
-def _trimmed(call: Callable[[], T]) -> T:
-    """`call()` in the worker, then the heap's free pages handed back (core.allocator), so what a worker
-    holds between tasks does not depend on what it analysed last.
-
-    Why not glibc's mmap threshold fixed at 128 KiB, as the bot has it: every large array of an analysis
-    (sections, spectrograms, patches) was then mapped on its own and page-faulted afresh: 42 000 faults and
-    94-125 ms of system time a 16-segment library track, against 4 000 faults and 21-53 ms left alone
-    (Debian devlib, one thread). Trimmed after each track: 8 000 faults, 39-61 ms (models/similarity.md)."""
-    from core.allocator import return_free_heap
-
-    try:
-        return call()
-    finally:
-        return_free_heap()
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:
