@@ -177,8 +177,8 @@ class Library:
     """Library operations for one data folder; analysis is injected so it runs on the service's scheduler,
     and the index is published on a shelf (`core.shelf`) where every process serving the guild finds it."""
 
-    def __init__(self, settings: Settings, store: Store, analyser: Analyser, version: str | asyncio.Future[str],
-                 shelf: IndexShelf | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, analyser: Analyser,
+                 version: str | asyncio.Future[str], shelf: IndexShelf | None = None) -> None:
         self.settings = settings
         self.store = store
         self.analyser = analyser

@@ -182,7 +182,8 @@ SCREEN_TRACKS = 8
 class Service:
     """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
-    def __init__(self, settings: Settings, store: Store, jobs: Scheduler, version: str | asyncio.Task[str]) -> None:
+    def __init__(self, settings: Settings, store: Store, jobs: Scheduler,
+                 version: str | asyncio.Future[str]) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs

@@ -196,6 +196,41 @@ async def test_sigterm_stops_a_cli_reindex_as_ctrl_c_does(tmp_path: Path) -> Non
         cli.stop()
 
 
+async def test_sigterm_stops_a_cli_add_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`cratedigger library add` analyses each track as soon as it is registered, while its workers are
+    still starting (core.library.Intake): stopped with one track analysed and one in flight, it ends the
+    same clean way, keeps the finished track and leaves the other pending for the next reindex."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in CLIPS[:2]:
+        shutil.copy(DEMO_CLIPS / name, music / name)
+    data_dir = tmp_path / "data"
+    db = data_dir / "cratedigger.sqlite3"
+    env = process_env(CRATEDIGGER_DATA_DIR=data_dir, CRATEDIGGER_WORKERS=1, HOLD_ANALYSIS=CLIPS[1])
+    cli = start(["library", "add", str(music)], env, tmp_path / "add.log", module="tests.held_cratedigger")
+    try:
+        await cli.wait_for_log(f"holding the analysis of {CLIPS[1]}", timeout=300)
+        for _ in range(3000):  # until the first track is committed and only the held one is left
+            if sum("segments=16" in (v or "") for v in _versions(db).values()) == 1:
+                break
+            await asyncio.sleep(0.1)
+        children = _children(cli.popen.pid)
+        assert children
+        os.kill(cli.popen.pid, signal.SIGTERM)
+        code = await asyncio.to_thread(cli.popen.wait, 120)
+        assert code == 128 + signal.SIGTERM, cli.text()[-3000:]
+        assert cli.text().splitlines()[-1] == "cratedigger: stopped (SIGTERM)"
+        assert "Traceback" not in cli.text()
+        assert await _left_running(children) == []
+        assert not Path(f"{db}-wal").exists()
+        with _sqlite(db) as conn:
+            rows = conn.execute("SELECT source, status FROM tracks").fetchall()
+        statuses = {Path(source).name: status for source, status in rows}
+        assert statuses == {CLIPS[0]: "ready", CLIPS[1]: "pending"}
+    finally:
+        cli.stop()
+
+
 async def test_sigterm_stops_an_analysis_worker_with_its_pool(tmp_path: Path, redis_url: str) -> None:
     """`cratedigger worker` (arq stops it on SIGTERM, letting running jobs finish): its pool's processes end
     with it, sent to the main process only."""

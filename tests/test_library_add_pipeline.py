@@ -73,7 +73,8 @@ async def test_the_first_track_is_analysed_while_the_last_is_still_registered(
     monkeypatch.setattr(core.library, "file_hash", file_hash)
     monkeypatch.setattr(service.library, "analyser", analyser)
     progress: list[tuple[int, int]] = []
-    report = await service.add_to_library(GUILD, [folder], progress=lambda done, total: progress.append((done, total)))
+    report = await service.add_to_library(GUILD, [folder],
+                                          progress=lambda done, total: progress.append((done, total)))
 
     assert events.index(f"analysis starts {CLIPS[0].name}") < events.index("hashed z same bytes again.ogg")
     assert "last file: hashing goes on" in events, events
