@@ -414,13 +414,17 @@ class Service:
         async with self._member(added_by), self._library_exclusive(guild_id, wait=True):
             screen = await self._same_recording_screen(guild_id)
             async with Intake(self.library, guild_id, progress=progress, screen=screen) as intake:
-                for source in sources:
-                    try:
-                        room -= await self._register(guild_id, source, added_by=added_by, report=report,
-                                                     room=room, progress=fetch_progress, intake=intake)
-                    except UserError as exc:
-                        report.failed.append((_describe(source), str(exc)))
-                reindexed = await intake.finish()
+                try:
+                    for source in sources:
+                        try:
+                            room -= await self._register(guild_id, source, added_by=added_by, report=report,
+                                                         room=room, progress=fetch_progress, intake=intake)
+                        except UserError as exc:
+                            report.failed.append((_describe(source), str(exc)))
+                    reindexed = await intake.finish()
+                except Exception:
+                    await self._unless_the_workers_failed(guild_id, report)
+                    raise
             if report.added:
                 dropped = {*reindexed.failed_ids, *reindexed.already_there_ids}
                 await self.library.discard(guild_id, dropped)
@@ -428,6 +432,14 @@ class Service:
                 report.failed.extend(reindexed.failed)
                 report.already_there.extend(reindexed.already_there)
         return report
+
+    async def _unless_the_workers_failed(self, guild_id: int, report: AddReport) -> None:
+        """An add whose workers could not start or name their models (`Service.open` without waiting for
+        them) has registered tracks it cannot analyse: they are taken out again, as when open failed
+        before registering anything, so that adding them again, once that is fixed, adds them."""
+        versions = self._versions
+        if versions.done() and not versions.cancelled() and versions.exception() is not None:
+            await self.library.discard(guild_id, [a.track_id for a in report.added])
 
     async def _same_recording_screen(self, guild_id: int) -> Screen:
         """An add's check that a new track is not a song the library already has under another file or

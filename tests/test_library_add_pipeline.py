@@ -9,7 +9,9 @@ order is made on purpose, never raced: the last file's hashing waits until the f
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,9 @@ import pytest_asyncio
 import core.library
 from core.cli.demo import DEMO_CLIPS
 from core.config import Settings
+from core.config import DEFAULT_MODELS_DIR
 from core.service import Service
+from tests.processes import process_env, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -121,3 +125,25 @@ async def test_an_add_stopped_halfway_leaves_no_analysis_running(
     statuses = {Path(r.source).name: r.status for r in await service.store.tracks(GUILD)}
     assert statuses[CLIPS[0].name] == "ready"
     assert [statuses[c.name] for c in CLIPS[1:]] == ["pending", "pending"]
+
+
+async def test_an_add_whose_workers_cannot_name_their_models_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The command line registers while its workers start; when they then fail (a front-end artefact made
+    for another version of the code), the add fails as it did when the service refused to open, and the
+    tracks it had registered are taken out again: adding them once that is fixed adds them."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for artefact in DEFAULT_MODELS_DIR.iterdir():
+        (models / artefact.name).symlink_to(artefact)
+    sidecar = models / "frontend_msd_musicnn.json"
+    meta = json.loads(sidecar.read_text())
+    sidecar.unlink()
+    sidecar.write_text(json.dumps({**meta, "version": meta["version"] + 1}))
+    data = tmp_path / "data"
+    cli = start(["library", "add", str(CLIPS[0])],
+                process_env(CRATEDIGGER_DATA_DIR=data, CRATEDIGGER_WORKERS=1, CRATEDIGGER_MODELS_DIR=models),
+                tmp_path / "add.log")
+    code = await asyncio.to_thread(cli.popen.wait, 300)
+    assert code != 0 and "artefact version" in cli.text(), cli.text()[-3000:]
+    with sqlite3.connect(data / "cratedigger.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM tracks").fetchone() == (0,)
