@@ -183,7 +183,7 @@ class Service:
     """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
     def __init__(self, settings: Settings, store: Store, jobs: Scheduler,
-                 version: str | asyncio.Future[str]) -> None:
+                 version: asyncio.Future[str]) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
@@ -203,8 +203,7 @@ class Service:
 
     async def _library_version(self) -> str:
         # A track analysed on another number of segments is analysed again, as one from other models is.
-        version = self._version if isinstance(self._version, str) else await self._version
-        return f"{version}|segments={self.library_limits.max_segments}"
+        return f"{await self._version}|segments={self.library_limits.max_segments}"
 
     @classmethod
     async def open(cls, settings: Settings, *, wait_for_workers: bool = True) -> Service:
@@ -236,9 +235,8 @@ class Service:
 
     async def close(self) -> None:
         for starting in (self._version, self._versions):  # nobody needs the version any more
-            if isinstance(starting, asyncio.Future):
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         await self.fetches.close()
         await self.jobs.close()
         await self.store.close()
@@ -423,7 +421,7 @@ class Service:
                             report.failed.append((_describe(source), str(exc)))
                     reindexed = await intake.finish()
                 except Exception:
-                    await self._unless_the_workers_failed(guild_id, report)
+                    await self._take_back_if_the_workers_failed(guild_id, report)
                     raise
             if report.added:
                 dropped = {*reindexed.failed_ids, *reindexed.already_there_ids}
@@ -433,7 +431,7 @@ class Service:
                 report.already_there.extend(reindexed.already_there)
         return report
 
-    async def _unless_the_workers_failed(self, guild_id: int, report: AddReport) -> None:
+    async def _take_back_if_the_workers_failed(self, guild_id: int, report: AddReport) -> None:
         """An add whose workers could not start or name their models (`Service.open` without waiting for
         them) has registered tracks it cannot analyse: they are taken out again, as when open failed
         before registering anything, so that adding them again, once that is fixed, adds them."""
