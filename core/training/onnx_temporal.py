@@ -41,7 +41,7 @@ from core.training.onnx_graph import (
 
 RUN_PER_TAP = 0.5
 """Output frames per MatMul, as a share of the kernel's length: shorter runs read less padding-free input
-each but cost a node apiece (measured: 1/4 to 1 kernel are within 2 % of each other; models/frontend.md)."""
+each but cost a node apiece (measured: 1/4 to 1 kernel are within 3 % of each other; models/frontend.md)."""
 
 
 def temporal_convs_as_matmuls(model: Any, run_per_tap: float = RUN_PER_TAP) -> int:
