@@ -102,19 +102,21 @@ def stft_power(y: np.ndarray, *, n_fft: int = 2048, hop_length: int | None = Non
     segments."""
     hop_length = n_fft // 4 if hop_length is None else hop_length
     y = np.asarray(y, np.float32)
-    lines = _centre(y.reshape(-1, y.shape[-1]), n_fft, "constant")
-    frames = np.lib.stride_tricks.sliding_window_view(lines, n_fft, axis=-1)[:, ::hop_length]
+    lines = y.reshape(-1, y.shape[-1])
+    centred = np.zeros(lines.shape[-1] + 2 * (n_fft // 2), np.float32)  # one line between its zeros
+    frames = frame(centred, frame_length=n_fft, hop_length=hop_length).T  # (frames, n_fft) view of it
     window = hann(n_fft)
-    power = np.empty(frames.shape[:2] + (1 + n_fft // 2,), np.float32)
-    windowed = np.empty(frames.shape[1:])  # float64: librosa's window is, and numpy multiplies in the wider
+    power = np.empty((lines.shape[0],) + frames.shape[:1] + (1 + n_fft // 2,), np.float32)
+    windowed = np.empty(frames.shape)  # float64: librosa's window is, and numpy multiplies in the wider
     rounded = np.empty(power.shape[1:], np.complex64)  # the complex64 that librosa's STFT returns
-    imag = np.empty(power.shape[1:], np.float32)
-    for line, out in zip(frames, power):
-        np.copyto(windowed, line)  # widened first: a float64 product of two float64s runs 1.4x faster
+    squares = rounded.view(np.float32)  # (frames, 2 * bins): real, imaginary, real, ...
+    for line, out in zip(lines, power):
+        centred[n_fft // 2:n_fft // 2 + line.size] = line
+        np.copyto(windowed, frames)  # widened first: a float64 product of two float64s runs 1.4x faster
         np.multiply(windowed, window, out=windowed)
         np.copyto(rounded, np.fft.rfft(windowed, axis=-1), casting="same_kind")
-        np.square(rounded.real, out=out)
-        out += np.square(rounded.imag, out=imag)
+        np.square(squares, out=squares)
+        np.add(squares[:, 0::2], squares[:, 1::2], out=out)
     return power.reshape(y.shape[:-1] + power.shape[1:])
 
 
