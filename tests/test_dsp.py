@@ -94,15 +94,7 @@ def test_the_stft_power_is_librosas_complex64_squared(clip: np.ndarray) -> None:
                   np.swapaxes(stft.real**2 + stft.imag**2, -1, -2))
 
 
-def test_stft_and_mel_filters_are_librosas(clip: np.ndarray) -> None:
-    at_16k = dsp.resample(segments(clip), orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE)
-    close(dsp.stft(at_16k, n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH),
-          librosa.stft(at_16k, n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH))
-    odd = clip[:SAMPLE_RATE * 5 + 333]
-    close(dsp.stft(odd, n_fft=2048, hop_length=512, pad_mode="reflect"),
-          librosa.stft(odd, n_fft=2048, hop_length=512, pad_mode="reflect"))
-    close(dsp.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False),
-          librosa.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False))
+def test_mel_filters_are_librosas() -> None:
     for sr, n_fft, n_mels in ((FRONTEND_SAMPLE_RATE, FRONTEND_N_FFT, FRONTEND_N_MELS),
                               (SAMPLE_RATE, 2048, 128)):
         close(dsp.mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels), librosa.filters.mel(sr=sr, n_fft=n_fft,
@@ -116,6 +108,8 @@ def test_rms_decibels_and_trim_are_librosas(clip: np.ndarray) -> None:
     for center in (True, False):
         close(dsp.rms(y=padded, frame_length=2048, hop_length=512, center=center),
               librosa.feature.rms(y=padded, frame_length=2048, hop_length=512, center=center))
+    # rms writes the centring zeros into its buffer of squares: the bits of frames over zeros padded on
+    same_bits(dsp.rms(y=padded), dsp.rms(y=np.pad(padded, 1024), center=False))
     pieces = segments(clip)  # batched, and other whole-hop frames
     close(dsp.rms(y=pieces, frame_length=1024, hop_length=256),
           librosa.feature.rms(y=pieces, frame_length=1024, hop_length=256))
