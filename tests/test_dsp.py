@@ -87,7 +87,8 @@ def test_the_stft_power_is_librosas_complex64_squared(clip: np.ndarray) -> None:
     """dsp.stft_power frames its lines its own way (rows, one line at a time); the bits must be those of
     |librosa.stft|**2 computed from librosa's complex64 STFT, for a batch and for one line."""
     at_16k = dsp.resample(segments(clip), orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE)
-    for y, n_fft, hop in ((at_16k, FRONTEND_N_FFT, FRONTEND_HOP_LENGTH), (clip[:SAMPLE_RATE * 5 + 333], 2048, 512),
+    for y, n_fft, hop in ((at_16k, FRONTEND_N_FFT, FRONTEND_HOP_LENGTH),
+                          (clip[:SAMPLE_RATE * 5 + 333], 2048, 512),  # one line, of no whole number of hops
                           (at_16k[:2, :4000].reshape(2, 2, 2000), 512, 128)):
         stft = librosa.stft(y, n_fft=n_fft, hop_length=hop)
         same_bits(dsp.stft_power(y, n_fft=n_fft, hop_length=hop),

@@ -240,6 +240,6 @@ def test_the_running_maximum_is_the_maximum_over_each_window(axis: int, radius: 
     x = np.random.default_rng(radius).random((30, 33)).astype(np.float32)
     x[3, :] = 2.0  # a loud frame (row) next to quiet ones: each row's max must not leak into the next
     n = x.shape[axis]
-    expected = np.stack([np.take(x, range(max(0, i - radius), min(n, i + radius + 1)), axis=axis).max(axis=axis)
-                         for i in range(n)], axis=axis)
+    windows = [np.take(x, range(max(0, i - radius), min(n, i + radius + 1)), axis=axis) for i in range(n)]
+    expected = np.stack([window.max(axis=axis) for window in windows], axis=axis)
     assert np.array_equal(fingerprint._running_max(x, radius, axis), expected)
