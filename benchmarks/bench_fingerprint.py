@@ -92,8 +92,8 @@ GAINS = {"mp3": -6.0, "opus": -12.0}
 MATRIX = {
     **{f"{shape}-{enc}": (seconds, where, 1.0, enc) for shape, (seconds, where) in SHAPES.items()
        for enc in ENCODINGS},
-    **{f"{shape}-{enc}{db:g}dB": (seconds, where, 10 ** (db / 20), enc) for shape, (seconds, where) in SHAPES.items()
-       for enc, db in GAINS.items()},
+    **{f"{shape}-{enc}{db:g}dB": (seconds, where, 10 ** (db / 20), enc)
+       for shape, (seconds, where) in SHAPES.items() for enc, db in GAINS.items()},
 }
 RISK_LANDMARKS = 10
 """--matrix: a track's whole copies are made in every setting when its own decoded audio reaches this many
@@ -254,12 +254,13 @@ def main(argv: list[str] | None = None) -> int:
 
             def copy(track_path: tuple[Track, Path]) -> None:
                 track, path = track_path
-                trimmed = audio.trim_silence(audio.decode(path, max_seconds=MAX_TRACK_SECONDS), name=path.name)
-                add_queries(track, path, trimmed, copies, cache, ffmpeg, args.segments)
+                y = audio.decode(path, max_seconds=MAX_TRACK_SECONDS)
+                add_queries(track, path, audio.trim_silence(y, name=path.name), copies, cache, ffmpeg,
+                            args.segments)
 
             list(pool.map(copy, chosen))
     print(f"queries encoded by {ffmpeg}")
-    false_calls = report(tracks, [*kinds, "copy-as-track"], args.features, library.name)
+    false_calls = report(tracks, [*kinds, "copy-as-track"], args.features, str(args.library))
     cpu = np.array([t.fingerprint_cpu for t in tracks]) * 1000
     sizes = np.array([t.landmarks.shape[0] for t in tracks])
     print(f"\nfingerprint of a track's sections ({args.segments} segments): CPU {cpu.mean():.1f} ms a track "
@@ -279,7 +280,10 @@ def recognised_as(q: np.ndarray, track: Track) -> bool:
     return similar.same_by_fingerprint(q, track.landmarks, starts, track.seconds) is not None
 
 
-def v1_evidence(q: np.ndarray, track: Track) -> tuple[fingerprint.FingerprintMatch, fingerprint.Evidence] | None:
+Found = tuple[fingerprint.FingerprintMatch, fingerprint.Evidence]
+
+
+def v1_evidence(q: np.ndarray, track: Track) -> Found | None:
     """The match and its evidence when the v1 rule calls the query this track's (the landmark count, the
     sections and the query within the track: core.similar.same_by_fingerprint's first three conditions,
     without the density and the level spread), else None."""
@@ -311,8 +315,9 @@ def report(tracks: list[Track], kinds: list[str], features: Path | None, library
     print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one "
           f"offset that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, "
           f"the query within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
-    print(f"... and at least {similar.SAME_DENSITY:.1%} of the track's landmarks there agree, their levels "
-          f"within {similar.SAME_LEVEL_SPREAD:g} dB (v1: without these two)")
+    print(f"... and at least {similar.SAME_DENSITY:.1%} of the track's landmarks there agree "
+          f"({similar.SAME_LONG_DENSITY:.1%} when the query covers {similar.SAME_LONG_SECTIONS} sections or "
+          f"more), their levels within {similar.SAME_LEVEL_SPREAD:g} dB (v1: without these)")
     print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
           f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9} {'v1 rec.':>7} "
           f"{'v1 false':>8}")
@@ -363,8 +368,8 @@ def report(tracks: list[Track], kinds: list[str], features: Path | None, library
     if features is not None:
         with features.open("w", newline="") as f:
             out = csv.writer(f, delimiter="\t")
-            out.writerow(("library", "kind", "query", "track", "own", "count", "covered", "agreeing", "density",
-                          "level_spread"))
+            out.writerow(("library", "kind", "query", "track", "own", "count", "covered", "agreeing",
+                          "density", "level_spread"))
             out.writerows(rows)
     return false_calls
 
