@@ -168,8 +168,8 @@ def test_drascula_track30_is_not_track1(drascula: dict[str, tuple[Path, Stored]]
                                         setting: str, ffmpeg: str | None) -> None:
     """The real case: drascula's track1 and track30 are one piece rendered twice (17.6 ms apart, waveform
     correlation 0.48-0.68). Each one's middle 30 s and whole copy, made by each encoder setting, is
-    recognised as itself and not as the other. (v2's rule called track30's whole copy track1 as well for
-    four of the seven settings of the bundled ffmpeg 9, and for ffmpeg 7's 64 kb/s mp3.)"""
+    recognised as itself and not as the other. (v2's single density floor called a whole copy the other
+    track as well for five of these seven settings of the bundled ffmpeg 9 and six of ffmpeg 7.0.2's.)"""
     for name, (path, _) in drascula.items():
         y = audio.trim_silence(audio.decode(path, max_seconds=900.0))
         middle = y[(y.size - 30 * SAMPLE_RATE) // 2:][:30 * SAMPLE_RATE]
