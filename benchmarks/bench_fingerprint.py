@@ -26,7 +26,7 @@ track (decode, front-end, genre, mood, fingerprint), for the first --time-tracks
 ENCODINGS (mp3 at 64/128/192 kb/s, Opus at 48/96, Vorbis q3, AAC at 128) and the two gain changes
 (mp3 64 kb/s 6 dB quieter, Opus 48 kb/s 12 dB quieter): whether a copy made by another encoder than the
 one the rule was tuned on is ever called another track. Whole copies of every track in every setting cost
-an hour of encoding on this machine, so without --all-copies they are made of the tracks at risk only:
+an hour of encoding on this machine, so unless --copies all they are made of the tracks at risk only:
 those whose own decoded audio (no encoder) reaches at least RISK_LANDMARKS landmarks at one offset on
 another track (an encoder loses landmarks, it does not make two recordings agree), plus --copy-sample
 others for the share recognised. --ffmpeg names the encoder binary (default: the bundled one), so the
@@ -169,10 +169,10 @@ def add_queries(track: Track, path: Path, trimmed: np.ndarray, kinds: dict[str, 
                                               (a / SAMPLE_RATE, b / SAMPLE_RATE))
 
 
-def at_risk(tracks: list[Track], originals: dict[str, np.ndarray]) -> set[str]:
-    """The tracks whose decoded audio's landmarks (`originals`, no encoder) reach RISK_LANDMARKS at one
-    offset on another track."""
-    return {t.name for t in tracks
+def at_risk(queried: list[Track], tracks: list[Track], originals: dict[str, np.ndarray]) -> set[str]:
+    """The `queried` tracks whose decoded audio's landmarks (`originals`, no encoder) reach RISK_LANDMARKS
+    at one offset on another of `tracks`."""
+    return {t.name for t in queried
             if any(fingerprint.match(originals[t.name], o.landmarks).count >= RISK_LANDMARKS
                    for o in tracks if o is not t)}
 
@@ -211,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the bundled one)")
     parser.add_argument("--matrix", action="store_true",
                         help="every query shape through every encoder setting (ENCODINGS, GAINS)")
-    parser.add_argument("--all-copies", action="store_true",
-                        help="--matrix: whole copies of every track, not only of those at risk")
+    parser.add_argument("--copies", choices=("risky", "all", "none"), default="risky",
+                        help="--matrix: whole copies of the tracks at risk (and --copy-sample others), of "
+                             "every track, or of none")
     parser.add_argument("--copy-sample", type=int, default=20,
                         help="--matrix: whole copies of this many tracks not at risk (the first ones)")
+    parser.add_argument("--queries-of", type=int, default=None,
+                        help="make queries of the first N tracks only (every track stays in the library, "
+                             "so every query still meets all of them)")
     parser.add_argument("--features", type=Path, default=None,
                         help="write every (query, track) pair v1's conditions let through, as TSV")
     args = parser.parse_args(argv)
@@ -233,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     paths = sorted(p for p in library.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
     kinds = MATRIX if args.matrix else QUERIES
     excerpts = {k: v for k, v in kinds.items() if not args.matrix or v[0] is not None}
-    copies = {k: v for k, v in kinds.items() if k not in excerpts}
+    copies = {k: v for k, v in kinds.items() if k not in excerpts and args.copies != "none"}
+    asked = {p.name for p in paths[:args.queries_of]}
     originals: dict[str, np.ndarray] = {}
 
     def load(path: Path) -> Track:
         track, trimmed = load_track(path, args.segments)
+        if path.name not in asked:
+            return track
         add_queries(track, path, trimmed, excerpts, cache, ffmpeg, args.segments)
         if copies:
             originals[track.name] = fingerprint.fingerprint(trimmed)
@@ -246,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(2) as pool:  # the encoders run as processes meanwhile
         tracks = list(pool.map(load, paths))
         if copies:
-            risky = at_risk(tracks, originals)
-            sample = {t.name for t in tracks if t.name not in risky}
-            sample = set(sorted(sample)[:args.copy_sample]) if not args.all_copies else sample
+            risky = at_risk([t for t in tracks if t.name in asked], tracks, originals)
+            sample = {t.name for t in tracks if t.name in asked and t.name not in risky}
+            sample = set(sorted(sample)[:args.copy_sample]) if args.copies == "risky" else sample
             log.info("whole copies of %d tracks at risk and %d others", len(risky), len(sample))
             chosen = [(t, p) for t, p in zip(tracks, paths) if t.name in risky | sample]
 
