@@ -68,7 +68,7 @@ floors: a short query (a 10-s or 30-s excerpt, 1-3 sections) loses agreeing land
 where its frames fall between the track's, so a true excerpt agrees on as little as 0.055 of them; a query
 that spans many sections is mostly interior, and a true copy or long excerpt agrees on 0.087 or more. The
 same piece rendered twice (drascula's track1 and track30) agrees on 0.044-0.056 over a whole copy, made by
-any of twelve encoder settings (ffmpeg 9 and 7: mp3 64/128/192, Opus 48/96, Vorbis q3, AAC 128): under
+any of twelve encoder settings (ffmpeg 9 and 7 each: mp3 64/192, Opus 48/96, Vorbis q3, AAC 128): under
 the short floor it sat a hair below 0.048 for one encoder and above it for others. Chosen on the shared
 library with ffmpeg 9's encoders (its lowest long density 0.087 times 0.85, rounded), checked on ffmpeg 7's
 and on the Debian library (models/similarity.md)."""
@@ -76,8 +76,8 @@ SAME_LEVEL_SPREAD = 1.4
 """...and their anchor peaks' levels stray from the track's by at most this many dB (median absolute
 deviation, after the one gain the query and the track differ by). The same piece rendered twice shares
 landmarks yet moves their levels: drascula's middle-30-s excerpts of one against the other stray by
-1.5-1.875 dB over the twelve encoder settings (the short queries' only guard: one quarter-decibel step of
-the median above this bound), while a copy or excerpt keeps its levels within its codec's and its frames'
+1.5-1.875 dB over the twelve encoder settings (the short queries' only guard, and a thin one: the median
+moves in 0.125-dB steps, and 1.375 would pass), while a copy or excerpt keeps its levels within its codec's and its frames'
 error (the shared library's largest, 1.25 dB, times 1.1)."""
 SAME_SLACK_SECONDS = 1.0
 """...and when the query, placed where its landmarks agree, lies within the track give or take this much (a
