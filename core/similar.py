@@ -54,9 +54,10 @@ SAME_LANDMARKS = 25
 own recording...; on the shared library, a whole copy of one track reaches up to 24 on an unrelated one.
 Was 20 until a 10-s excerpt of drascula's track1 (a 192 kb/s mp3) agreed with a repeat of the same phrase
 6 s later in track30, the other render, on 20 landmarks over one section with levels that matched (0.5 dB)
-and passed every other condition. Raised after that check on the Debian library, so that library no longer
-checks this number blind: it costs 4-8 of 550-660 recognised 10-s excerpts and 0-5 of 612-791 middle 30 s
-(models/similarity.md)."""
+and passed every other condition (v2's rule too). Raised after that check on the Debian library, so only
+ffmpeg 7's Debian queries checked 25 blind (no false call). It costs 1.3-2.5 % of the 10-s excerpts
+recognised (shared 555 instead of 563 of 612 queries, Debian 644 instead of 664 of 810, ffmpeg 9's nine
+settings) and 5 of 810 Debian middle 30 s (models/similarity.md)."""
 SAME_AGREEMENT = 0.6
 """...when they also agree on at least this share of the track's sections the query covers (and on one at
 least): cues of one soundtrack that share a passage note for note (supertux2's theme and christmas_theme,
