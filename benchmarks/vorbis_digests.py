@@ -27,6 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_vorbis import add_library_option, library_paths  # noqa: E402
 from core import audio  # noqa: E402
 from core.errors import UserError  # noqa: E402
 from core.ogg_vorbis import OggVorbis, VorbisUnreadable  # noqa: E402
@@ -102,19 +103,12 @@ def file_digests(path: Path, segments: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--library", type=Path, action="append",
-                        help="a folder of audio files; repeat for several (default: ../shared/data/library "
-                             "and the Debian dev library)")
+    add_library_option(parser)
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--save", type=Path)
     parser.add_argument("--against", type=Path)
     args = parser.parse_args()
-    if not args.library:
-        from benchmarks.fetch_devlib import DEFAULT_LIBRARY
-
-        args.library = [p for p in (ROOT.parent / "shared" / "data" / "library", DEFAULT_LIBRARY) if p.is_dir()]
-    paths = sorted(p for library in args.library for p in library.iterdir()
-                   if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
+    paths = library_paths(args.library)
     found = {f"{path.parent.parent.name}/{path.name}": file_digests(path, args.segments) for path in paths}
     for name, entry in found.items():
         if entry["fallback"]:
