@@ -27,24 +27,20 @@ from typing import Any
 
 import numpy as np
 
+from core.training.onnx_graph import attribute, opset, reduce_max, set_constant, sort_nodes
+
 _CHAIN = ("Add", "Mul", "Relu", "Conv")
 """The producers met walking up from a pool's input, in that order."""
 
 
-def _attribute(node: Any, name: str) -> Any:
-    from onnx import helper
-
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
-
-
 def _pools_whole_last_axis(pool: Any, width: int | None) -> bool:
     """A MaxPool whose window and stride are 1 on every axis but the last, which it covers whole."""
-    kernel, strides = _attribute(pool, "kernel_shape"), _attribute(pool, "strides")
-    pads = _attribute(pool, "pads")
+    kernel, strides = attribute(pool, "kernel_shape"), attribute(pool, "strides")
+    pads = attribute(pool, "pads")
     return (width is not None and kernel is not None and list(kernel[:-1]) == [1] * (len(kernel) - 1)
             and kernel[-1] == width and (strides is None or list(strides) == list(kernel))
-            and not any(pads or []) and _attribute(pool, "dilations") in (None, [1] * len(kernel))
-            and _attribute(pool, "ceil_mode") in (None, 0) and _attribute(pool, "auto_pad") in (None, b"NOTSET"))
+            and not any(pads or []) and attribute(pool, "dilations") in (None, [1] * len(kernel))
+            and attribute(pool, "ceil_mode") in (None, 0) and attribute(pool, "auto_pad") in (None, b"NOTSET"))
 
 
 def pool_before_normalising(model: Any) -> int:
@@ -64,7 +60,7 @@ def pool_before_normalising(model: Any) -> int:
     for node in graph.node:
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    version = opset(model)
     moved = 0
     for pool in [n for n in graph.node if n.op_type == "MaxPool"]:
         chain = _chain(pool, producer, readers)
@@ -82,10 +78,10 @@ def pool_before_normalising(model: Any) -> int:
             continue
         sign = np.where(np.broadcast_to(scale.reshape(-1), (channels,)) < 0, -1.0, 1.0).astype(weights.dtype)
         if (sign < 0).any():
-            _set(inits[conv.input[1]], weights * sign.reshape((-1,) + (1,) * (weights.ndim - 1)))
-            _set(inits[conv.input[2]], bias * sign)
+            set_constant(inits[conv.input[1]], weights * sign.reshape((-1,) + (1,) * (weights.ndim - 1)))
+            set_constant(inits[conv.input[2]], bias * sign)
         pooled = pool.output[0]
-        reduce = _reduce_max(graph, conv.output[0], pooled + "/reduced", opset)
+        reduce = reduce_max(graph, conv.output[0], pooled + "/reduced", -1, 1, version)
         after = reduce.output[0]
         new_nodes = [reduce]
         if (sign < 0).any():
@@ -101,7 +97,7 @@ def pool_before_normalising(model: Any) -> int:
         graph.node.extend(new_nodes)
         moved += 1
     if moved:
-        _sort(graph)
+        sort_nodes(graph)
         onnx.checker.check_model(model)
     return moved
 
@@ -137,41 +133,3 @@ def _widths(model: Any) -> dict[str, int]:
         if dims and dims[-1].HasField("dim_value"):
             widths[value.name] = int(dims[-1].dim_value)
     return widths
-
-
-def _reduce_max(graph: Any, source: str, target: str, opset: int) -> Any:
-    """A ReduceMax over the last axis keeping it (size 1, as the pool left it); its axes are an attribute
-    up to opset 17 and an input from 18."""
-    from onnx import helper, numpy_helper
-
-    if opset < 18:
-        return helper.make_node("ReduceMax", [source], [target], name=target, axes=[-1], keepdims=1)
-    graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), target + "/axes"))
-    return helper.make_node("ReduceMax", [source, target + "/axes"], [target], name=target, keepdims=1)
-
-
-def _set(initializer: Any, values: np.ndarray) -> None:
-    from onnx import numpy_helper
-
-    initializer.CopyFrom(numpy_helper.from_array(values.astype(numpy_helper.to_array(initializer).dtype),
-                                                 initializer.name))
-
-
-def _sort(graph: Any) -> None:
-    """Put the nodes back in an order where each reads only what is computed before it (ONNX requires it)."""
-    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    ordered, waiting = [], list(graph.node)
-    while waiting:
-        ready = [n for n in waiting if all(i in known for i in n.input)]
-        if not ready:
-            raise ValueError("the rewritten graph has a cycle or a missing input")
-        for node in ready:
-            ordered.append(node)
-            known.update(node.output)
-        placed = {id(n) for n in ready}
-        waiting = [n for n in waiting if id(n) not in placed]
-    copies = [type(n)() for n in ordered]
-    for copy, node in zip(copies, ordered):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
