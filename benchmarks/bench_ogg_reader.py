@@ -1,11 +1,13 @@
-"""core/ogg_vorbis.py as it is against another git revision's, side by side in one run.
+"""The reading of this tree (core/ogg_vorbis.py and core/audio.py) against another git revision's, side by
+side in one run.
 
-Every Ogg file of each --library is loaded as a library track is (`core.audio.load_segments` at --segments)
-once with each reader, the order alternating from file to file so that the machine's load falls on both
-alike. Printed per reader: CPU a track (this process, one thread; time.process_time, system time included)
-of opening the file (`OggVorbis.__init__`: reading it, its pages, the Vorbis headers), of its reads
-(`OggVorbis.read`: building packets, decoding, gathering) and of the whole `load_segments`; and whether
-the two readers gave the same segments bit for bit. No target, figures only.
+Every audio file of each --library is loaded as a library track is (`load_segments` at --segments) once
+with each revision's two modules, the order alternating from file to file so that the machine's load falls
+on both alike. Printed per revision: CPU a track (this process, one thread; time.process_time, system time
+included) of opening Ogg files (`OggVorbis.__init__`: reading the file, its pages, the Vorbis headers), of
+their reads (`OggVorbis.read`: building packets, decoding, gathering) and of the whole `load_segments`;
+and the files whose segments differ between the two, with the largest sample difference. No target,
+figures only.
 
     .venv/bin/python benchmarks/bench_ogg_reader.py [--ref main] [--library DIR ...] [--segments 16]
         [--repeat 1]
@@ -36,16 +38,25 @@ from core import audio, ogg_vorbis  # noqa: E402
 PARTS = ("open", "reads", "load_segments")
 
 
-def revision(ref: str) -> types.ModuleType:
-    """core/ogg_vorbis.py at git revision `ref`, as a module raising this tree's VorbisUnreadable (the one
-    core.audio catches)."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:core/ogg_vorbis.py"],
-                            capture_output=True, check=True).stdout
-    module = types.ModuleType(f"ogg_vorbis_at_{ref}")
-    sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:core/ogg_vorbis.py", "exec"), module.__dict__)
-    module.VorbisUnreadable = ogg_vorbis.VorbisUnreadable
+def _module(name: str, source: bytes, origin: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(source, origin, "exec"), module.__dict__)
     return module
+
+
+def revision(ref: str) -> types.ModuleType:
+    """core/audio.py at git revision `ref`, reading Ogg files with that revision's core/ogg_vorbis.py."""
+    def show(path: str) -> bytes:
+        return subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True,
+                              check=True).stdout
+
+    reader = _module(f"ogg_vorbis_at_{ref}", show("core/ogg_vorbis.py"), f"{ref}:core/ogg_vorbis.py")
+    sys.modules["core.ogg_vorbis"] = reader  # what that audio.py imports its reader from
+    try:
+        return _module(f"audio_at_{ref}", show("core/audio.py"), f"{ref}:core/audio.py")
+    finally:
+        sys.modules["core.ogg_vorbis"] = ogg_vorbis
 
 
 def _timed(spent: dict[str, float], part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,20 +69,20 @@ def _timed(spent: dict[str, float], part: str, fn: Callable[..., Any]) -> Callab
     return timed
 
 
-class Reader:
-    """One OggVorbis class, with the CPU of its opens and reads counted."""
+class Reading:
+    """One revision's core.audio, with the CPU of its OggVorbis opens and reads counted."""
 
-    def __init__(self, name: str, cls: type) -> None:
-        self.name = name
+    def __init__(self, name: str, module: types.ModuleType) -> None:
+        self.name, self.module = name, module
         self.spent = dict.fromkeys(PARTS, 0.0)
-        self.cls = type(cls.__name__, (cls,), {"__init__": _timed(self.spent, "open", cls.__init__),
-                                               "read": _timed(self.spent, "reads", cls.read)})
+        cls = module.OggVorbis
+        module.OggVorbis = type(cls.__name__, (cls,), {"__init__": _timed(self.spent, "open", cls.__init__),
+                                                       "read": _timed(self.spent, "reads", cls.read)})
 
     def load(self, path: Path, segments: int) -> audio.Segments:
-        audio.OggVorbis = self.cls  # type: ignore[misc]  # what core.audio opens Ogg files with
         started = time.process_time()
         try:
-            return audio.load_segments(path, max_seconds=1200, max_segments=segments)
+            return self.module.load_segments(path, max_seconds=1200, max_segments=segments)
         finally:
             self.spent["load_segments"] += time.process_time() - started
 
@@ -88,34 +99,40 @@ def main() -> int:
         from benchmarks.fetch_devlib import DEFAULT_LIBRARY
 
         args.library = [DEFAULT_LIBRARY]
-    paths = sorted(p for library in args.library for p in library.iterdir() if p.suffix.lower() == ".ogg")
+    paths = sorted(p for library in args.library for p in library.iterdir()
+                   if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
     if not paths:
-        print("no Ogg files found", file=sys.stderr)
+        print("no audio files found", file=sys.stderr)
         return 2
-    readers = [Reader(f"{args.ref}", revision(args.ref).OggVorbis), Reader("this tree", ogg_vorbis.OggVorbis)]
+    readers = [Reading(args.ref, revision(args.ref)), Reading("this tree", audio)]
     for reader in readers:  # imports, first compilations: not a track's cost
         reader.load(paths[0], args.segments)
         reader.spent.update(dict.fromkeys(PARTS, 0.0))
     load = os.getloadavg()[0]
-    differ = []
+    differ: dict[str, str] = {}
     for _ in range(args.repeat):
         for i, path in enumerate(paths):
             order = readers if i % 2 else readers[::-1]
             first, second = (reader.load(path, args.segments) for reader in order)
             if not (np.array_equal(first.audio, second.audio) and np.array_equal(first.starts, second.starts)
                     and first.clip_seconds == second.clip_seconds):
-                differ.append(path.name)
+                same_places = (np.array_equal(first.starts, second.starts)
+                               and first.clip_seconds == second.clip_seconds)
+                differ[path.name] = (f"same starts and trim, samples within "
+                                     f"{float(np.max(np.abs(first.audio - second.audio))):.1e}"
+                                     if same_places else "other starts or trim")
     tracks = len(paths) * args.repeat
-    print(f"{len(paths)} Ogg files x {args.repeat}, {args.segments} segments; load average "
+    print(f"{len(paths)} files x {args.repeat}, {args.segments} segments; load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("ms of CPU a track: " + ", ".join(PARTS))
     for reader in readers:
         print(f"  {reader.name:<10} " + "  ".join(f"{reader.spent[part] / tracks * 1000:7.1f}" for part in PARTS))
     ratio = readers[1].spent["load_segments"] / readers[0].spent["load_segments"]
     print(f"load_segments, this tree / {args.ref}: {ratio:.3f}")
-    print(f"segments bit for bit the same: {len(paths) - len(set(differ))} of {len(paths)} files"
-          + (f"; differ: {', '.join(sorted(set(differ)))}" if differ else ""))
-    return 1 if differ else 0
+    print(f"segments bit for bit the same: {len(paths) - len(differ)} of {len(paths)} files")
+    for name, how in sorted(differ.items()):
+        print(f"  differ: {name}: {how}")
+    return 0
 
 
 if __name__ == "__main__":
