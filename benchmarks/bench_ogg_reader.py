@@ -126,7 +126,8 @@ def main() -> int:
           f"{load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("ms of CPU a track: " + ", ".join(PARTS))
     for reader in readers:
-        print(f"  {reader.name:<10} " + "  ".join(f"{reader.spent[part] / tracks * 1000:7.1f}" for part in PARTS))
+        cells = "  ".join(f"{reader.spent[part] / tracks * 1000:7.1f}" for part in PARTS)
+        print(f"  {reader.name:<10} {cells}")
     ratio = readers[1].spent["load_segments"] / readers[0].spent["load_segments"]
     print(f"load_segments, this tree / {args.ref}: {ratio:.3f}")
     print(f"segments bit for bit the same: {len(paths) - len(differ)} of {len(paths)} files")

@@ -438,12 +438,15 @@ class _ReaderSections:
     def _read(self, start: int, stop: int | None) -> np.ndarray:
         sr, frames = self._sr, self._frames
         first = max(0, (start - SECTION_MARGIN_SAMPLES) * sr // SAMPLE_RATE) // self._grid * self._grid
-        last = frames if stop is None else min(frames, -(-(stop + SECTION_MARGIN_SAMPLES) * sr // SAMPLE_RATE))
+        last = frames if stop is None else min(frames,
+                                                -(-(stop + SECTION_MARGIN_SAMPLES) * sr // SAMPLE_RATE))
         data = self._reader.read(first, last - first)
         if data.shape[0] != last - first:
             if stop is not None or data.shape[0] == 0:
                 raise _Unsure("the file ends before its header says")
-            self._frames = frames = first + data.shape[0]  # `_sections` bounds how far from the header's
+            # the read to the end stopped short: the file ends here (`_sections` refuses more than 1 s
+            # off the header's length)
+            self._frames = frames = first + data.shape[0]
         self.decoded_seconds += data.shape[0] / sr
         y = _resample(_mix_down(data), sr)
         offset = first * SAMPLE_RATE // sr

@@ -243,9 +243,11 @@ def test_an_mp3_whose_header_counts_a_little_too_long(tmp_path: Path, frames_rea
     assert float(np.max(np.abs(sections.audio - whole.audio))) <= 1e-5
 
 
-@pytest.mark.skipif(not DEVLIB.is_dir(), reason="the Debian dev library is not fetched (benchmarks/fetch_devlib.py)")
+@pytest.mark.skipif(not DEVLIB.is_dir(),
+                    reason="the Debian dev library is not fetched (benchmarks/fetch_devlib.py)")
 @pytest.mark.parametrize("name", ["asc-music--frontiers.mp3", "hyperrogue-music--hr-savino-caribbean.ogg"])
-def test_debian_files_whose_header_counts_too_long_are_read_by_sections(name: str, frames_read: list[int]) -> None:
+def test_debian_files_whose_header_counts_too_long_are_read_by_sections(name: str,
+                                                                        frames_read: list[int]) -> None:
     """The real cases: an mp3 whose LAME header counts 8 359 frames too many, and a Vorbis file whose first
     page trims 104 samples from its start (core.ogg_vorbis declines it; libsndfile counts them in its length
     but does not read them). Same starts, trim and samples (to 1e-5) as the whole-file decode."""

@@ -204,7 +204,8 @@ def naive_pages(data: bytes) -> tuple[list[int], list[bytes], int]:
 
 def test_packets_built_from_any_index_are_the_files_own(tmp_path: Path) -> None:
     """A read builds the packets it decodes, from the one it starts at: from every index they are the file's
-    packets, those that span pages too (a 150 kB comment header spans three: the middle one ends no packet)."""
+    packets, those that span pages too (a 150 kB comment header spans three: the middle one ends no
+    packet)."""
     path = tmp_path / "tagged.ogg"
     y = music(20.0, sr=44_100)
     with sf.SoundFile(path, "w", samplerate=44_100, channels=1, format="OGG", subtype="VORBIS") as f:
