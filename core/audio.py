@@ -187,7 +187,7 @@ def _mix_down(data: np.ndarray) -> np.ndarray:
 def _resample(y: np.ndarray, sr: int) -> np.ndarray:
     if sr == SAMPLE_RATE:
         return np.ascontiguousarray(y, dtype=np.float32)
-    return dsp.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE).astype(np.float32)
+    return np.asarray(dsp.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE), dtype=np.float32)
 
 
 def ffmpeg_exe() -> str:
@@ -269,9 +269,15 @@ def piece_spans(n_samples: int, *, max_segments: int) -> list[tuple[int, int]]:
 
 def _stack(pieces: list[np.ndarray], starts: list[int], *, clip_samples: int) -> Segments:
     """Segments from pieces of at most SEGMENT_SAMPLES samples; a short piece is filled up by repeating
-    itself (zero padding would add silence that shifts every descriptor). `starts` in samples."""
+    itself (zero padding would add silence that shifts every descriptor). `starts` in samples.
+
+    Each piece is copied once, into its row (np.stack of np.resize'd pieces, then a cast, copied each full
+    piece three times)."""
+    audio = np.empty((len(pieces), SEGMENT_SAMPLES), np.float32)
+    for row, piece in zip(audio, pieces):
+        row[:] = piece if piece.size == SEGMENT_SAMPLES else np.resize(piece, SEGMENT_SAMPLES)
     return Segments(
-        audio=np.stack([np.resize(piece, SEGMENT_SAMPLES) for piece in pieces]).astype(np.float32),
+        audio=audio,
         starts=np.asarray(starts, dtype=np.float64) / SAMPLE_RATE,
         clip_seconds=clip_samples / SAMPLE_RATE,
     )
@@ -552,7 +558,7 @@ class _Chunk:
         half = TRIM_FRAME_LENGTH // 2
         pad_left = half if start == 0 else 0
         pad_right = half if start + samples.size == total else 0
-        padded = np.pad(samples, (pad_left, pad_right))
+        padded = np.pad(samples, (pad_left, pad_right)) if pad_left or pad_right else samples
         origin = start - pad_left  # file sample of padded[0]
         first = -(-(origin + half) // TRIM_HOP_LENGTH)
         last = (origin + padded.size - half) // TRIM_HOP_LENGTH

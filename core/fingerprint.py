@@ -109,20 +109,27 @@ class Evidence:
 
 def _running_max(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
     """The maximum over [i - radius, i + radius] along `axis` (-inf beyond the ends): log2(width) passes of
-    np.maximum over slices along `axis` (a third of scipy.ndimage.maximum_filter's time on these shapes;
-    slicing in place rather than moving the axis last halves it again)."""
+    np.maximum (a third of scipy.ndimage.maximum_filter's time on these shapes).
+
+    Each pass runs over the whole padded array as one flat line, neighbours along `axis` lying `step`
+    elements apart: one long contiguous loop instead of one per row (bins are the last axis, so slices
+    along it were 128 short rows), 1.6x faster for a section. A window that runs past the end of its row
+    into the next only ever reaches the -inf padding or the values of positions that are not read."""
     n, width = x.shape[axis], 2 * radius + 1
+    shape = tuple(size + 2 * radius if d == axis else size for d, size in enumerate(x.shape))
+    step = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    size = int(np.prod(shape, dtype=np.int64))
+    flat = np.full(size + width * step, -np.inf, x.dtype)  # room for the passes' shifts past the end
 
     def along(start: int, stop: int) -> tuple[slice, ...]:
         return tuple(slice(start, stop) if d == axis else slice(None) for d in range(x.ndim))
 
-    pad = np.full(tuple(radius if d == axis else size for d, size in enumerate(x.shape)), -np.inf, x.dtype)
-    m = np.concatenate([pad, x, pad], axis=axis)
+    flat[:size].reshape(shape)[along(radius, radius + n)] = x
     span = 1
-    while 2 * span <= width:  # m[j] = max of the `span` values from j
-        length = m.shape[axis]
-        m = np.maximum(m[along(0, length - span)], m[along(span, length)])
+    while 2 * span <= width:  # flat[j] = max of the `span` values from j along the axis
+        flat = np.maximum(flat[:flat.size - span * step], flat[span * step:])
         span *= 2
+    m = flat[:size].reshape(shape)
     return np.maximum(m[along(0, n)], m[along(width - span, width - span + n)])
 
 
@@ -130,23 +137,33 @@ def _power(stretches: np.ndarray) -> np.ndarray:
     """(k, samples) -> (k, frames, bins) float32 power spectra of the analysed band, frames every HOP
     samples. NumPy's FFT, not SciPy's (SciPy is not in the runtime install); in float64, which NumPy
     transforms twice as fast as float32, and BLOCK_FRAMES frames at a time, which stay in the cache: 9
-    against 20 ms a track (16 sections) for the same landmarks."""
+    against 20 ms a track (16 sections) for the same landmarks. The windowed frames and the band's power
+    go to buffers reused from block to block: a fresh 1-MiB array a block was mapped and page-faulted anew."""
     frames = np.lib.stride_tricks.sliding_window_view(stretches, N_FFT, axis=-1)[:, ::HOP]
     out = np.empty(frames.shape[:2] + (HIGH_BIN + 1 - LOW_BIN,), np.float32)
     window = np.hanning(N_FFT)
+    windowed = np.empty((BLOCK_FRAMES, N_FFT))
+    real, imag = np.empty((2, BLOCK_FRAMES, out.shape[-1]))
     for k in range(frames.shape[0]):
         for i in range(0, frames.shape[1], BLOCK_FRAMES):
-            spectrum = np.fft.rfft(frames[k, i:i + BLOCK_FRAMES] * window, axis=-1)[:, LOW_BIN:HIGH_BIN + 1]
-            out[k, i:i + BLOCK_FRAMES] = spectrum.real ** 2 + spectrum.imag ** 2
+            block = frames[k, i:i + BLOCK_FRAMES]
+            n = block.shape[0]
+            np.copyto(windowed[:n], block)  # widened first: a float64 product of float64s runs 1.4x faster
+            spectrum = np.fft.rfft(np.multiply(windowed[:n], window, out=windowed[:n]),
+                                   axis=-1)[:, LOW_BIN:HIGH_BIN + 1]
+            power = np.square(spectrum.real, out=real[:n])
+            power += np.square(spectrum.imag, out=imag[:n])
+            out[k, i:i + n] = power
     return out
 
 
 def _peaks(power: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame, bin, level code) of the local maxima of one stretch's (frames, bins) spectrogram, in time
     order."""
-    floor = power.max() * 10.0 ** (-FLOOR_DB / 10.0)
+    floor = power.max() * 10.0 ** (-FLOOR_DB / 10.0)  # >= 0, so a peak above it is above 0
     around = _running_max(_running_max(power, PEAK_BINS, 1), PEAK_FRAMES, 0)
-    t, f = np.nonzero((power == around) & (power > floor) & (power > 0))
+    # flat indices split by hand: np.nonzero of a 2-D mask took longer than the running maxima
+    t, f = np.divmod(np.flatnonzero((power == around) & (power > floor)), power.shape[1])
     db = 10.0 * np.log10(power[t, f])
     top = (1 << LEVEL_BITS) - 1
     level = np.clip(np.round(db / LEVEL_STEP_DB) + (1 << (LEVEL_BITS - 1)), 0, top).astype(np.int64)

@@ -70,16 +70,17 @@ def log_mel(audio_16k: np.ndarray) -> np.ndarray:
     """(..., samples) float32 at 16 kHz -> (..., frames, FRONTEND_N_MELS) float32 log-mel, frames first.
 
     librosa.feature.melspectrogram's defaults (centred, zero-padded frames, Slaney mel filters), power 2,
-    then the network's log compression in float32."""
-    stft = dsp.stft(np.asarray(audio_16k, np.float32), n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH)
-    power = (stft.real**2 + stft.imag**2).astype(np.float32)
-    mel = np.einsum("mf,...ft->...tm", _mel_basis(), power, optimize=True)
-    return np.log10(1.0 + FRONTEND_LOG_SCALE * mel, dtype=np.float32)
+    then the network's log compression in float32, in place."""
+    power = dsp.stft_power(audio_16k, n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH)
+    mel = np.matmul(power, _mel_basis().T)
+    mel *= np.float32(FRONTEND_LOG_SCALE)
+    mel += np.float32(1.0)
+    return np.log10(mel, out=mel)
 
 
 def to_frontend_rate(segments: np.ndarray) -> np.ndarray:
     """(n, samples) at SAMPLE_RATE -> (n, samples') at FRONTEND_SAMPLE_RATE."""
-    return dsp.resample(np.atleast_2d(segments).astype(np.float32), orig_sr=SAMPLE_RATE,
+    return dsp.resample(np.atleast_2d(np.asarray(segments, np.float32)), orig_sr=SAMPLE_RATE,
                         target_sr=FRONTEND_SAMPLE_RATE, axis=-1)
 
 

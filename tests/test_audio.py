@@ -59,6 +59,10 @@ def test_segment_policy() -> None:
     short = segment(np.arange(SEGMENT_SAMPLES // 3, dtype=np.float32), max_segments=10)
     assert len(short) == 1 and short.audio[0, SEGMENT_SAMPLES // 3] == 0.0  # repeated, not zero padded
     assert short.audio[0, SEGMENT_SAMPLES // 3 + 1] == 1.0
+    wide = np.random.default_rng(0).standard_normal(2 * SEGMENT_SAMPLES + 10)  # float64 pieces: rounded
+    rows = segment(wide, max_segments=10).audio
+    assert rows.dtype == np.float32 and np.array_equal(rows, wide[:2 * SEGMENT_SAMPLES].astype(np.float32)
+                                                       .reshape(2, SEGMENT_SAMPLES))
 
 
 def test_long_clip_segments_are_spread_over_the_whole_clip() -> None:

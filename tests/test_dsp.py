@@ -61,15 +61,41 @@ def test_resampling_is_librosas_soxr_hq(clip: np.ndarray) -> None:
     assert dsp.resample(clip, orig_sr=SAMPLE_RATE, target_sr=SAMPLE_RATE) is clip
 
 
-def test_stft_and_mel_filters_are_librosas(clip: np.ndarray) -> None:
+def same_bits(ours: np.ndarray, theirs: np.ndarray) -> None:
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    assert ours.tobytes() == theirs.tobytes(), f"largest difference {np.max(np.abs(ours - theirs))}"
+
+
+def test_a_batch_resamples_to_each_lines_own_bits(clip: np.ndarray) -> None:
+    """dsp.resample gives soxr every line at once, as the channels of one signal; librosa resamples one line
+    at a time. soxr filters each channel alone, so each line must come out to the bit as on its own, along
+    any axis and from any memory layout."""
+    pieces = segments(clip)
+    alone = np.stack([librosa.resample(p, orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE,
+                                       res_type="soxr_hq") for p in pieces])
+    same_bits(dsp.resample(pieces, orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE), alone)
+    same_bits(dsp.resample(pieces.T, orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE, axis=0), alone.T)
+    same_bits(dsp.resample(np.asfortranarray(pieces), orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE),
+              alone)
+    every_other = pieces[::-1, ::2]
+    same_bits(dsp.resample(every_other, orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE),
+              librosa.resample(every_other, orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE,
+                               res_type="soxr_hq", axis=-1))
+
+
+def test_the_stft_power_is_librosas_complex64_squared(clip: np.ndarray) -> None:
+    """dsp.stft_power frames its lines its own way (rows, one line at a time); the bits must be those of
+    |librosa.stft|**2 computed from librosa's complex64 STFT, for a batch and for one line."""
     at_16k = dsp.resample(segments(clip), orig_sr=SAMPLE_RATE, target_sr=FRONTEND_SAMPLE_RATE)
-    close(dsp.stft(at_16k, n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH),
-          librosa.stft(at_16k, n_fft=FRONTEND_N_FFT, hop_length=FRONTEND_HOP_LENGTH))
-    odd = clip[:SAMPLE_RATE * 5 + 333]
-    close(dsp.stft(odd, n_fft=2048, hop_length=512, pad_mode="reflect"),
-          librosa.stft(odd, n_fft=2048, hop_length=512, pad_mode="reflect"))
-    close(dsp.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False),
-          librosa.stft(odd.astype(np.float64), n_fft=2048, hop_length=512, center=False))
+    for y, n_fft, hop in ((at_16k, FRONTEND_N_FFT, FRONTEND_HOP_LENGTH),
+                          (clip[:SAMPLE_RATE * 5 + 333], 2048, 512),  # one line, of no whole number of hops
+                          (at_16k[:2, :4000].reshape(2, 2, 2000), 512, 128)):
+        stft = librosa.stft(y, n_fft=n_fft, hop_length=hop)
+        same_bits(dsp.stft_power(y, n_fft=n_fft, hop_length=hop),
+                  np.swapaxes(stft.real**2 + stft.imag**2, -1, -2))
+
+
+def test_mel_filters_are_librosas() -> None:
     for sr, n_fft, n_mels in ((FRONTEND_SAMPLE_RATE, FRONTEND_N_FFT, FRONTEND_N_MELS),
                               (SAMPLE_RATE, 2048, 128)):
         close(dsp.mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels), librosa.filters.mel(sr=sr, n_fft=n_fft,
@@ -83,6 +109,8 @@ def test_rms_decibels_and_trim_are_librosas(clip: np.ndarray) -> None:
     for center in (True, False):
         close(dsp.rms(y=padded, frame_length=2048, hop_length=512, center=center),
               librosa.feature.rms(y=padded, frame_length=2048, hop_length=512, center=center))
+    # rms writes the centring zeros into its buffer of squares: the bits of frames over zeros padded on
+    same_bits(dsp.rms(y=padded), dsp.rms(y=np.pad(padded, 1024), center=False))
     pieces = segments(clip)  # batched, and other whole-hop frames
     close(dsp.rms(y=pieces, frame_length=1024, hop_length=256),
           librosa.feature.rms(y=pieces, frame_length=1024, hop_length=256))

@@ -230,3 +230,16 @@ async def test_a_fingerprint_of_another_recipe_is_never_compared(tmp_path: Path)
         assert [r.source for r in fresh if r.id in recognised(query, fresh)] == [str(blues)]
     finally:
         await service.close()
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("radius", [0, 1, 7, 15, 40])
+def test_the_running_maximum_is_the_maximum_over_each_window(axis: int, radius: int) -> None:
+    """The peak search's running maximum, which runs over the padded array as one flat line, against its
+    definition: a window that crosses a row's end, or is wider than the array, reads only that row."""
+    x = np.random.default_rng(radius).random((30, 33)).astype(np.float32)
+    x[3, :] = 2.0  # a loud frame (row) next to quiet ones: each row's max must not leak into the next
+    n = x.shape[axis]
+    windows = [np.take(x, range(max(0, i - radius), min(n, i + radius + 1)), axis=axis) for i in range(n)]
+    expected = np.stack([window.max(axis=axis) for window in windows], axis=axis)
+    assert np.array_equal(fingerprint._running_max(x, radius, axis), expected)
