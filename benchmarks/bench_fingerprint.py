@@ -22,21 +22,36 @@ none cannot be recognised by a fingerprint of the sections).
 Cost: CPU of the fingerprint of a track's sections against the CPU of `core.analysis.analyse` of the same
 track (decode, front-end, genre, mood, fingerprint), for the first --time-tracks tracks, in this run.
 
-Encoded queries are cached outside the repository (~/.cache/cratedigger/bench-fingerprint), so a rerun
-only fingerprints and matches. Exits 1 when a different track is called the same.
+--matrix: instead, every query shape (mid30, ex10, copy: the whole track) through every encoder setting of
+ENCODINGS (mp3 at 64/128/192 kb/s, Opus at 48/96, Vorbis q3, AAC at 128) and the two gain changes
+(mp3 64 kb/s 6 dB quieter, Opus 48 kb/s 12 dB quieter): whether a copy made by another encoder than the
+one the rule was tuned on is ever called another track. Whole copies of every track in every setting cost
+an hour of encoding on this machine, so unless --copies all they are made of the tracks at risk only:
+those whose own decoded audio (no encoder) reaches at least RISK_LANDMARKS landmarks at one offset on
+another track (an encoder loses landmarks, it does not make two recordings agree), plus --copy-sample
+others for the share recognised. --ffmpeg names the encoder binary (default: the bundled one), so the
+same queries can be made by another ffmpeg's encoders (e.g. imageio-ffmpeg 0.7's ffmpeg 7.0.2).
+--features FILE writes every (query, track) pair the v1 conditions let through, with its evidence
+(count, sections, density, level spread), for choosing a rule on one library and checking it on another.
+
+Encoded queries are cached outside the repository (~/.cache/cratedigger/bench-fingerprint/<library>/<ffmpeg
+binary name>), so a rerun only fingerprints and matches. Exits 1 when a different track is called the same.
 
     .venv/bin/python benchmarks/bench_fingerprint.py [--library DIR|devlib] [--segments N]
+    .venv/bin/python benchmarks/bench_fingerprint.py --matrix [--ffmpeg PATH] [--features FILE]
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import logging
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,20 +68,43 @@ DEFAULT_LIBRARY = REPO_ROOT.parent / "shared" / "data" / "library"
 DEVLIB = Path.home() / ".cache" / "cratedigger" / "devlib" / "library"
 DEFAULT_CACHE = Path.home() / ".cache" / "cratedigger" / "bench-fingerprint"
 MAX_TRACK_SECONDS = 900.0
-QUERIES = {
-    # name: (seconds or None for the whole track, start: "middle" | "random", gain, codec, bitrate)
-    "mid30-mp3": (30.0, "middle", 1.0, "libmp3lame", "64k"),
-    "ex10-mp3": (10.0, "random", 1.0, "libmp3lame", "64k"),
-    "ex10-opus-quiet": (10.0, "random", 10 ** (-12 / 20), "libopus", "48k"),
-    "copy-mp3": (None, "middle", 1.0, "libmp3lame", "64k"),
-    "copy-opus": (None, "middle", 1.0, "libopus", "48k"),
+ENCODINGS = {
+    # name: (codec, ffmpeg's quality options, file suffix)
+    "mp3": ("libmp3lame", ("-b:a", "64k"), "mp3"),
+    "mp3-128": ("libmp3lame", ("-b:a", "128k"), "mp3"),
+    "mp3-192": ("libmp3lame", ("-b:a", "192k"), "mp3"),
+    "opus": ("libopus", ("-b:a", "48k"), "opus"),
+    "opus-96": ("libopus", ("-b:a", "96k"), "opus"),
+    "vorbis-q3": ("libvorbis", ("-q:a", "3"), "ogg"),
+    "aac-128": ("aac", ("-b:a", "128k"), "m4a"),
 }
+QUERIES = {
+    # name: (seconds or None for the whole track, start: "middle" | "random", gain, encoding)
+    "mid30-mp3": (30.0, "middle", 1.0, "mp3"),
+    "ex10-mp3": (10.0, "random", 1.0, "mp3"),
+    "ex10-opus-quiet": (10.0, "random", 10 ** (-12 / 20), "opus"),
+    "copy-mp3": (None, "middle", 1.0, "mp3"),
+    "copy-opus": (None, "middle", 1.0, "opus"),
+}
+SHAPES = {"mid30": (30.0, "middle"), "ex10": (10.0, "random"), "copy": (None, "middle")}
+GAINS = {"mp3": -6.0, "opus": -12.0}
+"""--matrix: the encodings also sent this many dB quieter."""
+MATRIX = {
+    **{f"{shape}-{enc}": (seconds, where, 1.0, enc) for shape, (seconds, where) in SHAPES.items()
+       for enc in ENCODINGS},
+    **{f"{shape}-{enc}{db:g}dB": (seconds, where, 10 ** (db / 20), enc)
+       for shape, (seconds, where) in SHAPES.items() for enc, db in GAINS.items()},
+}
+RISK_LANDMARKS = 10
+"""--matrix: a track's whole copies are made in every setting when its own decoded audio reaches this many
+landmarks (half the rule's count) at one offset on another track."""
 
 
-def encode(y: np.ndarray, codec: str, bitrate: str, out: Path) -> None:
-    """`y` (mono, SAMPLE_RATE) through the bundled ffmpeg's `codec` at `bitrate`, into `out`."""
-    cmd = [audio.ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE),
-           "-ac", "1", "-i", "pipe:0", "-codec:a", codec, "-b:a", bitrate, str(out)]
+def encode(ffmpeg: str, y: np.ndarray, encoding: str, out: Path) -> None:
+    """`y` (mono, SAMPLE_RATE) through `ffmpeg`'s encoder setting `encoding` (ENCODINGS), into `out`."""
+    codec, options, _ = ENCODINGS[encoding]
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SAMPLE_RATE),
+           "-ac", "1", "-i", "pipe:0", "-codec:a", codec, *options, str(out)]
     subprocess.run(cmd, input=np.ascontiguousarray(y, dtype="<f4").tobytes(), check=True, timeout=600)
 
 
@@ -91,7 +129,7 @@ class Track:
     seconds: float
     """The trimmed track's length, as the library stores it."""
     fingerprint_cpu: float
-    queries: dict[str, tuple[np.ndarray, tuple[float, float]]]
+    queries: dict[str, tuple[np.ndarray, tuple[float, float]]] = field(default_factory=dict)
     """kind -> (landmarks, (start, stop) seconds in the trimmed track)."""
 
 
@@ -99,30 +137,44 @@ def package_of(name: str) -> str:
     return name.split("--")[0] if "--" in name else name.split("__")[0]
 
 
-def load_track(path: Path, cache: Path, segments: int) -> Track:
+def load_track(path: Path, segments: int) -> tuple[Track, np.ndarray]:
+    """The track as the library fingerprints it, and its trimmed audio (the queries are cut from it)."""
     sections = audio.load_segments(path, max_seconds=MAX_TRACK_SECONDS, max_segments=segments)
     started = time.process_time()
     landmarks = fingerprint.fingerprint_sections(sections.audio, sections.starts)
     cpu = time.process_time() - started
     trimmed = audio.trim_silence(audio.decode(path, max_seconds=MAX_TRACK_SECONDS), name=path.name)
+    spans = [(float(s), float(s) + 3.0) for s in sections.starts]
+    return Track(path.name, package_of(path.name), landmarks, spans, sections.clip_seconds, cpu), trimmed
+
+
+def add_queries(track: Track, path: Path, trimmed: np.ndarray, kinds: dict[str, tuple], cache: Path,
+                ffmpeg: str, segments: int) -> None:
+    """Cut, encode (cached), decode and fingerprint the track's queries of `kinds` (QUERIES' shape); the
+    whole mp3 copy is also fingerprinted as a library track would be (copy-as-track)."""
     key = hashlib.sha1(f"{path.name}|{path.stat().st_size}".encode()).hexdigest()[:10]
-    queries = {}
-    for kind, (seconds, where, gain, codec, bitrate) in QUERIES.items():
+    for kind, (seconds, where, gain, encoding) in kinds.items():
         a, b = window(trimmed.size, seconds, where, f"{path.name}|{seconds}")
-        file = cache / f"{key}-{kind}.{'mp3' if codec == 'libmp3lame' else 'opus'}"
+        file = cache / f"{key}-{kind}.{ENCODINGS[encoding][2]}"
         if not file.is_file():
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 part = Path(tmp) / file.name
-                encode(trimmed[a:b] * gain, codec, bitrate, part)
+                encode(ffmpeg, trimmed[a:b] * gain, encoding, part)
                 part.replace(file)
         y = audio.trim_silence(audio.decode(file, max_seconds=MAX_TRACK_SECONDS), name=file.name)
-        queries[kind] = (fingerprint.fingerprint(y), (a / SAMPLE_RATE, b / SAMPLE_RATE))
-        if kind == "copy-mp3":  # the same song added twice: the copy's own sections against the track's
+        track.queries[kind] = (fingerprint.fingerprint(y), (a / SAMPLE_RATE, b / SAMPLE_RATE))
+        if kind == "copy-mp3":
             copy = audio.load_segments(file, max_seconds=MAX_TRACK_SECONDS, max_segments=segments)
-            queries["copy-as-track"] = (fingerprint.fingerprint_sections(copy.audio, copy.starts),
-                                        (a / SAMPLE_RATE, b / SAMPLE_RATE))
-    spans = [(float(s), float(s) + 3.0) for s in sections.starts]
-    return Track(path.name, package_of(path.name), landmarks, spans, sections.clip_seconds, cpu, queries)
+            track.queries["copy-as-track"] = (fingerprint.fingerprint_sections(copy.audio, copy.starts),
+                                              (a / SAMPLE_RATE, b / SAMPLE_RATE))
+
+
+def at_risk(queried: list[Track], tracks: list[Track], originals: dict[str, np.ndarray]) -> set[str]:
+    """The `queried` tracks whose decoded audio's landmarks (`originals`, no encoder) reach RISK_LANDMARKS
+    at one offset on another of `tracks`."""
+    return {t.name for t in queried
+            if any(fingerprint.match(originals[t.name], o.landmarks).count >= RISK_LANDMARKS
+                   for o in tracks if o is not t)}
 
 
 def overlap(spans: list[tuple[float, float]], window_: tuple[float, float]) -> float:
@@ -155,6 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--time-tracks", type=int, default=20,
                         help="tracks whose whole analysis is timed against their fingerprint (0: none)")
+    parser.add_argument("--ffmpeg", default=None, help="the ffmpeg binary that encodes the queries "
+                        "(default: the bundled one)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="every query shape through every encoder setting (ENCODINGS, GAINS)")
+    parser.add_argument("--copies", choices=("risky", "all", "none"), default="risky",
+                        help="--matrix: whole copies of the tracks at risk (and --copy-sample others), of "
+                             "every track, or of none")
+    parser.add_argument("--copy-sample", type=int, default=20,
+                        help="--matrix: whole copies of this many tracks not at risk (the first ones)")
+    parser.add_argument("--queries-of", type=int, default=None,
+                        help="make queries of the first N tracks only (every track stays in the library, "
+                             "so every query still meets all of them)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="write every (query, track) pair v1's conditions let through, as TSV")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.segments is None:
@@ -165,15 +231,43 @@ def main(argv: list[str] | None = None) -> int:
     if not library.is_dir():
         print(f"no library at {library} (the shared data, or benchmarks/fetch_devlib.py for devlib)")
         return 2
-    cache = args.cache / hashlib.sha1(str(library.resolve()).encode()).hexdigest()[:8]
+    ffmpeg = args.ffmpeg or audio.ffmpeg_exe()
+    cache = args.cache / hashlib.sha1(str(library.resolve()).encode()).hexdigest()[:8] / Path(ffmpeg).name
     cache.mkdir(parents=True, exist_ok=True)
     paths = sorted(p for p in library.iterdir() if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
-    tracks = []
-    for i, p in enumerate(paths):
-        tracks.append(load_track(p, cache, args.segments))
-        if (i + 1) % 20 == 0:
-            log.info("%d/%d tracks", i + 1, len(paths))
-    false_calls = report(tracks)
+    kinds = MATRIX if args.matrix else QUERIES
+    excerpts = {k: v for k, v in kinds.items() if not args.matrix or v[0] is not None}
+    copies = {k: v for k, v in kinds.items() if k not in excerpts and args.copies != "none"}
+    asked = {p.name for p in paths[:args.queries_of]}
+    originals: dict[str, np.ndarray] = {}
+
+    def load(path: Path) -> Track:
+        track, trimmed = load_track(path, args.segments)
+        if path.name not in asked:
+            return track
+        add_queries(track, path, trimmed, excerpts, cache, ffmpeg, args.segments)
+        if copies:
+            originals[track.name] = fingerprint.fingerprint(trimmed)
+        return track
+
+    with ThreadPoolExecutor(2) as pool:  # the encoders run as processes meanwhile
+        tracks = list(pool.map(load, paths))
+        if copies:
+            risky = at_risk([t for t in tracks if t.name in asked], tracks, originals)
+            sample = {t.name for t in tracks if t.name in asked and t.name not in risky}
+            sample = set(sorted(sample)[:args.copy_sample]) if args.copies == "risky" else sample
+            log.info("whole copies of %d tracks at risk and %d others", len(risky), len(sample))
+            chosen = [(t, p) for t, p in zip(tracks, paths) if t.name in risky | sample]
+
+            def copy(track_path: tuple[Track, Path]) -> None:
+                track, path = track_path
+                y = audio.decode(path, max_seconds=MAX_TRACK_SECONDS)
+                add_queries(track, path, audio.trim_silence(y, name=path.name), copies, cache, ffmpeg,
+                            args.segments)
+
+            list(pool.map(copy, chosen))
+    print(f"queries encoded by {ffmpeg}")
+    false_calls = report(tracks, [*kinds, "copy-as-track"], args.features, str(args.library))
     cpu = np.array([t.fingerprint_cpu for t in tracks]) * 1000
     sizes = np.array([t.landmarks.shape[0] for t in tracks])
     print(f"\nfingerprint of a track's sections ({args.segments} segments): CPU {cpu.mean():.1f} ms a track "
@@ -193,40 +287,59 @@ def recognised_as(q: np.ndarray, track: Track) -> bool:
     return similar.same_by_fingerprint(q, track.landmarks, starts, track.seconds) is not None
 
 
-def recognised_v1(q: np.ndarray, track: Track) -> bool:
-    """The v1 rule: the landmark count, the sections and the query within the track, without the density
-    and the level spread (core.similar.same_by_fingerprint's first three conditions)."""
+Found = tuple[fingerprint.FingerprintMatch, fingerprint.Evidence]
+
+
+def v1_evidence(q: np.ndarray, track: Track) -> Found | None:
+    """The match and its evidence when the v1 rule calls the query this track's (the landmark count, the
+    sections and the query within the track: core.similar.same_by_fingerprint's first three conditions,
+    without the density and the level spread), else None."""
     found = fingerprint.match(q, track.landmarks)
     if found.count < similar.SAME_LANDMARKS:
-        return False
+        return None
     if not fingerprint.within(q, found, track.seconds, slack=similar.SAME_SLACK_SECONDS):
-        return False
+        return None
     seen = fingerprint.evidence(q, track.landmarks, found, np.array([a for a, _ in track.spans]))
-    return 0 < seen.agreeing >= similar.SAME_AGREEMENT * seen.covered
+    return (found, seen) if 0 < seen.agreeing >= similar.SAME_AGREEMENT * seen.covered else None
 
 
-def report(tracks: list[Track]) -> int:
+def report(tracks: list[Track], kinds: list[str], features: Path | None, library: str) -> int:
     """Per query kind: recognised by the shipped rule (and by the landmark count alone), the own and other
-    tracks' counts, false calls (also within one soundtrack); returns the number of false calls."""
+    tracks' counts, false calls (also within one soundtrack); returns the number of false calls. With
+    `features`, every pair v1 lets through is written there with its evidence."""
+    rows: list[tuple] = []
+
+    def v1(kind: str, t: Track, q: np.ndarray, o: Track) -> bool:
+        got = v1_evidence(q, o)
+        if got is not None:
+            found, seen = got
+            rows.append((library, kind, t.name, o.name, int(o is t), found.count, seen.covered, seen.agreeing,
+                         round(seen.density, 5), seen.level_spread))
+        return got is not None
+
     false_calls = 0
     wrong: list[tuple[str, str, str, int]] = []
     print(f"\n{len(tracks)} tracks; the same recording: at least {similar.SAME_LANDMARKS} landmarks at one "
           f"offset that agree on at least {similar.SAME_AGREEMENT:.0%} of the sections the query covers, "
           f"the query within the track (+-{similar.SAME_SLACK_SECONDS:g} s)")
-    print(f"... and at least {similar.SAME_DENSITY:.1%} of the track's landmarks there agree, their levels "
-          f"within {similar.SAME_LEVEL_SPREAD:g} dB (v1: without these two)")
+    print(f"... and at least {similar.SAME_DENSITY:.1%} of the track's landmarks there agree "
+          f"({similar.SAME_LONG_DENSITY:.1%} when the query covers {similar.SAME_LONG_SECTIONS} sections or "
+          f"more), their levels within {similar.SAME_LEVEL_SPREAD:g} dB (v1: without these)")
     print(f"{'query':<16} {'recognised':>10} {'by count':>8} {'overlap 0':>9} {'own p10/p50':>12} "
           f"{'others max':>10} {'same pkg':>8} {'count>=':>7} {'false':>5} {'offset ok':>9} {'v1 rec.':>7} "
           f"{'v1 false':>8}")
-    for kind in (*QUERIES, "copy-as-track"):
+    for kind in kinds:
         own, best_other, best_pkg, overlaps = [], [], [], []
         hits = offsets_ok = by_count = false_here = others_passing = v1_hits = v1_false = 0
-        for t in tracks:
+        having = [t for t in tracks if kind in t.queries]
+        if not having:
+            continue
+        for t in having:
             q, (a, b) = t.queries[kind]
             m = fingerprint.match(q, t.landmarks)
             own.append(m.count)
             by_count += int(m.count >= similar.SAME_LANDMARKS)
-            v1_hits += int(recognised_v1(q, t))
+            v1_hits += int(v1(kind, t, q, t))
             if recognised_as(q, t):
                 hits += 1
                 offsets_ok += int(abs(m.offset - a) <= 0.1)
@@ -237,16 +350,16 @@ def report(tracks: list[Track]) -> int:
             passing = [(c, o) for c, o in counts if c >= similar.SAME_LANDMARKS]
             others_passing += int(bool(passing))
             called = [(c, o.name) for c, o in passing if recognised_as(q, o)]
-            v1_false += int(any(recognised_v1(q, o) for _, o in passing))
+            v1_false += int(any([v1(kind, t, q, o) for _, o in passing]))
             wrong.extend((kind, t.name, name, c) for c, name in called)
             false_here += int(bool(called))
         false_calls += false_here
         own_a = np.array(own)
-        print(f"{kind:<16} {hits:>4} of {len(tracks):<3} {by_count:>8} {sum(o == 0 for o in overlaps):>9} "
+        print(f"{kind:<16} {hits:>4} of {len(having):<3} {by_count:>8} {sum(o == 0 for o in overlaps):>9} "
               f"{int(np.percentile(own_a, 10)):>5}/{int(np.median(own_a)):<6} {max(best_other):>10} "
               f"{max(best_pkg):>8} {others_passing:>7} {false_here:>5} {offsets_ok:>9} {v1_hits:>7} "
               f"{v1_false:>8}")
-        missed = [(t.name, c, round(o, 1)) for t, c, o in zip(tracks, own, overlaps)
+        missed = [(t.name, c, round(o, 1)) for t, c, o in zip(having, own, overlaps)
                   if not recognised_as(t.queries[kind][0], t)]
         if missed:
             print(f"  missed (name, landmarks, seconds overlapping the sections): {missed[:12]}"
@@ -259,6 +372,12 @@ def report(tracks: list[Track]) -> int:
           "v1 rec. / v1 false: the same under the v1 rule")
     for row in sorted(wrong, key=lambda w: -w[3]):
         print("  called the same (query, its track, the other track, landmarks):", *row)
+    if features is not None:
+        with features.open("w", newline="") as f:
+            out = csv.writer(f, delimiter="\t")
+            out.writerow(("library", "kind", "query", "track", "own", "count", "covered", "agreeing",
+                          "density", "level_spread"))
+            out.writerows(rows)
     return false_calls
 
 

@@ -126,21 +126,30 @@ def formats(source: Path) -> None:
             print(f"  {suffix[1:]:<5} " + ", ".join(cells))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_library_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", type=Path, action="append",
                         help="a folder of audio files; repeat for several (default: ../shared/data/library "
                              "and the Debian dev library when fetched)")
+
+
+def library_paths(libraries: list[Path] | None) -> list[Path]:
+    """The audio files of `libraries`, or of both dev libraries (those present) when none are given."""
+    if not libraries:
+        from benchmarks.fetch_devlib import DEFAULT_LIBRARY
+
+        libraries = [p for p in (ROOT.parent / "shared" / "data" / "library", DEFAULT_LIBRARY) if p.is_dir()]
+    return sorted(p for library in libraries for p in library.iterdir()
+                  if p.suffix.lower() in audio.AUDIO_EXTENSIONS)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_library_option(parser)
     parser.add_argument("--segments", type=int, default=24)
     parser.add_argument("--every", type=int, default=1, help="take every n-th file")
     parser.add_argument("--formats", action="store_true", help="also the per-format comparison")
     args = parser.parse_args()
-    if not args.library:
-        from benchmarks.fetch_devlib import DEFAULT_LIBRARY
-
-        args.library = [p for p in (ROOT.parent / "shared" / "data" / "library", DEFAULT_LIBRARY) if p.is_dir()]
-    paths = sorted(p for library in args.library for p in library.iterdir()
-                   if p.suffix.lower() in audio.AUDIO_EXTENSIONS)[::args.every]
+    paths = library_paths(args.library)[::args.every]
     if not paths:
         print("no audio files found", file=sys.stderr)
         return 2

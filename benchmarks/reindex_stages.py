@@ -23,7 +23,7 @@ from typing import Any
 STAGES: tuple[tuple[str, str, str], ...] = (
     # (stage, module, attribute: a function, or Class.method)
     ("ffmpeg processes (start, decode, resample)", "subprocess", "run"),
-    ("Ogg parse (own reader)", "core.ogg_vorbis", "_parse"),
+    ("Ogg pages (own reader)", "core.ogg_vorbis", "_pages"),
     ("decode (FFmpeg Vorbis)", "core.ogg_vorbis", "OggVorbis.read"),
     ("decode (libsndfile)", "soundfile", "SoundFile.read"),
     ("mix down to mono", "core.audio", "_mix_down"),

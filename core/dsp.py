@@ -34,6 +34,10 @@ def resample(y: np.ndarray, *, orig_sr: int, target_sr: int, axis: int = -1) -> 
     if orig_sr == target_sr:
         return y
     n_samples = int(np.ceil(y.shape[axis] * float(target_sr) / orig_sr))
+    if y.size == 0:  # nothing to filter (a file that decodes to no samples): the caller says why
+        shape = list(y.shape)
+        shape[axis] = n_samples
+        return np.zeros(shape, dtype=y.dtype)
     lines = np.moveaxis(np.asarray(y), axis, 0)
     channels = np.asfortranarray(lines.reshape(lines.shape[0], -1))  # (samples, lines), each line contiguous
     calls = [soxr.resample(channels[:, i:i + SOXR_MAX_CHANNELS], orig_sr, target_sr, quality=RESAMPLE_QUALITY)

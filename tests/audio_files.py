@@ -13,15 +13,23 @@ FFMPEG_CODECS = {".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"], ".m4a": ["-c:a",
                  ".opus": ["-c:a", "libopus", "-b:a", "48k"]}
 
 
+def encode_audio(path: Path, y: np.ndarray, options: list[str], *, sr: int = 22_050,
+                 ffmpeg: str | None = None) -> Path:
+    """Encode `y` (mono float) to `path` with ffmpeg's `options` (codec and quality), through the bundled
+    binary or `ffmpeg`: a user's file made by another encoder."""
+    wav = path.with_suffix(".src.wav")
+    sf.write(wav, y, sr)
+    command = [ffmpeg or ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(wav), *options, str(path)]
+    subprocess.run(command, check=True)
+    wav.unlink()
+    return path
+
+
 def write_audio(path: Path, y: np.ndarray, sr: int = 22_050) -> Path:
     """Encode `y` (mono float) to `path`, the format chosen by its extension."""
     suffix = path.suffix.lower()
     if suffix in FFMPEG_CODECS:
-        wav = path.with_suffix(".src.wav")
-        sf.write(wav, y, sr)
-        subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(wav), *FFMPEG_CODECS[suffix],
-                        str(path)], check=True)
-        wav.unlink()
+        encode_audio(path, y, FFMPEG_CODECS[suffix], sr=sr)
     elif suffix == ".au":
         sf.write(path, y, sr, format="AU", subtype="PCM_16")
     elif suffix == ".ogg":

@@ -33,6 +33,7 @@ from core.ogg_vorbis import OggVorbis
 from tests.audio_files import write_audio
 from tests.conftest import synth_tone
 
+DEVLIB = Path.home() / ".cache" / "cratedigger" / "devlib" / "library"
 EXACT_FORMATS = [".flac", ".wav", ".mp3", ".ogg"]
 BLOCK_ACCURATE_FORMATS = [".opus", ".m4a"]
 MAX_SHIFT = 1024
@@ -220,6 +221,46 @@ def test_a_header_claiming_twice_the_length_changes_nothing(tmp_path: Path) -> N
     sections = load_segments(path, max_seconds=1200, max_segments=10)
     _, whole = whole_file(path, max_segments=10)
     np.testing.assert_array_equal(sections.audio, whole.audio)
+
+
+@pytest.mark.parametrize("cut_bytes, by_sections", [(2_000, True), (20_000, False)])
+def test_an_mp3_whose_header_counts_a_little_too_long(tmp_path: Path, frames_read: list[int], cut_bytes: int,
+                                                      by_sections: bool) -> None:
+    """libsndfile takes an mp3's length from its header (LAME's frame count), and its whole-file read stops
+    where the frames do. Cut 0.25 s short, the read to the end finds the real end and the sections are the
+    whole-file segments (3 mp3s of the Debian dev library count 0.25-0.38 s too many and were decoded
+    whole); cut 2.5 s short, past the 1 s the sections path allows, the whole file is decoded as before."""
+    path = write_audio(tmp_path / "cut.mp3", music(90.0, sr=44_100), sr=44_100)
+    path.write_bytes(path.read_bytes()[:-cut_bytes])
+    _, whole = whole_file(path, max_segments=10)
+    real = sf.read(str(path), dtype="float32")[0].shape[0]  # what the whole-file decode reads
+    assert sf.info(str(path)).frames - real > (0.2 if by_sections else 2.0) * 44_100
+    frames_read.clear()
+    sections = load_segments(path, max_seconds=1200, max_segments=10)
+    assert (sum(frames_read) < 0.6 * real) == by_sections
+    np.testing.assert_array_equal(sections.starts, whole.starts)
+    assert sections.clip_seconds == whole.clip_seconds
+    assert float(np.max(np.abs(sections.audio - whole.audio))) <= 1e-5
+
+
+@pytest.mark.skipif(not DEVLIB.is_dir(),
+                    reason="the Debian dev library is not fetched (benchmarks/fetch_devlib.py)")
+@pytest.mark.parametrize("name", ["asc-music--frontiers.mp3", "hyperrogue-music--hr-savino-caribbean.ogg"])
+def test_debian_files_whose_header_counts_too_long_are_read_by_sections(name: str,
+                                                                        frames_read: list[int]) -> None:
+    """The real cases: an mp3 whose LAME header counts 8 359 frames too many, and a Vorbis file whose first
+    page trims 104 samples from its start (core.ogg_vorbis declines it; libsndfile counts them in its length
+    but does not read them). Same starts, trim and samples (to 1e-5) as the whole-file decode."""
+    path = DEVLIB / name
+    real = sf.read(str(path), dtype="float32")[0].shape[0]
+    assert sf.info(str(path)).frames > real
+    _, whole = whole_file(path, max_segments=16)
+    frames_read.clear()
+    sections = load_segments(path, max_seconds=1200, max_segments=16)
+    assert sum(frames_read) < real  # by sections: the whole-file path reads it all after trying them
+    np.testing.assert_array_equal(sections.starts, whole.starts)
+    assert sections.clip_seconds == whole.clip_seconds
+    assert float(np.max(np.abs(sections.audio - whole.audio))) <= 1e-5
 
 
 def test_metadata_cannot_fake_the_duration_ffmpeg_reports(tmp_path: Path) -> None:

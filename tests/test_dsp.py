@@ -151,6 +151,16 @@ def test_the_front_end_answers_the_same_on_either_log_mel(clip: np.ndarray) -> N
         np.testing.assert_allclose(a[layer], b[layer], atol=1e-6)
 
 
+def test_no_samples_resample_to_no_samples() -> None:
+    """A file that decodes to nothing reaches the resampler before the decoder's friendly EmptyAudio: it
+    must come out empty, as librosa's does, not fail inside the batch reshaping."""
+    for y, axis in ((np.zeros(0, np.float32), -1), (np.zeros((3, 0), np.float32), -1),
+                    (np.zeros((0, 2), np.float32), 0)):
+        ours = dsp.resample(y, orig_sr=44_100, target_sr=SAMPLE_RATE, axis=axis)
+        theirs = librosa.resample(y, orig_sr=44_100, target_sr=SAMPLE_RATE, res_type="soxr_hq", axis=axis)
+        assert ours.shape == theirs.shape and ours.dtype == np.float32
+
+
 def test_the_team_librarys_rates_resample_and_trim_as_librosa(shared_data: Path) -> None:
     """Tracks at 44.1 and 48 kHz (the demo clips are all at 22 050 Hz, which needs no resampling)."""
     tracks = sorted((shared_data / "library").glob("*.ogg"))[:4]

@@ -6,6 +6,7 @@ positions exactly. The reference is libsndfile's whole-file decode: its seeks la
 """
 from __future__ import annotations
 
+import itertools
 import struct
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core import audio
+from core import audio, ogg_vorbis
 from core.audio import decode, load_segments
 from core.errors import UserError
 from core.ogg_vorbis import OggVorbis, VorbisUnreadable
@@ -176,4 +177,71 @@ def test_a_corrupt_ogg_gets_a_friendly_error_or_libsndfiles_reading(tmp_path: Pa
 def test_not_an_ogg_file_is_declined_before_it_is_read(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "tone.flac", music(5.0))
     with pytest.raises(VorbisUnreadable, match="not an Ogg file"):
+        OggVorbis(path)
+
+
+def naive_pages(data: bytes) -> tuple[list[int], list[bytes], int]:
+    """(page offsets, every packet, packets that span pages) of an Ogg file, the plain way: each page's
+    lacing values in order, a packet ending at each value under 255."""
+    offsets: list[int] = []
+    packets: list[bytes] = []
+    pieces: list[bytes] = []
+    spanning, at = 0, 0
+    while at < len(data):
+        offsets.append(at)
+        lacing = data[at + 27:at + 27 + data[at + 26]]
+        body = at + 27 + len(lacing)
+        spanning += bool(pieces)
+        for lace in lacing:
+            pieces.append(data[body:body + lace])
+            body += lace
+            if lace < 255:
+                packets.append(b"".join(pieces))
+                pieces = []
+        at = body
+    return offsets, packets, spanning
+
+
+def test_packets_built_from_any_index_are_the_files_own(tmp_path: Path) -> None:
+    """A read builds the packets it decodes, from the one it starts at: from every index they are the file's
+    packets, those that span pages too (a 150 kB comment header spans three: the middle one ends no
+    packet)."""
+    path = tmp_path / "tagged.ogg"
+    y = music(20.0, sr=44_100)
+    with sf.SoundFile(path, "w", samplerate=44_100, channels=1, format="OGG", subtype="VORBIS") as f:
+        f.comment = "a long comment " * 10_000
+        for i in range(0, y.size, 44_100):
+            f.write(y[i:i + 44_100])
+    data = path.read_bytes()
+    _, want, spanning = naive_pages(data)
+    assert len(want[1]) > 2 * 255 * 255 and spanning >= 2
+    buffer = bytearray(data) + bytes(64)
+    pages = ogg_vorbis._pages(buffer, len(data))
+    assert pages.ended[-1] == len(want)
+    assert [bytes(p) for p in ogg_vorbis._packets(buffer, pages, 0)] == want
+    for first in range(len(want)):
+        got = itertools.islice(ogg_vorbis._packets(buffer, pages, first), 3)
+        assert [bytes(p) for p in got] == want[first:first + 3], first
+    check_reads_match_libsndfile(path, [0, 5_000, 400_000, 800_000], 60_000)
+
+
+@pytest.mark.parametrize("damage, error", [("capture pattern", "not an Ogg page"),
+                                           ("another stream's page", "more than one logical stream"),
+                                           ("cut inside a page", "a truncated Ogg page")])
+def test_a_damaged_page_far_into_the_file_is_refused_at_open(stereo_ogg: Path, tmp_path: Path, damage: str,
+                                                             error: str) -> None:
+    """Every page's header is read at open (only the packets wait for a read), so a page damaged at 90 % of
+    the file is refused before any read, as one at its start is; core.audio then asks libsndfile."""
+    data = bytearray(stereo_ogg.read_bytes())
+    offsets, _, _ = naive_pages(bytes(data))
+    at = offsets[len(offsets) * 9 // 10]
+    if damage == "capture pattern":
+        data[at:at + 4] = b"OggX"
+    elif damage == "another stream's page":  # a chained file: its next stream has another serial number
+        data[at + 14] ^= 0xFF
+    else:
+        data = data[:at + 27 + data[at + 26] + 100]
+    path = tmp_path / "damaged.ogg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(VorbisUnreadable, match=error):
         OggVorbis(path)
