@@ -9,8 +9,11 @@ mood and embedding together, and nothing is computed that no loaded model reads.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import logging
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +92,32 @@ class ClipAnalysis:
 def init_worker(memory_mb: int = 0, warm_models: Path | None = None) -> None:
     """Process-pool initializer: one thread of numeric work per process, quiet TensorFlow, a lower priority
     than the bot's event loop (which must keep answering Discord while analyses run) and a memory cap.
-    With `warm_models`, the worker also warms up (warm_up) before it takes its first task."""
+    With `warm_models`, the worker also warms up (warm_up) before it takes its first task. At its end the
+    worker skips the interpreter's tear-down (`_exit_without_teardown`)."""
     global _inference_threads
+    if multiprocessing.parent_process() is not None:  # a pool's worker, never a command's own process
+        atexit.register(_exit_without_teardown)
     # Both pools that start from here hand their heap back after every task (core.jobs.pool, fetches).
     become_background(WORKER_NICENESS, memory_mb, map_large_blocks=False)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _inference_threads = 1
     if warm_models is not None:
         warm_up(warm_models)
+
+
+def _exit_without_teardown() -> None:
+    """A spawned worker that has finished (its pool shut down, multiprocessing's own clean-up done) ends
+    here instead of in Python's tear-down of every module and object (ONNX Runtime, numba, the heap of an
+    analysis): that tear-down took 0.15-0.24 s a worker and made a warmed pool's shutdown, which every
+    command that analyses waits for, 0.35-0.73 s instead of 0.04-0.23 (loaded machine). A worker holds
+    nothing to save: its results went back with each task."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def warm_up(models_dir: Path) -> None:

@@ -31,7 +31,7 @@ from core.errors import EmptyLibrary, LibraryBusy, MemberBusy, PlaylistLink, Too
 from core.fetch import is_link
 from core.jobs import Scheduler, models_version, open_scheduler
 from core.jobs.fetches import FetchPool
-from core.library import AddReport, Library, Progress, ReindexReport, Screen, report_progress
+from core.library import AddReport, Intake, Library, Progress, ReindexReport, Screen, report_progress
 from core.shelf import shelf_for
 from core.store import Store, TrackRow
 
@@ -182,7 +182,8 @@ SCREEN_TRACKS = 8
 class Service:
     """Owns the store, the scheduler and the per-guild indexes. Create with `await Service.open(...)`."""
 
-    def __init__(self, settings: Settings, store: Store, jobs: Scheduler, version: str) -> None:
+    def __init__(self, settings: Settings, store: Store, jobs: Scheduler,
+                 version: asyncio.Future[str]) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
@@ -196,14 +197,23 @@ class Service:
         self.library_limits = Limits.of(settings, max_segments=min(settings.library_segments,
                                                                    settings.max_segments))
         self.shelf = shelf_for(store, settings)
+        self._version = version
+        self._versions = asyncio.ensure_future(self._library_version())
+        self.library = Library(settings, store, self._analyse_for_library, self._versions, self.shelf)
+
+    async def _library_version(self) -> str:
         # A track analysed on another number of segments is analysed again, as one from other models is.
-        self.library = Library(settings, store, self._analyse_for_library,
-                               f"{version}|segments={self.library_limits.max_segments}", self.shelf)
+        return f"{await self._version}|segments={self.library_limits.max_segments}"
 
     @classmethod
-    async def open(cls, settings: Settings) -> Service:
+    async def open(cls, settings: Settings, *, wait_for_workers: bool = True) -> Service:
         """Open the store (applying migrations) and the scheduler. The models are loaded by the workers,
-        never in this process, so the bot's event loop never waits on TensorFlow."""
+        never in this process, so the bot's event loop never waits on TensorFlow.
+
+        The workers start at once and name the models' version (`models_version`). With
+        `wait_for_workers`, open returns once they have (and fails if they cannot); without, it returns
+        at once and whatever needs the version waits for it: the command line's `library add` registers
+        its files while the workers start (0.45 s: spawn, imports, model loading, warm-up)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         one_blas_thread()
         store = await Store.connect(settings)
@@ -212,15 +222,21 @@ class Service:
         except BaseException:
             await store.close()
             raise
-        try:
-            version = await jobs.run(models_version, Limits.of(settings))
-        except BaseException:
-            await jobs.close()
-            await store.close()
-            raise
+        version = asyncio.ensure_future(jobs.run(models_version, Limits.of(settings)))
+        if wait_for_workers:
+            try:
+                await version
+            except BaseException:
+                version.cancel()
+                await jobs.close()
+                await store.close()
+                raise
         return cls(settings, store, jobs, version)
 
     async def close(self) -> None:
+        for starting in (self._version, self._versions):  # nobody needs the version any more
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         await self.fetches.close()
         await self.jobs.close()
         await self.store.close()
@@ -376,40 +392,52 @@ class Service:
             "failed": counts.get("failed", 0),
             "indexed": _indexed_tracks(index),
             "index_backend": self.settings.index_backend,
-            "analysis_version": self.library.version,
+            "analysis_version": await self.library.version(),
         }
 
     async def add_to_library(self, guild_id: int, sources: Sequence[str | Upload | Path], *,
                              added_by: int | None = None, progress: Progress | None = None,
                              fetch_progress: Progress | None = None) -> AddReport:
-        """Register every source (files, folders, uploads, links, playlist links), then analyse the new
-        tracks and update the index. Bad sources, and bad entries of a playlist, are reported one by one;
-        they do not stop the others.
+        """Register every source (files, folders, uploads, links, playlist links), analysing each new track
+        as soon as it is registered (`core.library.Intake`), then update the index. Bad sources, and bad
+        entries of a playlist, are reported one by one; they do not stop the others.
 
         A playlist link has its entries listed without downloading them. Entries already in the library are
         skipped and entries the link pre-check refuses are reported, neither counting against the limit; of
         the others, at most `max_playlist_entries` (over the whole call) are fetched, each as a link of its
         own, so adding the same link again continues with the next ones. `fetch_progress(done, total)`
-        follows those downloads; `progress`, the analysis."""
+        follows those downloads; `progress`, the analysis, whose total grows as tracks are registered."""
         report = AddReport()
         room = self.settings.max_playlist_entries
         async with self._member(added_by), self._library_exclusive(guild_id, wait=True):
-            for source in sources:
+            screen = await self._same_recording_screen(guild_id)
+            async with Intake(self.library, guild_id, progress=progress, screen=screen) as intake:
                 try:
-                    room -= await self._register(guild_id, source, added_by=added_by, report=report,
-                                                 room=room, progress=fetch_progress)
-                except UserError as exc:
-                    report.failed.append((_describe(source), str(exc)))
-            new_ids = [a.track_id for a in report.added]
-            if new_ids:
-                reindexed = await self.library.reindex(guild_id, only=new_ids, progress=progress,
-                                                       screen=await self._same_recording_screen(guild_id))
+                    for source in sources:
+                        try:
+                            room -= await self._register(guild_id, source, added_by=added_by, report=report,
+                                                         room=room, progress=fetch_progress, intake=intake)
+                        except UserError as exc:
+                            report.failed.append((_describe(source), str(exc)))
+                    reindexed = await intake.finish()
+                except Exception:
+                    await self._take_back_if_the_workers_failed(guild_id, report)
+                    raise
+            if report.added:
                 dropped = {*reindexed.failed_ids, *reindexed.already_there_ids}
                 await self.library.discard(guild_id, dropped)
                 report.added = [a for a in report.added if a.track_id not in dropped]
                 report.failed.extend(reindexed.failed)
                 report.already_there.extend(reindexed.already_there)
         return report
+
+    async def _take_back_if_the_workers_failed(self, guild_id: int, report: AddReport) -> None:
+        """An add whose workers could not start or name their models (`Service.open` without waiting for
+        them) has registered tracks it cannot analyse: they are taken out again, as when open failed
+        before registering anything, so that adding them again, once that is fixed, adds them."""
+        versions = self._versions
+        if versions.done() and not versions.cancelled() and versions.exception() is not None:
+            await self.library.discard(guild_id, [a.track_id for a in report.added])
 
     async def _same_recording_screen(self, guild_id: int) -> Screen:
         """An add's check that a new track is not a song the library already has under another file or
@@ -454,33 +482,38 @@ class Service:
         return same_recording
 
     async def _register(self, guild_id: int, source: str | Upload | Path, *, added_by: int | None,
-                        report: AddReport, room: int, progress: Progress | None) -> int:
-        """Register one source; returns how many playlist entries it downloaded (0 unless a playlist)."""
+                        report: AddReport, room: int, progress: Progress | None, intake: Intake) -> int:
+        """Register one source, handing each new track to `intake`; returns how many playlist entries it
+        downloaded (0 unless a playlist)."""
         if isinstance(source, Upload):
             await self._with_file(source, lambda p, n: self.library.register_file(
                 guild_id, p, source=f"upload:{n}", title=Path(n).stem, added_by=added_by, copy=True,
-                report=report))
+                report=report, intake=intake))
         elif isinstance(source, str) and is_link(source):
             try:
-                await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report)
+                await self._register_link(guild_id, source.strip(), None, added_by=added_by, report=report,
+                                          intake=intake)
             except PlaylistLink:
                 return await self._register_playlist(guild_id, source.strip(), added_by=added_by,
-                                                     report=report, room=room, progress=progress)
+                                                     report=report, room=room, progress=progress,
+                                                     intake=intake)
         else:
-            await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report)
+            await self.library.register_path(guild_id, Path(source), added_by=added_by, report=report,
+                                             intake=intake)
         return 0
 
     async def _register_link(self, guild_id: int, url: str, title: str | None, *, added_by: int | None,
-                             report: AddReport) -> None:
+                             report: AddReport, intake: Intake) -> None:
         """One track behind a link; `title` (a playlist's name for it) wins over the site's."""
         self.check_link(url)
         async with self._fetched(url) as (fetched, resolved):
             named = (resolved.artist, resolved.title) if resolved else (fetched.artist, fetched.title)
             await self.library.register_file(guild_id, fetched.path, source=url, title=title or named[1],
-                                             artist=named[0], added_by=added_by, copy=True, report=report)
+                                             artist=named[0], added_by=added_by, copy=True, report=report,
+                                             intake=intake)
 
     async def _register_playlist(self, guild_id: int, url: str, *, added_by: int | None, report: AddReport,
-                                 room: int, progress: Progress | None) -> int:
+                                 room: int, progress: Progress | None, intake: Intake) -> int:
         playlist = await self.fetches.run(_list_entries, url, self.settings)
         if not playlist.entries:
             report.failed.append((url, "that playlist has no entries."))
@@ -504,7 +537,7 @@ class Service:
             await report_progress(progress, done, len(taken))
             try:
                 await self._register_link(guild_id, entry.url, entry.title, added_by=added_by,
-                                          report=report)
+                                          report=report, intake=intake)
             except UserError as exc:  # a private address, a dead link, a playlist inside the playlist…
                 report.failed.append((entry.url, str(exc)))
         await report_progress(progress, len(taken), len(taken))

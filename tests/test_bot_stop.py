@@ -163,35 +163,62 @@ async def test_sigterm_stops_the_bot_as_cleanly_as_ctrl_c_mid_reindex(tmp_path: 
         await server.stop()
 
 
-async def test_sigterm_stops_a_cli_reindex_as_ctrl_c_does(tmp_path: Path) -> None:
-    """`cratedigger library reindex` from a timer unit or a container job: the same clean stop, and the
-    shell's status for an end by SIGTERM (143) with one line on stderr, not a traceback."""
+def _two_clips(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(a folder of two demo clips, the database, a CLI environment holding the second one's analysis)."""
     music = tmp_path / "music"
     music.mkdir()
     for name in CLIPS[:2]:
         shutil.copy(DEMO_CLIPS / name, music / name)
     data_dir = tmp_path / "data"
-    db = data_dir / "cratedigger.sqlite3"
     env = process_env(CRATEDIGGER_DATA_DIR=data_dir, CRATEDIGGER_WORKERS=1, HOLD_ANALYSIS=CLIPS[1])
+    return music, data_dir / "cratedigger.sqlite3", env
+
+
+async def _sigterm_once_the_first_is_committed(cli: Process, db: Path) -> None:
+    """Once the first clip is committed and the second held, SIGTERM the CLI; check it stopped cleanly: the
+    shell's status for an end by SIGTERM (143) with one line on stderr, no helper process left, SQLite
+    closed."""
+    await cli.wait_for_log(f"holding the analysis of {CLIPS[1]}", timeout=300)
+    for _ in range(3000):  # until the first track is committed and only the held one is left
+        if sum("segments=16" in (v or "") for v in _versions(db).values()) == 1:
+            break
+        await asyncio.sleep(0.1)
+    children = _children(cli.popen.pid)
+    assert children
+    os.kill(cli.popen.pid, signal.SIGTERM)
+    code = await asyncio.to_thread(cli.popen.wait, 120)
+    assert code == 128 + signal.SIGTERM, cli.text()[-3000:]
+    assert cli.text().splitlines()[-1] == "cratedigger: stopped (SIGTERM)"
+    assert "Traceback" not in cli.text()
+    assert await _left_running(children) == []
+    assert not Path(f"{db}-wal").exists()
+
+
+async def test_sigterm_stops_a_cli_reindex_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`cratedigger library reindex` from a timer unit or a container job: the same clean stop."""
+    music, db, env = _two_clips(tmp_path)
     await _run_cli(["library", "add", str(music)], {**env, "CRATEDIGGER_LIBRARY_SEGMENTS": "8"},
                    tmp_path / "add.log")
     cli = start(["library", "reindex"], env, tmp_path / "reindex.log", module="tests.held_cratedigger")
     try:
-        await cli.wait_for_log(f"holding the analysis of {CLIPS[1]}", timeout=300)
-        for _ in range(3000):  # until the first track is committed and only the held one is left
-            if sum("segments=16" in v for v in _versions(db).values()) == 1:
-                break
-            await asyncio.sleep(0.1)
-        children = _children(cli.popen.pid)
-        assert children
-        os.kill(cli.popen.pid, signal.SIGTERM)
-        code = await asyncio.to_thread(cli.popen.wait, 120)
-        assert code == 128 + signal.SIGTERM, cli.text()[-3000:]
-        assert cli.text().splitlines()[-1] == "cratedigger: stopped (SIGTERM)"
-        assert "Traceback" not in cli.text()
-        assert await _left_running(children) == []
-        assert not Path(f"{db}-wal").exists()
+        await _sigterm_once_the_first_is_committed(cli, db)
         assert sum("segments=16" in v for v in _versions(db).values()) == 1  # the finished track kept
+    finally:
+        cli.stop()
+
+
+async def test_sigterm_stops_a_cli_add_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`cratedigger library add` analyses each track as soon as it is registered, while its workers are
+    still starting (core.library.Intake): stopped with one track analysed and one in flight, it ends the
+    same clean way, keeps the finished track and leaves the other pending for the next reindex."""
+    music, db, env = _two_clips(tmp_path)
+    cli = start(["library", "add", str(music)], env, tmp_path / "add.log", module="tests.held_cratedigger")
+    try:
+        await _sigterm_once_the_first_is_committed(cli, db)
+        with _sqlite(db) as conn:
+            rows = conn.execute("SELECT source, status FROM tracks").fetchall()
+        assert {Path(source).name: status for source, status in rows} == {CLIPS[0]: "ready",
+                                                                          CLIPS[1]: "pending"}
     finally:
         cli.stop()
 

@@ -25,9 +25,12 @@ def database_id(text: str) -> int:
     return value
 
 
-def with_service(settings: Settings, use_case: Callable[[Service], Awaitable[T]]) -> T:
+def with_service(settings: Settings, use_case: Callable[[Service], Awaitable[T]], *,
+                 wait_for_workers: bool = True) -> T:
+    """Open the service, run `use_case` on it, close it. `wait_for_workers=False` lets the use case start
+    while the analysis workers are still starting (`Service.open`)."""
     async def go() -> T:
-        service = await Service.open(settings)
+        service = await Service.open(settings, wait_for_workers=wait_for_workers)
         try:
             return await use_case(service)
         finally:

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 
 class _Bar:
-    """A tqdm progress bar on stderr (tracks/s and ETA), fed by the service's progress callback."""
+    """A tqdm progress bar on stderr (tracks/s and ETA), fed by the service's progress callback. An add's
+    total grows while its files are still being registered: the bar's total follows it."""
 
     def __init__(self, description: str, enabled: bool) -> None:
         self.description = description
@@ -59,6 +60,8 @@ class _Bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=self.description, unit="track", file=sys.stderr)
+        if total != self.bar.total:
+            self.bar.total = total
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
@@ -83,8 +86,10 @@ def add_tracks(args: argparse.Namespace, settings: Settings) -> Outcome:
     downloads = _Bar("downloading playlist entries", enabled=not args.json)
     bar = _Bar("analysing", enabled=not args.json)
     try:
+        # the files are registered, and the first analysed, while the workers start
         report = with_service(settings, lambda s: s.add_to_library(args.guild, args.sources, progress=bar,
-                                                                   fetch_progress=downloads))
+                                                                   fetch_progress=downloads),
+                              wait_for_workers=False)
     finally:
         downloads.close()
         bar.close()
