@@ -255,14 +255,11 @@ class Library:
         except UserError as exc:
             report.failed.append((str(path), str(exc)))
 
-    async def reindex(self, guild_id: int, *, full: bool = False, progress: Progress | None = None,
-                      screen: Screen | None = None) -> ReindexReport:
+    async def reindex(self, guild_id: int, *, full: bool = False,
+                      progress: Progress | None = None) -> ReindexReport:
         """Analyse the tracks that need it (all with `full`), committing each as it finishes, then rebuild
-        the index from the database and swap it in.
-
-        `screen` (an add's) sees each analysis before it is committed: a track it names the same recording
-        as a library track is not committed, and is reported in `already_there`. Screening and committing
-        take turns, so a track screened later sees the ones committed before it."""
+        the index from the database and swap it in. (An add screens its tracks for recordings the library
+        already has: `Intake`.)"""
         started = time.perf_counter()
         report = ReindexReport()
         rows = await self.store.tracks(guild_id)
@@ -274,7 +271,7 @@ class Library:
 
         async def one(row: TrackRow) -> None:
             nonlocal done
-            await self.analyse_track(row, report, screening, screen)
+            await self.analyse_track(row, report, screening, None)
             done += 1
             await report_progress(progress, done, len(todo))
 
